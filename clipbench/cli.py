@@ -22,6 +22,7 @@ EPILOG_RUN = """examples:
   clipbench run --method full-ft linear-probe --seeds 1     two methods, one seed
   clipbench run --method full-ft --option full-ft.lr=1e-4   change one option of a method
   clipbench run --method zeroshot --suite default --task shape --shots 4
+  clipbench run --method saft --suite imagenet-dg --model ViT-B-32 --pretrained openai --data ~/datasets
 
 Results go to OUT/<suite>__<method>__<model>__<config hash>.json after every cell;
 running the same command again resumes from the cells already done."""
@@ -69,10 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=Path("results"),
                      help="folder for result files (default: ./%(default)s)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
-    run.add_argument("--model", default=None,
-                     help="open_clip architecture, e.g. ViT-B-32 (default: the suite's model, clipbench-tiny)")
-    run.add_argument("--pretrained", default=None, help="open_clip pretrained tag, e.g. openai")
-    run.add_argument("--checkpoint", default=None, help="a local weights file instead of a pretrained tag")
+    _model_arguments(run)
+    _data_arguments(run)
     run.add_argument("--option", "-o", type=_option, action="append", default=[], metavar="METHOD.KEY=VALUE",
                      help="override one option of a method's config (repeatable)")
     run.add_argument("--batch-size", type=int, default=512, help="evaluation batch size (default: %(default)s)")
@@ -93,11 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
                                       "correlation of each with the measured ID gain and forgetting.")
     diff.add_argument("--suite", default="default")
     diff.add_argument("--task", nargs="+", default=[], metavar="NAME")
-    diff.add_argument("--model", default=None)
-    diff.add_argument("--pretrained", default=None)
-    diff.add_argument("--checkpoint", default=None)
+    _model_arguments(diff)
+    _data_arguments(diff)
     diff.add_argument("--device", default="auto")
     diff.add_argument("--results", type=Path, default=None, help="a result file or a folder of them")
+
+    data = sub.add_parser("data", help="check that a suite's real datasets are where clipbench looks")
+    data_sub = data.add_subparsers(dest="action", metavar="ACTION", required=True)
+    dcheck = data_sub.add_parser("check", help="per dataset: present, missing or corrupt, with image counts",
+                                 description="Look for every dataset a suite uses under --data and report, per "
+                                             "dataset, the folder looked in, classes and images per split, "
+                                             "and missing, empty or (with --decode) undecodable image files.")
+    dcheck.add_argument("--suite", required=True, help="suite whose datasets to check, e.g. imagenet-dg")
+    dcheck.add_argument("--data", type=Path, default=None,
+                        help="root folder of the datasets (default: $CLIPBENCH_DATA_DIR)")
+    dcheck.add_argument("--decode", action="store_true", help="also decode every image (slow on big datasets)")
 
     board = sub.add_parser("leaderboard", help="build the Markdown leaderboards or check a submission")
     board_sub = board.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -149,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     err = Console(stderr=True)
     try:
-        return {"run": cmd_run, "list": cmd_list, "difficulty": cmd_difficulty, "pretrain": cmd_pretrain,
+        return {"run": cmd_run, "list": cmd_list, "data": cmd_data, "difficulty": cmd_difficulty, "pretrain": cmd_pretrain,
                 "leaderboard": cmd_leaderboard, "report": cmd_report, "bench": cmd_bench}[args.command](args, console)
     except ClipbenchError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
@@ -157,6 +166,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted.[/] Finished cells are saved; run the same command again to resume.")
         return 130
+
+
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None,
+                   help="model name: clipbench-tiny or an open_clip architecture, e.g. ViT-B-32 (default: the "
+                        "suite's model; `clipbench list models` shows what is available offline)")
+    p.add_argument("--pretrained", default=None,
+                   help="open_clip pretrained tag, e.g. openai or laion2b_s34b_b79k (default: the suite's)")
+    p.add_argument("--checkpoint", default=None,
+                   help="a local weights file (open_clip or OpenAI format) instead of a pretrained tag")
+
+
+def _data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, default=None, metavar="ROOT",
+                   help="folder holding the real datasets of suites such as imagenet-dg, fewshot11, forgetting "
+                        "(layouts in the README; default: $CLIPBENCH_DATA_DIR)")
+    p.add_argument("--download", action="store_true",
+                   help="let torchvision download the datasets it can (CIFAR, STL-10, MNIST, SVHN, FGVC-Aircraft) "
+                        "into --data; off by default, nothing is fetched without it")
 
 
 def _registry():
@@ -177,7 +205,7 @@ def cmd_run(args, console: Console) -> int:
                                 seeds=args.seeds, model=args.model, pretrained=args.pretrained,
                                 checkpoint=args.checkpoint, device=args.device, out_dir=args.out,
                                 options=options, batch_size=args.batch_size, cache=not args.no_cache,
-                                precision=args.precision)
+                                precision=args.precision, data=args.data, download=args.download)
     pm, registry = _registry()
     show = not args.no_progress and console.is_terminal
     with ui.RichReporter(console, enabled=show) as reporter:
@@ -215,7 +243,8 @@ def cmd_list(args, console: Console) -> int:
         suites = [registry.suite(args.suite)] if args.suite else [registry.suites[n] for n in sorted(registry.suites)]
         for s in suites:
             for t in s.tasks.values():
-                table.add_row(s.name, t.name, str(t.num_classes), ", ".join(t.shifts) or "-",
+                classes = str(t.num_classes) if t.classnames else "read from --data"
+                table.add_row(s.name, t.name, classes, ", ".join(t.shifts) or "-",
                               ", ".join(t.probes) or "-", t.description)
     else:
         table = _models_table(registry)
@@ -256,10 +285,12 @@ def cmd_difficulty(args, console: Console) -> int:
 
     pm, registry = _registry()
     request = runner.RunRequest(methods=[], suite=args.suite, tasks=args.task, model=args.model,
-                                pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device)
+                                pretrained=args.pretrained, checkpoint=args.checkpoint, device=args.device,
+                                data=args.data, download=args.download)
     suite = registry.suite(args.suite)
     tasks = suite.selected(args.task)
     model = runner.load_for(request, suite, registry, runner.resolve_device(args.device))
+    runner.attach_data(request, suite, tasks, model)
     rows = [difficulty.task_difficulty(model, t) for t in tasks]
     table = Table(title=f"task difficulty on {suite.name} ({model.name}, {model.pretrained})")
     for col in ("task", "classes", "test images", "silhouette", "mean correct cosine"):
@@ -278,6 +309,37 @@ def cmd_difficulty(args, console: Console) -> int:
                          *("n/a (< 3 tasks)" if r[m] != r[m] else f"{r[m]:+.3f}" for m in ("silhouette", "cosine")))
         console.print(corr)
     return 0
+
+
+def cmd_data(args, console: Console) -> int:
+    from clipbench.data import real
+    from clipbench.tasks import default_data_dir
+
+    pm, registry = _registry()
+    suite = registry.suite(args.suite)
+    root = args.data or default_data_dir()
+    if suite.data is None:
+        console.print(f"Suite {suite.name!r} reads no datasets from disk: nothing to check.")
+        return 0
+    if root is None:
+        raise ClipbenchError("Pass --data ROOT (the folder that holds your datasets) or set CLIPBENCH_DATA_DIR.")
+    used = real.datasets_of(suite)
+    table = Table(title=f"datasets of suite {suite.name} under {root}")
+    for col in ("dataset", "state", "classes", "images", "looked in", "problems"):
+        table.add_column(col, overflow="fold", ratio=3 if col == "problems" else None)
+    states = []
+    for ds in used:
+        st = real.check(ds, Path(root), decode=args.decode)
+        states.append(st.state)
+        colour = {"present": "green", "missing": "yellow", "corrupt": "red"}[st.state]
+        counts = ", ".join(f"{k} {v:,}" for k, v in st.counts.items()) or "-"
+        table.add_row(st.dataset, f"[{colour}]{st.state}[/{colour}]", st.classes or "-", counts,
+                      str(st.path), "; ".join(st.problems) or "-")
+    console.print(table)
+    summary = {s: states.count(s) for s in ("present", "missing", "corrupt")}
+    console.print(f"{summary['present']} present, {summary['missing']} missing, {summary['corrupt']} corrupt "
+                  f"of {len(states)} datasets. Expected layouts: README.md, section 'Real datasets'.")
+    return 0 if summary["present"] == len(states) else 1
 
 
 def cmd_leaderboard(args, console: Console) -> int:

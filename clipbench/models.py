@@ -188,19 +188,44 @@ def _load_open_clip(name: str, pretrained: str | None, checkpoint: str | None, d
         raise ClipbenchError(f"Unknown model {name!r}: not an open_clip architecture "
                              f"(see `clipbench list models`).")
     source = checkpoint or pretrained
+    if not source:
+        tags = [t for arch, t in open_clip.list_pretrained() if arch == name]
+        raise ClipbenchError(f"Model {name} needs weights: pass --pretrained TAG ({', '.join(tags[:6]) or 'none known'}"
+                             f"{', ...' if len(tags) > 6 else ''}) or --checkpoint PATH.")
     if checkpoint and not Path(checkpoint).is_file():
         raise ClipbenchError(f"Checkpoint not found: looked for {checkpoint}.")
+    if not checkpoint and pretrained not in open_clip.list_pretrained_tags_by_model(name) \
+            and not Path(pretrained).is_file():
+        raise ClipbenchError(f"Unknown pretrained tag {pretrained!r} for {name}: known tags are "
+                             f"{', '.join(open_clip.list_pretrained_tags_by_model(name)) or 'none'}.")
     logging.disable(logging.ERROR)  # open_clip logs its own download failure; we say it once, below
     try:
         module, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=source, device=device)
     except Exception as exc:
+        if checkpoint:
+            raise ClipbenchError(f"Could not load model {name} from the checkpoint {checkpoint}: "
+                                 f"{type(exc).__name__}: {_first_line(exc)}.") from exc
         raise ClipbenchError(
-            f"Could not load model {name} with weights {source!r}: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0].rstrip('.') if str(exc) else ''}. Download them on a machine with network access "
-            "into the Hugging Face cache (HF_HOME) or pass a local file with --checkpoint.") from exc
+            f"The weights of {name} (pretrained tag {pretrained!r}) are not available offline: looked in the "
+            f"Hugging Face cache {_hf_cache_dir()} and open_clip's cache {Path.home() / '.cache' / 'clip'} and "
+            f"could not download them ({type(exc).__name__}); download them where there is network (the cache "
+            "location is set by HF_HOME or HF_HUB_CACHE) or pass a local file with --checkpoint PATH.") from exc
     finally:
         logging.disable(logging.NOTSET)
     norm = next((t for t in getattr(preprocess, "transforms", []) if t.__class__.__name__ == "Normalize"), None)
     mean = tuple(norm.mean) if norm is not None else OPENAI_MEAN
     std = tuple(norm.std) if norm is not None else OPENAI_STD
     return ClipModel(module, open_clip.get_tokenizer(name), name, source or "random", mean, std)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0].rstrip(".") if str(exc) else ""
+
+
+def _hf_cache_dir() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.HF_HUB_CACHE)
+    except ImportError:  # open_clip without huggingface_hub: only URL downloads
+        return str(Path.home() / ".cache" / "huggingface" / "hub")

@@ -24,6 +24,7 @@ ENTRY_POINT_GROUP = "clipbench"
 DEFAULT_PLUGINS = (
     "clipbench.models_plugin",
     "clipbench.suites.default",
+    "clipbench.suites.real",
     "clipbench.methods.zeroshot",
     "clipbench.methods.linear_probe",
     "clipbench.methods.full_ft",

@@ -102,11 +102,11 @@ class Evaluator:
             feats = self.features(images, label).to(adapted.model.device)
             for i in range(0, len(feats), self.batch_size):
                 f = adapted.transform_image_features(feats[i:i + self.batch_size])
-                preds.append(adapted.logits_from_features(f, task).argmax(dim=-1).cpu())
+                preds.append(predict(adapted.logits_from_features(f, task), images.classes))
         else:
             tick = self.reporter.stage(f"eval {label}", len(images))
             for batch, _ in images.batches(self.batch_size):
-                preds.append(adapted.classify(batch, task).cpu())
+                preds.append(predict(adapted.logits(batch, task), images.classes))
                 tick(sum(len(p) for p in preds), len(images))
         self.images_scored += len(images)
         self.seconds += time.perf_counter() - start
@@ -117,6 +117,14 @@ class Evaluator:
         if key not in self._reference:
             self._reference[key] = self.accuracy(pretrained, images, task, f"zero-shot {label}")
         return self._reference[key]
+
+
+def predict(logits: torch.Tensor, classes: list[int] | None) -> torch.Tensor:
+    """Predicted labels; with ``classes``, the best of those classes only (ImageNet-A/-R's 200 of 1000)."""
+    if classes is None:
+        return logits.argmax(dim=-1).cpu()
+    keep = torch.as_tensor(classes, device=logits.device)
+    return keep[logits.index_select(-1, keep).argmax(dim=-1)].cpu()
 
 
 def image_encoder_fingerprint(model: ClipModel) -> str:

@@ -21,7 +21,7 @@ from clipbench.cache import EmbeddingCache
 from clipbench.errors import ClipbenchError
 from clipbench.models import ClipModel, load_model
 from clipbench.plugins import Registry
-from clipbench.tasks import Suite, Task
+from clipbench.tasks import Suite, Task, default_data_dir
 
 
 @dataclass
@@ -40,6 +40,8 @@ class RunRequest:
     batch_size: int = 512
     cache: bool = True
     precision: str = "fp32"
+    data: Path | None = None  # root of real datasets (suites on real data); default $CLIPBENCH_DATA_DIR
+    download: bool = False  # let torchvision fetch datasets it knows how to fetch
 
 
 def resolve_device(device: str) -> torch.device:
@@ -54,10 +56,29 @@ def resolve_device(device: str) -> torch.device:
 
 def load_for(request: RunRequest, suite: Suite, registry: Registry, device: torch.device) -> ClipModel:
     name = request.model or suite.default_model
+    pretrained = request.pretrained
+    if pretrained is None and not request.checkpoint and name == suite.default_model:
+        pretrained = suite.default_pretrained
     source = registry.models.get(name)
     if source is not None:
-        return source.loader(pretrained=request.pretrained, checkpoint=request.checkpoint, device=str(device))
-    return load_model(name, request.pretrained, request.checkpoint, str(device))
+        return source.loader(pretrained=pretrained, checkpoint=request.checkpoint, device=str(device))
+    return load_model(name, pretrained, request.checkpoint, str(device))
+
+
+def attach_data(request: RunRequest, suite: Suite, tasks: list[Task], model: ClipModel) -> None:
+    """Point a real-data suite at ``--data`` and read the class names of every task the run uses.
+
+    Called after the model loads (its input size is the size images are decoded
+    to), before any training, so a missing dataset is reported before work starts.
+    """
+    if suite.data is not None:
+        suite.data.path = request.data or default_data_dir()
+        suite.data.download = request.download
+        suite.data.image_size = model.image_size
+    for task in tasks:
+        task.resolve()
+        for probe in task.probes:
+            suite.task(probe).resolve()
 
 
 @dataclass
@@ -108,6 +129,7 @@ def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
     p = plan(request, registry)
     model = load_for(request, p.suite, registry, p.device)
     model.module.eval()
+    attach_data(request, p.suite, p.tasks, model)
     for task in p.tasks:  # fail on too few shots before any training
         protocol.sample_fewshot_check(task, request.shots)
     evaluator = protocol.Evaluator(batch_size=request.batch_size, reporter=reporter,

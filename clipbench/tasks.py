@@ -11,7 +11,9 @@ from __future__ import annotations
 import abc
 import hashlib
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from functools import cached_property
 from typing import Callable, Iterator
 
@@ -26,6 +28,9 @@ class ImageSet(abc.ABC):
 
     fingerprint: str
     labels: torch.Tensor  # int64 (N,), known without decoding images (sampling needs it)
+    # The classes a set covers when it covers only some of its task's (ImageNet-A and -R: 200 of
+    # 1000); predictions are then restricted to these classes, as the literature scores them.
+    classes: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -34,10 +39,16 @@ class ImageSet(abc.ABC):
     def load(self, indices: torch.Tensor) -> torch.Tensor:
         """Images at ``indices`` as a uint8 (n, 3, H, W) tensor."""
 
+    def load_batches(self, rows: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+        """Images at ``rows`` in batches (sets read from disk decode them in worker processes)."""
+        for start in range(0, len(rows), batch_size):
+            yield self.load(rows[start:start + batch_size])
+
     def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(self), batch_size):
-            idx = torch.arange(start, min(start + batch_size, len(self)))
-            yield self.load(idx), self.labels[idx]
+        start = 0
+        for images in self.load_batches(torch.arange(len(self)), batch_size):
+            yield images, self.labels[start:start + len(images)]
+            start += len(images)
 
     def subset(self, indices: torch.Tensor, labels: torch.Tensor | None = None) -> "ImageSet":
         return SubsetImageSet(self, indices, labels)
@@ -64,11 +75,15 @@ class SubsetImageSet(ImageSet):
         self.parent = parent
         self.indices = indices.long()
         self.labels = parent.labels[self.indices] if labels is None else labels.long()
+        self.classes = parent.classes if labels is None else None
         self.fingerprint = hashlib.sha256(
             (parent.fingerprint + _hash_tensors(self.indices, self.labels)).encode()).hexdigest()[:16]
 
     def load(self, indices: torch.Tensor) -> torch.Tensor:
         return self.parent.load(self.indices[indices])
+
+    def load_batches(self, rows: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+        return self.parent.load_batches(self.indices[rows], batch_size)
 
 
 def _hash_tensors(*tensors: torch.Tensor) -> str:
@@ -91,8 +106,35 @@ class Lazy:
 
 
 @dataclass
+class DataRoot:
+    """Where a suite's real datasets are, filled in by the run (``--data``, ``--download``, the model's input size).
+
+    Suites on real data hold one and read it only when a task is first used, so
+    building and listing suites never touches the disk.
+    """
+
+    path: Path | None = None
+    download: bool = False
+    image_size: int = 224
+
+    def require(self, dataset: str) -> Path:
+        if self.path is None:
+            raise ClipbenchError(f"{dataset} is a real dataset: pass --data ROOT, the folder that holds your "
+                                 "datasets (layouts in the README), or set CLIPBENCH_DATA_DIR.")
+        return Path(self.path)
+
+
+def default_data_dir() -> Path | None:
+    return Path(os.environ["CLIPBENCH_DATA_DIR"]) if os.environ.get("CLIPBENCH_DATA_DIR") else None
+
+
+@dataclass
 class Task:
-    """A label space with its data.  ``class_split`` turns on base-to-new evaluation."""
+    """A label space with its data.  ``class_split`` turns on base-to-new evaluation.
+
+    Tasks on real data may leave ``classnames`` empty and give ``classnames_from``,
+    which reads them from the dataset's own files when the task is first used.
+    """
 
     name: str
     classnames: list[str]
@@ -103,6 +145,13 @@ class Task:
     probes: list[str] = field(default_factory=list)
     class_split: bool = False
     description: str = ""
+    classnames_from: Callable[[], list[str]] | None = None
+
+    def resolve(self) -> "Task":
+        """Read the class names of a real-data task (once); a no-op for tasks that carry them."""
+        if not self.classnames and self.classnames_from is not None:
+            self.classnames = list(self.classnames_from())
+        return self
 
     @property
     def num_classes(self) -> int:
@@ -142,6 +191,8 @@ class Suite:
     adapt_on: list[str]
     description: str = ""
     default_model: str = "clipbench-tiny"
+    default_pretrained: str | None = None
+    data: DataRoot | None = None  # set for suites on real datasets (see DataRoot)
     # Per-method option overrides for the suite's default model (e.g. a larger
     # learning rate for a 7.7M-parameter model), chosen on validation splits only;
     # recorded in every result's config and provenance.

@@ -28,7 +28,9 @@ def test_help_explains_every_run_option(capsys):
     (["run", "--method", "zeroshot", "--device", "tpu"], "Unknown device 'tpu'"),
     (["run", "--method", "zeroshot", "--option", "full-ft.lr=1"], "not among --method"),
     (["run", "--method", "zeroshot", "--model", "ViT-B-32", "--pretrained", "openai"],
-     "Could not load model ViT-B-32 with weights 'openai'"),
+     "The weights of ViT-B-32 (pretrained tag 'openai') are not available offline"),
+    (["run", "--method", "zeroshot", "--model", "ViT-B-32"], "needs weights: pass --pretrained TAG"),
+    (["run", "--method", "zeroshot", "--model", "ViT-B-32", "--pretrained", "opneai"], "Unknown pretrained tag 'opneai'"),
     (["run", "--method", "zeroshot", "--model", "ViT-Q-99"], "Unknown model 'ViT-Q-99'"),
 ])
 def test_user_mistakes_are_one_sentence_and_exit_2(capsys, tmp_path, argv, message):
