@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from clipbench.errors import ClipbenchError
@@ -270,10 +271,12 @@ def _models_table(registry) -> Table:
         tags = by_arch[arch]
         offline = []
         for tag in tags:
-            hf = (open_clip.get_pretrained_cfg(arch, tag) or {}).get("hf_hub", "")
+            cfg = open_clip.get_pretrained_cfg(arch, tag) or {}
+            hf = cfg.get("hf_hub", "")
             repo = "models--" + hf.strip("/").split("/")[0] + "--" + hf.strip("/").split("/")[1] if hf.count("/") >= 1 \
                 else None
-            if repo and repo in cached:
+            url_file = Path.home() / ".cache" / "clip" / os.path.basename(cfg.get("url") or "-")
+            if (repo and repo in cached) or url_file.is_file():
                 offline.append(tag)
         table.add_row(arch, ", ".join(tags[:4]) + (f" (+{len(tags) - 4})" if len(tags) > 4 else ""),
                       ", ".join(offline) if offline else "no: needs a download or --checkpoint", "open_clip")
@@ -424,14 +427,17 @@ def cmd_bench(args, console: Console) -> int:
             return code or 1
         data = json.loads(report.read_text())
     table = Table(title="timed kernels (best of rounds) against this machine's fp32 matmul peak, same run")
-    for col in ("kernel", "best ms", "items/s", "GFLOP/s", "peak GFLOP/s", "of peak"):
-        table.add_column(col, justify="left" if col == "kernel" else "right")
+    for col in ("kernel", "best ms", "items/s", "GFLOP/s", "peak GFLOP/s", "of peak", "ratio"):
+        table.add_column(col, justify="left" if col in ("kernel", "ratio") else "right", no_wrap=col == "kernel")
     for b in sorted(data["benchmarks"], key=lambda b: b["name"]):
         info = b.get("extra_info", {})
         rate = next((v for k, v in info.items() if k.endswith("_per_second")), None)
-        table.add_row(b["name"].removeprefix("test_"), f"{b['stats']['min'] * 1000:.1f}",
-                      "-" if rate is None else f"{rate:,.0f}", f"{info.get('gflops', float('nan')):.1f}",
-                      f"{info.get('peak_gflops', float('nan')):.1f}", f"{info.get('fraction_of_peak', float('nan')):.0%}")
+        ratio = f"{info['ratio']}x {info.get('ratio_of', '')}" if "ratio" in info else ""
+        table.add_row(escape(b["name"].removeprefix("test_").replace("_of_a_frozen_encoder_method", "")),
+                      f"{b['stats']['min'] * 1000:.1f}",
+                      "-" if rate is None else f"{rate:,.0f}",
+                      *(f"{info[k]:{f}}" if k in info else "-" for k, f in
+                        (("gflops", ".1f"), ("peak_gflops", ".1f"), ("fraction_of_peak", ".0%"))), ratio)
     console.print(table)
     return code
 

@@ -15,7 +15,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from open_clip.loss import ClipLoss
 
 from clipbench.data import world
 from clipbench.models import ClipModel, create_embedded, save_embedded_weights
@@ -83,6 +82,8 @@ def pretrain(cfg: PretrainConfig, out: Path, progress: Callable[[str, int, int],
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    from open_clip.loss import ClipLoss  # imported here: `clipbench --help` need not load open_clip
+
     loss_fn = ClipLoss()
     history = []
     start = time.time()

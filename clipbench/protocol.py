@@ -68,9 +68,17 @@ class Evaluator:
             adapted._image_encoder_fp = image_encoder_fingerprint(adapted.model)
         return adapted._image_encoder_fp == self._visual_fp
 
+    def pretrained_features(self, model: ClipModel, images: ImageSet) -> torch.Tensor | None:
+        """fp32 embeddings of ``images`` for a method's training, when ``model`` still has the pretrained
+        image encoder (checked from its weights) and there is a cache; else None (the method encodes)."""
+        if self.cache is None or self._visual_fp is None or image_encoder_fingerprint(model) != self._visual_fp:
+            return None
+        return self.features(images, "support", precision="fp32").clone()
+
     @torch.inference_mode()
-    def features(self, images: ImageSet, label: str = "") -> torch.Tensor:
+    def features(self, images: ImageSet, label: str = "", precision: str | None = None) -> torch.Tensor:
         """Pretrained image embeddings of a whole set, from the cache or encoded once into it."""
+        precision = precision or self.precision
 
         def encode():
             tick = self.reporter.stage(f"encode {label}", len(images))
@@ -81,11 +89,11 @@ class Evaluator:
                 tick(done, len(images))
             return torch.cat(out)
 
-        return self.cache.get_or_compute(self._visual_fp, images.fingerprint, f"features-{self.precision}",
-                                         lambda: self._autocast(encode))
+        return self.cache.get_or_compute(self._visual_fp, images.fingerprint, f"features-{precision}",
+                                         lambda: self._autocast(encode, precision))
 
-    def _autocast(self, fn):
-        if self.precision == "fp32":
+    def _autocast(self, fn, precision: str | None = None):
+        if (precision or self.precision) == "fp32":
             return fn()
         device = self._pretrained.device.type if self._pretrained is not None else "cpu"
         with torch.autocast(device_type=device, dtype=torch.bfloat16):
@@ -169,6 +177,7 @@ def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task,
     """Adapt on one k-shot sample and score the adapted model everywhere."""
     train_task, new_task = task_views(task)
     fewshot = sample_fewshot(train_task.train.value, train_task.num_classes, shots, seed, task.name)
+    fewshot.features_from = evaluator.pretrained_features
     torch.manual_seed(seed)
     ctx = AdaptContext(device=device, seed=seed, progress=reporter.stage(f"adapt {method.name} on {task.name}", 1))
     working = model.clone()
@@ -177,6 +186,7 @@ def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task,
         start = time.perf_counter()
         adapted = method.adapt(working, fewshot, train_task, config, ctx)
         adapt_seconds = time.perf_counter() - start
+    ctx.progress(1, 1)  # the adapt bar is finished even if the method never reported progress
     if not isinstance(adapted, Adapted):
         raise ClipbenchError(f"Method {method.name!r} returned {type(adapted).__name__}, not an Adapted model.")
     if hasattr(adapted.model.module, "eval"):

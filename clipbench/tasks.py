@@ -210,17 +210,46 @@ class Suite:
         return [self.task(n) for n in names]
 
 
-@dataclass
 class FewShot:
-    """The k-shot support set and the validation split a method may use for its choices."""
+    """The k-shot support set and the validation split a method may use for its choices.
 
-    images: torch.Tensor  # uint8 (k*C, 3, H, W)
-    labels: torch.Tensor
-    val_images: torch.Tensor
-    val_labels: torch.Tensor
-    shots: int
-    seed: int
-    indices: torch.Tensor  # rows of the train pool, recorded for provenance
+    Images are read from the pool on first use, so a method that needs only
+    their embeddings (see :meth:`features`) never decodes or renders them.
+    """
+
+    def __init__(self, pool: ImageSet, indices: torch.Tensor, val_indices: torch.Tensor, shots: int, seed: int,
+                 features_from: Callable[[object, ImageSet], torch.Tensor | None] | None = None):
+        self.pool, self.shots, self.seed = pool, shots, seed
+        self.indices, self.val_indices = indices, val_indices  # rows of the train pool, recorded for provenance
+        self.labels, self.val_labels = pool.labels[indices], pool.labels[val_indices]
+        # Set by the harness: pretrained-encoder embeddings of a subset of the pool, from the embedding
+        # cache, or None when the model's image encoder is not the pretrained one.
+        self.features_from = features_from
+
+    @cached_property
+    def images(self) -> torch.Tensor:  # uint8 (k*C, 3, H, W)
+        return self.pool.load(self.indices)
+
+    @cached_property
+    def val_images(self) -> torch.Tensor:
+        return self.pool.load(self.val_indices)
+
+    def features(self, model, split: str = "support") -> torch.Tensor:
+        """L2-normalised image embeddings of the support (or ``"val"``) images under ``model``.
+
+        Taken from the embedding cache when ``model``'s image encoder is bit-identical
+        to the pretrained one (checked from its weights); encoded otherwise.
+        """
+        if split not in ("support", "val"):
+            raise ValueError(f"split must be 'support' or 'val', not {split!r}")
+        rows = self.indices if split == "support" else self.val_indices
+        if self.features_from is not None:
+            cached = self.features_from(model, self.pool.subset(rows))
+            if cached is not None:
+                return cached.to(model.device)
+        images = self.images if split == "support" else self.val_images
+        with torch.no_grad():
+            return torch.cat([model.encode_image(images[i:i + 512]) for i in range(0, len(images), 512)])
 
 
 def sample_fewshot(pool: ImageSet, num_classes: int, shots: int, seed: int, task_name: str = "") -> FewShot:
@@ -239,8 +268,7 @@ def sample_fewshot(pool: ImageSet, num_classes: int, shots: int, seed: int, task
         picked = rng.permutation(rows)[: shots + n_val]
         support.extend(picked[:shots].tolist())
         val.extend(picked[shots:].tolist())
-    s_idx, v_idx = torch.tensor(sorted(support)), torch.tensor(sorted(val))
-    return FewShot(pool.load(s_idx), pool.labels[s_idx], pool.load(v_idx), pool.labels[v_idx], shots, seed, s_idx)
+    return FewShot(pool, torch.tensor(sorted(support)), torch.tensor(sorted(val)), shots, seed)
 
 
 def check_pool(pool: ImageSet, num_classes: int, shots: int, task_name: str = "") -> None:

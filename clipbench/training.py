@@ -126,11 +126,5 @@ def finetune_only(model: ClipModel, params: list[torch.nn.Parameter], fewshot: F
     return count_parameters(params)
 
 
-@torch.no_grad()
-def encode_images(model: ClipModel, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Frozen-encoder features of an in-memory batch (support/validation sets), usable as training inputs."""
-    return torch.cat([model.encode_image(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
-
-
 def count_parameters(params: Iterable[torch.nn.Parameter]) -> int:
     return sum(p.numel() for p in params)

@@ -10,7 +10,7 @@ from rich.table import Table
 
 
 class RichReporter:
-    """One bar for the current stage (adapting, evaluating), replaced as stages change."""
+    """One bar per running stage (adapting, encoding, evaluating), dropped when finished."""
 
     def __init__(self, console: Console, enabled: bool = True):
         self.console = console
@@ -18,7 +18,6 @@ class RichReporter:
             TextColumn("[bold blue]{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
             disable=not enabled)
-        self._current = None
 
     def __enter__(self):
         self.progress.start()
@@ -29,13 +28,15 @@ class RichReporter:
         return False
 
     def stage(self, description: str, total: int) -> Callable[[int, int], None]:
-        if self._current is not None:
-            self.progress.remove_task(self._current)
+        """A bar for a new stage; finished bars are dropped, an unfinished one stays (a stage inside it)."""
+        for task in list(self.progress.tasks):
+            if task.finished:
+                self.progress.remove_task(task.id)
         task_id = self.progress.add_task(description, total=max(total, 1))
-        self._current = task_id
 
         def tick(done: int, total_now: int) -> None:
-            self.progress.update(task_id, completed=done, total=max(total_now, 1))
+            if task_id in self.progress.task_ids:
+                self.progress.update(task_id, completed=done, total=max(total_now, 1))
 
         return tick
 

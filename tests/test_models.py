@@ -24,9 +24,41 @@ def test_local_checkpoint_loads_through_open_clip_with_a_fingerprint_of_its_weig
     assert loaded.fingerprint() != create_embedded(seed=4).fingerprint()
 
 
+def test_openai_format_torchscript_checkpoint_loads(tmp_path):
+    """OpenAI released CLIP as TorchScript archives; a traced model is the same format."""
+    register_embedded_config()
+    source = create_embedded(seed=5)
+    traced = torch.jit.trace(source.module, (torch.rand(2, 3, 32, 32), source.tokenize(["a", "b"])), strict=False)
+    path = tmp_path / "openai-format.pt"
+    torch.jit.save(traced, str(path))
+    loaded = _load_open_clip(EMBEDDED, None, str(path), "cpu")
+    assert loaded.fingerprint() == source.fingerprint()
+
+
 def test_a_corrupt_checkpoint_is_one_sentence(tmp_path):
     register_embedded_config()
     path = tmp_path / "broken.pt"
     path.write_bytes(b"definitely not a checkpoint")
     with pytest.raises(ClipbenchError, match=f"from the checkpoint {path}"):
         _load_open_clip(EMBEDDED, None, str(path), "cpu")
+
+
+def test_bf16_inference_follows_the_current_weights(embedded):
+    """Under CPU bf16 autocast the image tower runs as a bf16 copy; it must track in-place weight changes."""
+    model = embedded.clone()
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+
+    def encode(precision):
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
+            return model.encode_image(images)
+
+    fp32, bf16 = encode("fp32"), encode("bf16")
+    assert bf16.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(fp32, bf16).min() > 0.99
+    with torch.no_grad():
+        model.module.visual.proj.mul_(-1.0)  # flips every embedding
+    assert torch.nn.functional.cosine_similarity(encode("bf16"), -bf16).min() > 0.99
+    model.module.visual.proj.grad = None
+    with torch.autocast("cpu", torch.bfloat16):  # training under autocast never takes the copy
+        model.encode_image(images).sum().backward()
+    assert model.module.visual.proj.grad is not None

@@ -242,3 +242,16 @@ def test_file_sets_of_missing_files_fail_with_the_path(tmp_path):
     images = file_image_set(tmp_path, ["gone.jpg"], [0], 32)
     with pytest.raises(ClipbenchError, match="gone.jpg.*data check --decode"):
         images.load(torch.tensor([0]))
+
+
+def test_torchvision_downloads_only_with_download(tmp_path, monkeypatch):
+    import torchvision
+
+    calls = []
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", lambda self: calls.append(self.root))
+    with pytest.raises(ClipbenchError, match="--download"):
+        real.PROBES["cifar10"].split(DataRoot(tmp_path), "test")
+    assert calls == [] and not (tmp_path / "cifar10").exists()
+    with pytest.raises(ClipbenchError):  # the stand-in download fetched nothing
+        real.PROBES["cifar10"].split(DataRoot(tmp_path, download=True), "test")
+    assert calls == [str(tmp_path / "cifar10")]

@@ -72,7 +72,9 @@ class Dataset:
     def located(self, data: DataRoot) -> Path:
         where = self.where(data.require(self.title))
         if not where.is_dir():
-            raise self.missing(where, "folder")
+            if not (data.download and self.downloadable):
+                raise self.missing(where, "folder")
+            where.mkdir(parents=True)  # torchvision downloads into it
         return where
 
     def classnames(self, data: DataRoot) -> list[str]:
@@ -83,10 +85,10 @@ class Dataset:
 
     def missing(self, looked: Path, what: str = "") -> "DatasetMissing":
         how = " or add --download to let torchvision fetch it" if self.downloadable else ""
-        return DatasetMissing(looked, what,
-            f"Dataset {self.title} not found: looked for {looked}{f' ({what})' if what else ''}. Put it there "
-            f"(layout: {self.layout}; see the README's dataset section){how}, or pass --data with the folder "
-            "that holds it.")
+        message = (f"Dataset {self.title} not found: looked for {looked}{f' ({what})' if what else ''}. Put it "
+                   f"there (layout: {self.layout}; see the README's dataset section){how}, or pass --data with "
+                   "the folder that holds it.")
+        return DatasetMissing(looked, what, message)
 
 
 # ------------------------------------------------------------------ CoOp split files

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
-from clipbench.training import count_parameters, encode_images, warmup_cosine
+from clipbench.training import count_parameters, warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class ClipAdapter(Method):
 
     def adapt(self, model, fewshot, task, config, ctx):
         model.module.requires_grad_(False)
-        feats = encode_images(model, fewshot.images)
+        feats = fewshot.features(model)
         with torch.no_grad():
             prompts = [task.templates[0].format(c) for c in task.classnames]
             text = model.encode_text(prompts)

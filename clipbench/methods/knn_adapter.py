@@ -26,7 +26,6 @@ import torch.nn.functional as F
 
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
-from clipbench.training import encode_images
 
 
 @dataclass(frozen=True)
@@ -70,8 +69,8 @@ class KNNAdapter(Method):
     config_class = KNNAdapterConfig
 
     def adapt(self, model, fewshot, task, config, ctx):
-        keys = encode_images(model, fewshot.images)
-        val = encode_images(model, fewshot.val_images)
+        keys = fewshot.features(model)
+        val = fewshot.features(model, "val")
         with torch.no_grad():
             head = Adapted(model).text_head(task)
         labels, val_labels = fewshot.labels.to(keys.device), fewshot.val_labels.to(keys.device)

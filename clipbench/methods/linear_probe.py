@@ -15,7 +15,6 @@ import torch.nn.functional as F
 
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
-from clipbench.training import encode_images
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,8 @@ class LinearProbe(Method):
     config_class = LinearProbeConfig
 
     def adapt(self, model, fewshot, task, config, ctx):
-        feats = encode_images(model, fewshot.images)
-        val_feats = encode_images(model, fewshot.val_images)
+        feats = fewshot.features(model)
+        val_feats = fewshot.features(model, "val")
         with torch.no_grad():
             w0 = Adapted(model).text_head(task)
         scale = float(model.logit_scale.detach())

@@ -23,19 +23,25 @@ def sync():
 
 @pytest.fixture(scope="session")
 def matmul_peak() -> float:
-    """Best fp32 GFLOP/s of a large square matmul on this device."""
-    n = 2048
-    a, b = torch.randn(n, n, device=DEVICE), torch.randn(n, n, device=DEVICE)
-    for _ in range(2):
-        a @ b
-    sync()
+    """Best fp32 GFLOP/s of large square matmuls (2048 and 4096) on this device."""
     best = 0.0
-    for _ in range(5):
-        start = time.perf_counter()
-        a @ b
+    for n in (2048, 4096):
+        a, b = torch.randn(n, n, device=DEVICE), torch.randn(n, n, device=DEVICE)
+        for _ in range(2):
+            a @ b
         sync()
-        best = max(best, 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
+        for _ in range(4):
+            start = time.perf_counter()
+            a @ b
+            sync()
+            best = max(best, 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
     return best
+
+
+@pytest.fixture(scope="session")
+def measured() -> dict:
+    """Throughputs measured earlier in the same session, for ratios (bf16 vs fp32, warm vs cold)."""
+    return {}
 
 
 def report(benchmark, flops: float, peak: float, items: int | None = None, unit: str = "images"):
@@ -61,26 +67,108 @@ def vit_image_flops(model, batch: int) -> float:
     return batch * (layers * per_layer + embed)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("arch", ["clipbench-tiny", "ViT-B-32"])
-def test_image_encoding(benchmark, matmul_peak, arch):
+def test_image_encoding(benchmark, matmul_peak, measured, arch, precision):
     import open_clip
 
     from clipbench.models import register_embedded_config
 
+    from clipbench.models import ClipModel
+
     register_embedded_config()
     model = open_clip.create_model(arch, pretrained=None).to(DEVICE).eval()  # random weights: speed only
-    size = model.visual.image_size
-    size = size[0] if isinstance(size, (tuple, list)) else size
+    clip = ClipModel(model, None, arch, "random")  # clipbench's encoding path, as the evaluator runs it
+    size = clip.image_size
     batch = 256 if arch == "clipbench-tiny" else 32
-    x = torch.randn(batch, 3, size, size, device=DEVICE)
+    x = torch.rand(batch, 3, size, size, device=DEVICE)
 
     def run():
-        with torch.inference_mode():
-            model.encode_image(x)
+        with torch.inference_mode(), torch.autocast(DEVICE.type, torch.bfloat16, enabled=precision == "bf16"):
+            clip.encode_image(x)
         sync()
 
     benchmark.pedantic(run, rounds=3, warmup_rounds=1)
     report(benchmark, vit_image_flops(model, batch), matmul_peak, batch)
+    measured[(arch, precision)] = benchmark.stats.stats.min
+    if precision == "bf16" and (arch, "fp32") in measured:
+        benchmark.extra_info["ratio"] = round(measured[(arch, "fp32")] / benchmark.stats.stats.min, 2)
+        benchmark.extra_info["ratio_of"] = "bf16/fp32 throughput"
+
+
+def _one_step_overrides(method) -> dict:
+    fields = method.config_class.__dataclass_fields__
+    return {name: 1 for name in ("epochs", "steps") if name in fields}
+
+
+def _methods():
+    from clipbench.plugins import collect, get_plugin_manager
+
+    registry = collect(get_plugin_manager(load_entrypoints=False))
+    return registry, sorted(n for n in registry.methods if n != "zeroshot")
+
+
+@pytest.mark.parametrize("name", _methods()[1])
+def test_training_step(benchmark, name):
+    """A method's adapt with a one-step schedule on one batch (8 colour images): setup plus one step."""
+    from clipbench.method import AdaptContext
+    from clipbench.models import load_embedded
+    from clipbench.suites.default import build_default_suite
+    from clipbench.tasks import sample_fewshot
+
+    registry, _ = _methods()
+    method = registry.methods[name]
+    config = method.make_config(_one_step_overrides(method))
+    task = build_default_suite().task("colour")
+    fewshot = sample_fewshot(task.train.value, task.num_classes, 1, seed=1)
+    fewshot.images, fewshot.val_images  # render outside the timing
+    model = load_embedded().to(DEVICE)
+
+    def run():
+        method.adapt(model.clone(), fewshot, task, config, AdaptContext(device=DEVICE, seed=1))
+        sync()
+
+    benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    benchmark.extra_info["images_per_second"] = round(len(fewshot.labels) / benchmark.stats.stats.min, 1)
+
+
+def test_saft_mask_selection(benchmark, matmul_peak):
+    """SAFT's global top-k of |gradient| over every weight of ViT-B/32 (k = 0.1% of 88M parameters)."""
+    import open_clip
+
+    from clipbench.methods.saft import select_mask, tower_parameters
+
+    model = open_clip.create_model("ViT-B-32", pretrained=None)
+    named = tower_parameters(model)
+    for _, p in named:
+        p.grad = torch.randn_like(p)
+    total = sum(p.numel() for _, p in named)
+    k = total // 1000
+    benchmark.pedantic(lambda: select_mask(named, k), rounds=3, warmup_rounds=1)
+    benchmark.extra_info["parameters_per_second"] = round(total / benchmark.stats.stats.min, 1)
+
+
+@pytest.mark.parametrize("name", ["zeroshot", "linear-probe"])
+def test_second_run_of_a_frozen_encoder_method(benchmark, tmp_path, monkeypatch, name):
+    """One seed of the default suite, in process: a cold embedding cache, then the same run again (warm)."""
+    from clipbench import runner
+    from clipbench.plugins import collect, get_plugin_manager
+
+    monkeypatch.setenv("CLIPBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    pm = get_plugin_manager(load_entrypoints=False)
+    registry = collect(pm)
+
+    def run(out):
+        runner.execute(runner.RunRequest(methods=[name], seeds=[1], out_dir=tmp_path / out, device=str(DEVICE)),
+                       registry, pm)
+
+    start = time.perf_counter()
+    run("cold")
+    cold = time.perf_counter() - start
+    runs = iter(range(100))
+    benchmark.pedantic(lambda: run(f"warm{next(runs)}"), rounds=2)
+    benchmark.extra_info["ratio"] = round(cold / benchmark.stats.stats.min, 1)
+    benchmark.extra_info["ratio_of"] = "cold/warm wall time"
 
 
 def test_cayley_transform(benchmark, matmul_peak):
