@@ -50,6 +50,12 @@ def clipbench_register_suites(register: Callable) -> None:
     Call ``register(suite)`` with a :class:`clipbench.tasks.Suite`.  Building a
     suite must be cheap: datasets are loaded lazily, when a run first touches
     them, so that ``clipbench list`` never reads any data.
+
+    A suite on datasets under ``--data`` gives the suite a
+    :class:`clipbench.tasks.DataRoot` and reads from it inside its lazy image
+    sets; tasks whose class names live in the data leave ``classnames`` empty
+    and pass ``classnames_from``.  ``clipbench.suites.real`` builds the
+    built-in real-data suites exactly this way.
     """
 
 

@@ -255,3 +255,13 @@ def test_torchvision_downloads_only_with_download(tmp_path, monkeypatch):
     with pytest.raises(ClipbenchError):  # the stand-in download fetched nothing
         real.PROBES["cifar10"].split(DataRoot(tmp_path, download=True), "test")
     assert calls == [str(tmp_path / "cifar10")]
+
+
+def test_a_bad_worker_count_is_one_sentence(monkeypatch):
+    from clipbench.data.files import default_workers
+
+    monkeypatch.setenv("CLIPBENCH_WORKERS", "two")
+    with pytest.raises(ClipbenchError, match="CLIPBENCH_WORKERS must be a whole number"):
+        default_workers()
+    monkeypatch.setenv("CLIPBENCH_WORKERS", "0")
+    assert default_workers() == 0

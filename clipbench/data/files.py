@@ -26,10 +26,14 @@ SMALL = 64  # below this many images, decoding in the main process beats startin
 
 
 def default_workers() -> int:
-    """``$CLIPBENCH_WORKERS`` or one worker per core, at most 8."""
+    """``$CLIPBENCH_WORKERS`` or one worker per core this process may use, at most 8."""
     if os.environ.get("CLIPBENCH_WORKERS"):
-        return max(0, int(os.environ["CLIPBENCH_WORKERS"]))
-    return min(8, os.cpu_count() or 1)
+        value = os.environ["CLIPBENCH_WORKERS"]
+        if not value.isdigit():
+            raise ClipbenchError(f"CLIPBENCH_WORKERS must be a whole number of worker processes, not {value!r}.")
+        return int(value)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(8, cores)
 
 
 def clip_transform(image: Image.Image, size: int) -> torch.Tensor:

@@ -285,14 +285,10 @@ def _files_identity(ds, where: Path) -> str:
     return "files:" + h.hexdigest()
 
 
-def _aircraft_split(split: str) -> str:
-    return {"train": "train", "test": "test"}[split]
-
-
 def _load_aircraft(where: Path, split: str, download: bool):
     import torchvision.datasets as tvd
 
-    return tvd.FGVCAircraft(str(where), split=_aircraft_split(split), annotation_level="variant", download=download)
+    return tvd.FGVCAircraft(str(where), split=split, annotation_level="variant", download=download)
 
 
 # ------------------------------------------------------------------ the catalogue
