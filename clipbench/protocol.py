@@ -235,6 +235,10 @@ def summarise(cells: list[dict], references: dict[str, dict]) -> dict:
                     "trainable_pct", "adapt_seconds"):
             vals = [t[key]["mean"] for t in tasks.values() if t.get(key) and metrics.is_finite(t[key]["mean"])]
             overall[key] = metrics.mean(vals) if vals else None
+        new = [t["new"]["mean"] for t in tasks.values() if "new" in t]
+        if new:
+            overall["new"] = metrics.mean(new)
+            overall["base_new_hm"] = metrics.mean(t["base_new_hm"] for t in tasks.values() if "new" in t)
     return {"tasks": tasks, "overall": overall}
 
 
@@ -265,6 +269,8 @@ def summarise_task(group: list[dict], ref: dict) -> dict:
         out["new"] = _stat([c["new"] for c in group])
         out["base_new_hm"] = round(metrics.harmonic_mean([out["id"]["mean"], out["new"]["mean"]]), 4)
     axes = [out["id"]["mean"]]
+    if "new" in out:  # base-to-new: a method that forgets the held-out classes cannot score well
+        axes.append(out["new"]["mean"])
     if out["mean_shift"]:
         axes.append(out["mean_shift"]["mean"])
     if ref["probes"]:

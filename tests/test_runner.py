@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from clipbench import results, runner
+from clipbench import leaderboard, metrics, results, runner
 from clipbench.errors import ClipbenchError
 from tests.conftest import CountingMethod
 
@@ -97,6 +97,14 @@ def test_base_to_new_adapts_on_base_classes_only(registry, tmp_path):
     assert "new" in data["cells"][0] and "new" in data["reference"]["shape"]
     summary = data["summary"]["tasks"]["shape"]
     assert summary["base_new_hm"] > 0
+    # the score counts the held-out classes: H of base (ID), new, the shift and probe retention
+    ref = data["reference"]["shape"]
+    axes = [summary["id"]["mean"], summary["new"]["mean"], summary["mean_shift"]["mean"],
+            metrics.mean(metrics.retention(ref["probes"][p], summary["probes"][p]["mean"]) for p in ref["probes"])]
+    assert summary["score"]["mean"] == pytest.approx(metrics.harmonic_mean(axes), abs=1e-3)
+    assert data["summary"]["overall"]["new"] == pytest.approx(summary["new"]["mean"])
+    board = leaderboard.render_suite("mini-split", [(path, data)], tmp_path)
+    assert "new-class acc" in board
 
 
 def test_errors_before_any_work(registry, tmp_path):
