@@ -158,6 +158,8 @@ def verify(data: dict, seed: int, registry, pm, tolerance: float = 0.5, out_dir:
     for cell in fresh["cells"]:
         old = stored[(cell["task"], seed)]
         pairs = [("id", old["id"], cell["id"])]
+        if "new" in cell:
+            pairs.append(("new", old["new"], cell["new"]))
         pairs += [(f"shifts.{k}", old["shifts"][k], v) for k, v in cell["shifts"].items()]
         pairs += [(f"probes.{k}", old["probes"][k], v) for k, v in cell["probes"].items()]
         for name, a, b in pairs:
