@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("file", type=Path)
     ver.add_argument("--seed", type=int, default=None, help="seed to re-run (default: the first)")
     ver.add_argument("--tolerance", type=float, default=0.5, help="points (default: %(default)s)")
+    ver.add_argument("--data", type=Path, default=None, metavar="ROOT",
+                     help="root of the real datasets, for results on real-data suites (default: $CLIPBENCH_DATA_DIR)")
 
     rep = sub.add_parser("report", help="show one result file in the terminal, optionally plot it")
     rep.add_argument("files", nargs="+", type=Path, help="result files (one per method)")
@@ -356,7 +358,7 @@ def cmd_leaderboard(args, console: Console) -> int:
         problems = leaderboard.check(data, set(registry.methods), set(registry.suites))
         if not problems:
             seed = args.seed if args.seed is not None else data["config"]["seeds"][0]
-            problems = leaderboard.verify(data, seed, registry, pm, args.tolerance)
+            problems = leaderboard.verify(data, seed, registry, pm, args.tolerance, data_root=args.data)
         for p in problems:
             console.print(f"  {p}", highlight=False, markup=False)
         console.print("[green]verified[/]" if not problems else f"[red]{len(problems)} problem(s)[/]")

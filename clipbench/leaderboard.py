@@ -132,7 +132,8 @@ def check_file(path: Path, known_methods=None, known_suites=None) -> list[str]:
 # ------------------------------------------------------------------ verify
 
 
-def verify(data: dict, seed: int, registry, pm, tolerance: float = 0.5, out_dir: Path | None = None) -> list[str]:
+def verify(data: dict, seed: int, registry, pm, tolerance: float = 0.5, out_dir: Path | None = None,
+           data_root: Path | None = None) -> list[str]:
     """Re-run one seed of a result from its stored config; list every number off by more than ``tolerance``."""
     import tempfile
 
@@ -147,13 +148,18 @@ def verify(data: dict, seed: int, registry, pm, tolerance: float = 0.5, out_dir:
                                     shots=cfg["shots"], seeds=[seed], model=cfg["model"],
                                     pretrained=None if cfg["pretrained"] in ("world", "random") else cfg["pretrained"],
                                     out_dir=Path(out_dir or tmp), options={cfg["method"]: options},
-                                    precision=cfg.get("precision", "fp32"))
+                                    precision=cfg.get("precision", "fp32"), data=data_root)
         [path] = runner.execute(request, registry, pm)
         fresh = results.load_result(path)
     problems = []
     if fresh["config"]["model_fingerprint"] != cfg.get("model_fingerprint"):
         problems.append(f"model fingerprint {fresh['config']['model_fingerprint']} differs from the "
                         f"submission's {cfg.get('model_fingerprint')}: not the same weights")
+    stored_data = data.get("provenance", {}).get("data", {})
+    for name, fp in fresh["provenance"]["data"].items():
+        if name in stored_data and stored_data[name] != fp:
+            problems.append(f"data {name}: fingerprint {fp} differs from the submission's {stored_data[name]}: "
+                            "not the same images")
     stored = {(c["task"], c["seed"]): c for c in data["cells"]}
     for cell in fresh["cells"]:
         old = stored[(cell["task"], seed)]

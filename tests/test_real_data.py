@@ -265,3 +265,20 @@ def test_a_bad_worker_count_is_one_sentence(monkeypatch):
         default_workers()
     monkeypatch.setenv("CLIPBENCH_WORKERS", "0")
     assert default_workers() == 0
+
+
+def test_verify_reruns_a_real_data_result_and_notices_other_images(root, tmp_path):
+    from clipbench import leaderboard
+    from clipbench.plugins import collect, get_plugin_manager
+
+    path, _ = root
+    result = run_json(tmp_path, "--method", "zeroshot", "--suite", "imagenet-dg", "--data", str(path))
+    pm = get_plugin_manager(load_entrypoints=False)
+    assert leaderboard.verify(result, 1, collect(pm), pm, data_root=path) == []
+    copy = tmp_path / "copy"
+    for folder in ("imagenet", "imagenetv2", "imagenet-sketch", "imagenet-adversarial", "imagenet-rendition"):
+        shutil.copytree(path / folder, copy / folder)
+    victim = next((copy / "imagenet-sketch").rglob("*.JPEG"))
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    problems = leaderboard.verify(result, 1, collect(pm), pm, data_root=copy)
+    assert any("imagenet/imagenet-sketch" in p and "not the same images" in p for p in problems)
