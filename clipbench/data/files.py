@@ -122,15 +122,20 @@ class _OpenFile:
 def file_image_set(root: Path, relpaths: list[str], labels: Sequence[int], image_size: int,
                    classes: list[int] | None = None) -> DecodedImageSet:
     """Images named by paths relative to ``root``; the fingerprint hashes names and file sizes."""
+    return DecodedImageSet(_OpenFile([str(root / rel) for rel in relpaths]), torch.as_tensor(list(labels)),
+                           files_identity(root, relpaths), image_size, classes=classes)
+
+
+def files_identity(root: Path, relpaths: Sequence[str]) -> str:
+    """Identity of a list of files, independent of where the dataset lives: relative names and sizes."""
     h = hashlib.sha256()
     for rel in relpaths:
-        h.update(rel.encode())
+        h.update(str(rel).encode())
         try:
-            h.update(str(os.stat(root / rel).st_size).encode())
+            h.update(str(os.stat(Path(root) / rel).st_size).encode())
         except OSError:
             h.update(b"missing")
-    return DecodedImageSet(_OpenFile([str(root / rel) for rel in relpaths]), torch.as_tensor(list(labels)),
-                           f"files:{h.hexdigest()}", image_size, classes=classes)
+    return "files:" + h.hexdigest()
 
 
 class _Indexed:

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from clipbench.data.files import DecodedImageSet, array_identity, file_image_set, torchvision_image_set
+from clipbench.data.files import (DecodedImageSet, array_identity, file_image_set, files_identity,
+                                  torchvision_image_set)
 from clipbench.errors import ClipbenchError
 from clipbench.tasks import DataRoot
 
@@ -276,13 +277,7 @@ def _digits(_ds) -> list[str]:
 
 
 def _files_identity(ds, where: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for f in ds._image_files:
-        h.update(os.path.relpath(f, where).encode())
-        h.update(str(os.path.getsize(f)).encode())
-    return "files:" + h.hexdigest()
+    return files_identity(where, [os.path.relpath(f, where) for f in ds._image_files])
 
 
 def _load_aircraft(where: Path, split: str, download: bool):
