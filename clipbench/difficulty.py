@@ -1,10 +1,16 @@
 """Task difficulty before any training (A-CLIP, Niss et al. 2024).
 
-(a) the silhouette of the zero-shot image embeddings clustered by class, with
-each class's text embedding in its cluster, and (b) the mean cosine similarity
-of an image with its correct class's text embedding.  The paper finds (a)
-predicts fine-tuning outcomes better than (b); :func:`correlate` measures that
-on your own results.
+- ``silhouette_modality`` (the paper's, as its authors' code computes it): the
+  silhouette of image and class-text embeddings labelled by modality, a measure
+  of image/text misalignment; higher = harder.
+- ``silhouette_class`` (clipbench's earlier reading): the silhouette of image
+  embeddings clustered by class with each class's text embedding in its
+  cluster; higher = easier.
+- ``cosine``: the mean cosine similarity of an image with its correct class's
+  text embedding; higher = easier.
+
+The paper finds the silhouette predicts fine-tuning outcomes better than the
+cosine; :func:`correlate` measures that on your own results.
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ from clipbench.models import ClipModel
 from clipbench.tasks import Task
 
 
+MEASURES = ("silhouette_modality", "silhouette_class", "cosine")
+HARDER_WHEN = {"silhouette_modality": "higher", "silhouette_class": "lower", "cosine": "lower"}
+
+
 @torch.inference_mode()
 def task_difficulty(model: ClipModel, task: Task, batch_size: int = 512) -> dict:
     images = task.test.value
@@ -27,7 +37,8 @@ def task_difficulty(model: ClipModel, task: Task, batch_size: int = 512) -> dict
         "task": task.name,
         "classes": task.num_classes,
         "images": len(images),
-        "silhouette": metrics.silhouette(emb, labels, text),
+        "silhouette_modality": metrics.silhouette_modality(emb, text),
+        "silhouette_class": metrics.silhouette_class(emb, labels, text),
         "cosine": metrics.mean_correct_cosine(emb, labels, text),
     }
 
@@ -44,8 +55,9 @@ def correlate(difficulties: list[dict], results: list[dict]) -> list[dict]:
         common = [t for t in tasks if t in by_task]
         for outcome in ("id_gain", "mean_forgetting"):
             values = [(by_task[t], tasks[t][outcome]["mean"]) for t in common if tasks[t].get(outcome)]
+            # forgetting is over scorable probes only (scoring.py); a task without any has no value
             row = {"method": result["config"]["method"], "outcome": outcome, "tasks": len(values)}
-            for measure in ("silhouette", "cosine"):
+            for measure in MEASURES:
                 row[measure] = metrics.spearman([d[measure] for d, _ in values], [v for _, v in values])
             rows.append(row)
     return rows

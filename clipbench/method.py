@@ -4,8 +4,15 @@ A method turns (model, few-shot support, task, config) into an :class:`Adapted`
 model.  ``Adapted`` scores images against any task's label space, so the
 harness can evaluate it on the trained task, its shifts and the forgetting
 probes with the same call.  By default it is zero-shot CLIP on whatever
-encoders the method left behind; methods that add a head or a cache override
-:meth:`Adapted.logits` for their own task only.
+encoders the method left behind.
+
+There is exactly one way an adapted model is scored: the image encoder's
+embeddings (taken from the embedding cache when the image tower is still the
+pretrained one, encoded otherwise) go through :meth:`Adapted.logits_from_features`.
+A method that adds a head, a cache or a feature adapter overrides that method
+(or :meth:`Adapted.transform_image_features` / :meth:`Adapted.encode_text`,
+which the default calls); ``logits`` itself is not overridable, so no head can
+be skipped by the cached path.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterable
 
 import torch
 
@@ -41,25 +48,32 @@ class AdaptContext:
 class Adapted:
     """An adapted model: zero-shot CLIP over ``model``'s (possibly fine-tuned) encoders.
 
-    ``trainable`` is the number of parameters the method trained or added; the
-    contract test checks it against what actually changed.
+    ``trainable`` is the number of free parameters the method trained or added.
+    The contract test checks it against what actually changed: entries of the
+    model's weights that moved, plus the entries of ``added`` (tensors or modules
+    the method trained and keeps beside the encoders: heads, adapters, offsets,
+    the factors of a merged low-rank or orthogonal update).  ``generated`` names
+    the model weights whose change is computed from ``added`` factors (a merged
+    LoRA or OFT update), so their dense change is not counted twice.
     """
 
-    def __init__(self, model: ClipModel, trainable: int = 0, task: Task | None = None):
+    def __init__(self, model: ClipModel, trainable: int = 0, task: Task | None = None, *,
+                 added: Iterable = (), generated: Iterable[str] = ()):
         self.model = model
         self.trainable = trainable
         self.task = task
+        self.added = list(added)
+        self.generated = set(generated)
         self._heads: dict[tuple, torch.Tensor] = {}
 
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return self.transform_image_features(self.model.encode_image(images))
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "logits" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} overrides Adapted.logits: override logits_from_features(features, "
+                            "task) instead, the one path by which every adapted model is scored (cached or not).")
 
     def transform_image_features(self, features: torch.Tensor) -> torch.Tensor:
-        """Map the encoder's image embeddings to the adapted ones (identity; feature adapters override).
-
-        Keeping this separate from the encoder lets the harness feed cached
-        embeddings of an untouched image encoder straight into it.
-        """
+        """Map the encoder's image embeddings to the adapted ones (identity; feature adapters override)."""
         return features
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
@@ -72,12 +86,17 @@ class Adapted:
             self._heads[key] = zeroshot_head(self.encode_text, task)
         return self._heads[key]
 
-    def logits(self, images: torch.Tensor, task: Task) -> torch.Tensor:
-        return self.logits_from_features(self.encode_image(images), task)
-
     def logits_from_features(self, features: torch.Tensor, task: Task) -> torch.Tensor:
-        """Class logits of adapted image embeddings (heads override this, for their own task only)."""
-        return self.model.logit_scale * features @ self.text_head(task).T
+        """Class logits of the image encoder's embeddings: the one scoring path.
+
+        Heads override this for their own task (``self.is_own_task(task)``) and
+        fall back to ``super()`` elsewhere, so forgetting probes see the encoders.
+        """
+        return self.model.logit_scale * self.transform_image_features(features) @ self.text_head(task).T
+
+    def logits(self, images: torch.Tensor, task: Task) -> torch.Tensor:
+        """Class logits of images: the encoder's embeddings through :meth:`logits_from_features`."""
+        return self.logits_from_features(self.model.encode_image(images), task)
 
     def classify(self, images: torch.Tensor, task: Task) -> torch.Tensor:
         return self.logits(images, task).argmax(dim=-1)
@@ -121,6 +140,16 @@ class Method(abc.ABC):
 
 
 def _coerce(raw, default, where: str):
+    if isinstance(default, tuple) and isinstance(raw, list):  # a config read back from a result file
+        return tuple(raw)
+    if isinstance(default, tuple) and isinstance(raw, str):
+        if not default:
+            raise ClipbenchError(f"Option {where} is an empty tuple by default; it cannot be set from text.")
+        items = [item.strip() for item in raw.split(",") if item.strip()]
+        if not items:
+            raise ClipbenchError(f"Option {where} wants a comma-separated list, e.g. "
+                                 f"{','.join(map(str, default[:3]))}; got {raw!r}.")
+        return tuple(_coerce(item, default[0], where) for item in items)
     if not isinstance(raw, str) or isinstance(default, str):
         return raw
     try:
@@ -133,7 +162,10 @@ def _coerce(raw, default, where: str):
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):
-            return float(raw)
+            value = float(raw)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError
+            return value
     except ValueError:
         raise ClipbenchError(f"Option {where} wants a {type(default).__name__}, got {raw!r}.") from None
     return raw

@@ -17,13 +17,16 @@ def tradeoff_plot(results: list[dict], out: Path) -> None:
     except ImportError:
         raise ClipbenchError("--plot needs matplotlib: pip install 'clipbench[plot]'.") from None
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    from clipbench import scoring
+
     for r in results:
-        o = (r.get("summary") or {}).get("overall") or {}
+        o = scoring.summarise(r["cells"], r["reference"])["overall"]
         if o.get("id") is None:
             continue
-        x = o.get("mean_forgetting") or 0.0
-        ax.scatter([x], [o["id"]], s=40)
-        ax.annotate(r["config"]["method"], (x, o["id"]), textcoords="offset points", xytext=(5, 4), fontsize=9)
+        x = (o.get("mean_forgetting") or {}).get("mean", 0.0)
+        y = o["id"]["mean"]
+        ax.scatter([x], [y], s=40)
+        ax.annotate(r["config"]["method"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=9)
     ax.axvline(0, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("mean probe forgetting (points, lower is better)")
     ax.set_ylabel("ID accuracy (%)")

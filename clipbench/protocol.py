@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 
 import torch
 
-from clipbench import metrics
+from clipbench import metrics, scoring
 from clipbench.cache import EmbeddingCache
 from clipbench.errors import ClipbenchError
 from clipbench.method import AdaptContext, Adapted, Method
@@ -90,7 +90,7 @@ class Evaluator:
             return torch.cat(out)
 
         return self.cache.get_or_compute(self._visual_fp, images.fingerprint, f"features-{precision}",
-                                         lambda: self._autocast(encode, precision))
+                                         lambda: self._autocast(encode, precision), rows=len(images))
 
     def _autocast(self, fn, precision: str | None = None):
         if (precision or self.precision) == "fp32":
@@ -104,17 +104,20 @@ class Evaluator:
 
     @torch.inference_mode()
     def _accuracy(self, adapted: Adapted, images: ImageSet, task: Task, label: str = "") -> float:
+        """One scoring path: encoder embeddings (cached when the image tower is the pretrained one,
+        encoded otherwise) -> ``adapted.logits_from_features`` -> prediction."""
         start = time.perf_counter()
         preds = []
         if self.encoder_is_pretrained(adapted):
             feats = self.features(images, label).to(adapted.model.device)
             for i in range(0, len(feats), self.batch_size):
-                f = adapted.transform_image_features(feats[i:i + self.batch_size])
-                preds.append(predict(adapted.logits_from_features(f, task), images.classes))
+                logits = adapted.logits_from_features(feats[i:i + self.batch_size], task)
+                preds.append(predict(logits, images.classes))
         else:
             tick = self.reporter.stage(f"eval {label}", len(images))
             for batch, _ in images.batches(self.batch_size):
-                preds.append(predict(adapted.logits(batch, task), images.classes))
+                feats = adapted.model.encode_image(batch)
+                preds.append(predict(adapted.logits_from_features(feats, task), images.classes))
                 tick(sum(len(p) for p in preds), len(images))
         self.images_scored += len(images)
         self.seconds += time.perf_counter() - start
@@ -169,7 +172,19 @@ def zeroshot_reference(model: ClipModel, suite: Suite, task: Task, evaluator: Ev
     }
     if new_task is not None:
         ref["new"] = evaluator.reference(pretrained, fp, new_task.test.value, new_task, f"{task.name}/new")
+    ref["chance"] = {
+        "id": set_chance(train_task.test.value, train_task),
+        "shifts": {s: set_chance(lazy.value, train_task) for s, lazy in train_task.shifts.items()},
+        "probes": {p: set_chance(suite.task(p).test.value, suite.task(p)) for p in task.probes},
+    }
+    if new_task is not None:
+        ref["chance"]["new"] = set_chance(new_task.test.value, new_task)
     return ref
+
+
+def set_chance(images: ImageSet, task: Task) -> float:
+    """Chance accuracy on a set: uniform guessing among the classes it is scored on."""
+    return scoring.chance(len(images.classes) if images.classes is not None else task.num_classes)
 
 
 def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task, seed: int, shots: int,
@@ -215,70 +230,6 @@ def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task,
     }
     cell["support_fingerprint"] = train_task.train.value.subset(fewshot.indices).fingerprint
     return cell
-
-
-def summarise(cells: list[dict], references: dict[str, dict]) -> dict:
-    """Per-task mean +- std over seeds, derived scores, and a suite-level mean over tasks.
-
-    The harmonic-mean score is computed from the seed means (as CoCoOp's base/new H is).
-    """
-    by_task: dict[str, list[dict]] = {}
-    for cell in cells:
-        by_task.setdefault(cell["task"], []).append(cell)
-    tasks = {}
-    for name, group in by_task.items():
-        ref = references[name]
-        tasks[name] = summarise_task(group, ref)
-    overall = {}
-    if tasks:
-        for key in ("id", "mean_shift", "mean_forgetting", "id_gain", "ood_gain", "score",
-                    "trainable_pct", "adapt_seconds"):
-            vals = [t[key]["mean"] for t in tasks.values() if t.get(key) and metrics.is_finite(t[key]["mean"])]
-            overall[key] = metrics.mean(vals) if vals else None
-        new = [t["new"]["mean"] for t in tasks.values() if "new" in t]
-        if new:
-            overall["new"] = metrics.mean(new)
-            overall["base_new_hm"] = metrics.mean(t["base_new_hm"] for t in tasks.values() if "new" in t)
-    return {"tasks": tasks, "overall": overall}
-
-
-def _stat(values: list[float]) -> dict:
-    m, s = metrics.mean_std(values)
-    return {"mean": round(m, 4), "std": round(s, 4)}
-
-
-def summarise_task(group: list[dict], ref: dict) -> dict:
-    group = sorted(group, key=lambda c: c["seed"])
-    out = {"seeds": [c["seed"] for c in group], "id": _stat([c["id"] for c in group])}
-    out["shifts"] = {s: _stat([c["shifts"][s] for c in group]) for s in ref["shifts"]}
-    out["probes"] = {p: _stat([c["probes"][p] for c in group]) for p in ref["probes"]}
-    out["forgetting"] = {p: _stat([metrics.forgetting(ref["probes"][p], c["probes"][p]) for c in group])
-                         for p in ref["probes"]}
-    mean_shift = [metrics.mean(c["shifts"].values()) for c in group] if ref["shifts"] else None
-    out["mean_shift"] = _stat(mean_shift) if mean_shift else None
-    out["mean_forgetting"] = _stat([metrics.mean(out_f) for out_f in zip(*[
-        [metrics.forgetting(ref["probes"][p], c["probes"][p]) for c in group] for p in ref["probes"]])]) \
-        if ref["probes"] else None
-    out["id_gain"] = _stat([c["id"] - ref["id"] for c in group])
-    if ref["shifts"]:
-        ref_shift = metrics.mean(ref["shifts"].values())
-        out["ood_gain"] = _stat([m - ref_shift for m in mean_shift])
-    else:
-        out["ood_gain"] = None
-    if "new" in ref:
-        out["new"] = _stat([c["new"] for c in group])
-        out["base_new_hm"] = round(metrics.harmonic_mean([out["id"]["mean"], out["new"]["mean"]]), 4)
-    axes = [out["id"]["mean"]]
-    if "new" in out:  # base-to-new: a method that forgets the held-out classes cannot score well
-        axes.append(out["new"]["mean"])
-    if out["mean_shift"]:
-        axes.append(out["mean_shift"]["mean"])
-    if ref["probes"]:
-        axes.append(metrics.mean(metrics.retention(ref["probes"][p], out["probes"][p]["mean"]) for p in ref["probes"]))
-    out["score"] = {"mean": round(metrics.harmonic_mean(axes), 4), "std": None}
-    for key in ("trainable_pct", "adapt_seconds", "peak_memory_mb"):
-        out[key] = _stat([c["cost"][key] for c in group])
-    return out
 
 
 class PeakMemory:

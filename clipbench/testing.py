@@ -8,7 +8,8 @@ In your plugin's tests::
 It adapts the method on a 2-shot sample of the default suite's shape task with
 the embedded model and checks what every method must do: register cleanly,
 have a citation and a config dataclass with defaults, return an ``Adapted``
-that scores any task, report an honest trainable-parameter count, and leave the
+that scores any task the same way from cached embeddings as from images, report a
+trainable-parameter count that matches what changed or was added, and leave the
 pretrained model it was not given untouched.
 """
 
@@ -19,12 +20,52 @@ import dataclasses
 import pytest
 
 
-def check_method_contract(method, shots: int = 2, seed: int = 1, overrides: dict | None = None):
-    """Run one small adaptation and assert the contract; returns the Adapted model."""
+def parameter_changes(before, after, skip=()) -> tuple[int, int]:
+    """(entries that differ, entries of the tensors that differ) between two modules' parameters."""
     import torch
 
+    a, b = dict(before.named_parameters()), dict(after.named_parameters())
+    assert a.keys() == b.keys(), "adapt() must keep the model's parameter names (merge parametrizations)"
+    entries = tensors = 0
+    for name, p in a.items():
+        if name in skip:
+            continue
+        moved = int((p.detach() != b[name].detach()).sum())
+        if moved:
+            entries += moved
+            tensors += p.numel()
+    return entries, tensors
+
+
+def added_entries(adapted) -> int:
+    """Entries of the tensors and modules an Adapted declares in ``added``."""
+    import torch
+
+    total = 0
+    for item in adapted.added:
+        if isinstance(item, torch.nn.Module):
+            total += sum(p.numel() for p in item.parameters())
+        elif isinstance(item, torch.Tensor):
+            total += item.numel()
+        else:
+            raise AssertionError(f"Adapted.added holds a {type(item).__name__}; declare tensors or modules")
+    return total
+
+
+def check_method_contract(method, shots: int = 2, seed: int = 1, overrides: dict | None = None):
+    """Run one small adaptation and assert the contract; returns the Adapted model.
+
+    Pass ``overrides`` at which the method actually trains (enough learning rate
+    for its weights to move): the trainable count is checked against the change.
+    """
+    import tempfile
+
+    import torch
+
+    from clipbench.cache import EmbeddingCache
     from clipbench.method import AdaptContext, Adapted
     from clipbench.models import load_embedded
+    from clipbench.protocol import Evaluator
     from clipbench.suites.default import build_default_suite
     from clipbench.tasks import sample_fewshot
 
@@ -44,7 +85,28 @@ def check_method_contract(method, shots: int = 2, seed: int = 1, overrides: dict
     adapted = method.adapt(working, fewshot, task, config, AdaptContext(torch.device("cpu"), seed))
     assert isinstance(adapted, Adapted), "adapt() must return a clipbench.method.Adapted"
     assert pretrained.fingerprint() == before, "adapt() changed a model it was not given"
-    assert isinstance(adapted.trainable, int) and adapted.trainable >= 0
+
+    # The trainable count is what changed or was added: at least every entry that moved (plus what was
+    # added), at most every entry of the tensors that moved (plus what was added).
+    assert isinstance(adapted.trainable, int) and not isinstance(adapted.trainable, bool)
+    moved, moved_tensors = parameter_changes(pretrained.module, adapted.model.module, skip=adapted.generated)
+    added = added_entries(adapted)
+    assert moved + added <= adapted.trainable <= moved_tensors + added, (
+        f"{method.name}: trainable = {adapted.trainable:,} but {moved:,} weight entries moved (in tensors of "
+        f"{moved_tensors:,} entries) and {added:,} entries were added; declare what was added in "
+        "Adapted(added=...) and merged-update targets in Adapted(generated=...)")
+    for name in adapted.generated:
+        assert name in dict(adapted.model.module.named_parameters()), f"generated names no weight: {name}"
+
+    # One scoring path: cached and uncached scoring give the same accuracies, on the task and on a probe.
+    with tempfile.TemporaryDirectory() as tmp:
+        cached = Evaluator(batch_size=64, cache=EmbeddingCache(tmp))
+        cached.bind(pretrained)
+        uncached = Evaluator(batch_size=64)
+        for t in (task, probe):
+            images = t.test.value.subset(torch.arange(96))
+            a, b = cached.accuracy(adapted, images, t, t.name), uncached.accuracy(adapted, images, t, t.name)
+            assert a == b, f"{method.name} scores {a} on {t.name} from cached embeddings but {b} from images"
 
     images = task.test.value.load(torch.arange(8))
     with torch.inference_mode():

@@ -1,8 +1,9 @@
 """The fine-tuning loop shared by the methods that train encoder weights.
 
 The loss is CLIP's own: cross-entropy over ``logit_scale * image . text^T``
-with the class prompts encoded by the (possibly trainable) text tower, one
-template per task during training as in the A-CLIP/IIMM reference code.
+with the class prompts encoded by the (possibly trainable) text tower: one
+prompt per class during training, the task's ``train_template`` ("a photo of a {}."
+unless the task says otherwise), as in CoOp and the A-CLIP/IIMM reference code.
 Methods differ in *which* tensors train and how (masks, reparametrisations,
 regularisers), so the loop takes the parameters and optional hooks.
 """
@@ -53,9 +54,9 @@ def warmup_cosine(opt: torch.optim.Optimizer, total: int, warmup_fraction: float
         opt, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
 
 
-def class_text_features(model: ClipModel, task: Task, template_index: int = 0) -> torch.Tensor:
-    """Normalised text features of one prompt per class, with gradients."""
-    return model.encode_text([task.templates[template_index].format(c) for c in task.classnames])
+def class_text_features(model: ClipModel, task: Task) -> torch.Tensor:
+    """Normalised text features of the task's training prompt per class, with gradients."""
+    return model.encode_text(task.train_prompts())
 
 
 def clip_logits(model: ClipModel, images: torch.Tensor, task: Task) -> torch.Tensor:
@@ -111,6 +112,7 @@ def finetune(
             losses.append(float(loss.detach()))
             step += 1
             ctx.progress(step, total)
+    opt.zero_grad(set_to_none=True)  # an adapted model carries no gradients into evaluation
     model.module.eval()
     return losses
 

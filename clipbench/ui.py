@@ -6,6 +6,7 @@ from typing import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -54,13 +55,18 @@ def fmt(stat: dict | None, digits: int = 1) -> str:
 
 def summary_tables(result: dict) -> list[Table]:
     """One narrow table per task: each measure for zero-shot and for the method, and the change."""
+    from clipbench import scoring
+
     cfg = result["config"]
     tables = []
-    for name, s in ((result.get("summary") or {}).get("tasks") or {}).items():
+    for name, s in scoring.summarise(result["cells"], result["reference"])["tasks"].items():
         ref = result["reference"][name]
-        table = Table(title=f"{cfg['method']} on {cfg['suite']}/{name} ({cfg['model']}, {cfg['shots']}-shot, "
-                            f"seeds {','.join(map(str, s['seeds']))})")
-        for col, justify in (("measure", "left"), ("zero-shot", "right"), (cfg["method"], "right"),
+        excluded = s.get("excluded_probes") or {}
+        table = Table(title=escape(f"{cfg['method']} on {cfg['suite']}/{name} ({cfg['model']}, {cfg['shots']}-shot, "
+                                   f"seeds {','.join(map(str, s['seeds']))})"),
+                      caption=escape("; ".join(f"probe {p}: {why}, so left out of forgetting and the score"
+                                               for p, why in excluded.items())) or None)
+        for col, justify in (("measure", "left"), ("zero-shot", "right"), (escape(cfg["method"]), "right"),
                              ("change", "right")):
             table.add_column(col, justify=justify)
 
@@ -71,17 +77,19 @@ def summary_tables(result: dict) -> list[Table]:
 
         row("ID accuracy", ref["id"], s["id"], style="bold")
         for shift, stat in s["shifts"].items():
-            row(f"  shift {shift}", ref["shifts"][shift], stat)
+            row(f"  shift {escape(shift)}", ref["shifts"][shift], stat)
         if s.get("mean_shift"):
             row("mean shift", sum(ref["shifts"].values()) / len(ref["shifts"]), s["mean_shift"], style="bold")
         for probe, stat in s["probes"].items():
-            row(f"  probe {probe}", ref["probes"][probe], stat)
+            row(f"  probe {escape(probe)}", ref["probes"][probe], stat)
         if s.get("mean_forgetting"):
             table.add_row("mean forgetting (pts)", "", fmt(s["mean_forgetting"]), "", style="bold")
+        for probe, why in (s.get("excluded_probes") or {}).items():
+            table.add_row(f"  probe {escape(probe)} left out", "", "", "", style="dim")
         if s.get("new"):
             row("new classes", ref.get("new"), s["new"])
             table.add_row("base/new H", "", f"{s['base_new_hm']:.1f}", "")
-        table.add_row("score (H of ID, shift, retention)", "", fmt(s["score"]), "", style="bold")
+        table.add_row("score (H above chance)", "", fmt(s["score"]), "", style="bold")
         table.add_row("trainable %", "", fmt(s["trainable_pct"], 4), "")
         table.add_row("adapt seconds", "", fmt(s["adapt_seconds"]), "")
         tables.append(table)
@@ -89,17 +97,19 @@ def summary_tables(result: dict) -> list[Table]:
 
 
 def comparison_table(results: list[dict]) -> Table:
-    """One row per method: suite means of the headline numbers."""
-    table = Table(title="Suite means over tasks (each a mean over seeds)")
+    """One row per result: the suite numbers of scoring.py (mean over tasks of seed means, ± std over seeds)."""
+    from clipbench import scoring
+
+    table = Table(title="Suite means over tasks (each a mean over seeds; ± std over seeds)")
     for col in ("method", "ID", "+ID", "shift", "+OOD", "forget", "score", "train%", "adapt s"):
         table.add_column(col, justify="left" if col == "method" else "right", no_wrap=col == "method")
     for r in results:
-        o = (r.get("summary") or {}).get("overall") or {}
+        o = scoring.summarise(r["cells"], r["reference"])["overall"]
 
         def cell(key, digits=1):
-            v = o.get(key)
-            return "-" if v is None else f"{round(v, digits) + 0.0:.{digits}f}"
+            return fmt(o.get(key), digits)
 
-        table.add_row(r["config"]["method"], cell("id"), cell("id_gain"), cell("mean_shift"), cell("ood_gain"),
-                      cell("mean_forgetting"), cell("score"), cell("trainable_pct", 3), cell("adapt_seconds"))
+        table.add_row(escape(r["config"]["method"]), cell("id"), cell("id_gain"), cell("mean_shift"),
+                      cell("ood_gain"), cell("mean_forgetting"), cell("score"), cell("trainable_pct", 3),
+                      cell("adapt_seconds"))
     return table

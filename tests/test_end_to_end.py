@@ -43,9 +43,17 @@ def test_third_party_plugin_is_discovered_and_runs(tmp_path):
 def test_every_registered_method_meets_the_contract(clipbench_contract):
     from clipbench.plugins import collect, get_plugin_manager
 
+    from clipbench import tuning
+    from clipbench.models import load_embedded
+
     reg = collect(get_plugin_manager())
+    fingerprint = load_embedded().fingerprint()
     for name, method in sorted(reg.methods.items()):
-        # few epochs: the contract is about behaviour, not accuracy
+        # the shipped tuned learning rates, so that the weights visibly move (the trainable count is
+        # checked against what changed); few epochs: the contract is about behaviour, not accuracy
         fields = {f for f in method.config_class.__dataclass_fields__}
-        overrides = {"epochs": 1} if "epochs" in fields else {}
+        overrides = dict(tuning.shipped_values("default", method, fingerprint).get("shape", {}))
+        overrides.update({"epochs": 1} if "epochs" in fields else {})
+        if name == "wiseft":
+            overrides["lr"] = 1e-4
         clipbench_contract(method, overrides=overrides)

@@ -95,6 +95,20 @@ def test_saft_mask_is_the_global_top_k_and_nothing_else_moves(reg, embedded, sha
     assert 0.5 * k < moved <= k
 
 
+def test_saft_trains_without_the_dense_selection_gradients(reg, embedded, shape_task, monkeypatch):
+    held = {}
+    real = saft.finetune
+
+    def spy(model, params, *args, **kwargs):
+        held["tensors"] = [n for n, p in model.module.named_parameters() if p.grad is not None]
+        return real(model, params, *args, **kwargs)
+
+    monkeypatch.setattr(saft, "finetune", spy)
+    adapted, _ = adapt(reg, "saft", embedded, shape_task, epochs=1, lr=1e-3)
+    assert held["tensors"] == []  # the 98 dense gradients that chose the mask are gone before training
+    assert all(p.grad is None for p in adapted.model.module.parameters())
+
+
 def test_cayley_transform_is_orthogonal_and_matches_the_definition():
     torch.manual_seed(0)
     a = torch.randn(5, 8, 8, dtype=torch.float64)
@@ -129,10 +143,43 @@ def test_orthcr_starts_at_the_pretrained_model_and_stays_orthogonal(reg, embedde
         assert not torch.allclose(r, eye)  # it did train
     diff = changed(embedded.module, adapted.model.module)
     assert all(k.endswith("in_proj_weight") or k.endswith("out_proj.weight") for k in diff)
-    # rotations preserve each weight's column norms within a block, so the row-block norms are kept
-    w0 = embedded.module.state_dict()["visual.transformer.resblocks.0.attn.out_proj.weight"]
-    w1 = adapted.model.module.state_dict()["visual.transformer.resblocks.0.attn.out_proj.weight"]
-    assert torch.allclose(w0.view(-1, 32, 128).norm(dim=1), w1.view(-1, 32, 128).norm(dim=1), atol=1e-4)
+    # OFT rotates the input side, W' = W R^T: the angles between output neurons are kept, W'W'^T = W W^T,
+    # for q, k and v (each its own R) and the output projection, in every block of both towers
+    before, after = embedded.module.state_dict(), adapted.model.module.state_dict()
+    for name in diff:
+        w0, w1 = before[name].double(), after[name].double()
+        for s0, s1 in zip(w0.split(128), w1.split(128)):
+            assert (s1 @ s1.T - s0 @ s0.T).abs().max() < 1e-5, name
+        assert not torch.allclose(w0, w1)
+
+
+def test_orthcr_rotation_equals_peft_oft():
+    """The same skew generators give the same merged weight as huggingface/peft's OFT (exact Cayley)."""
+    peft = pytest.importorskip("peft")
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(64, 48, bias=False)
+    w0 = layer.weight.detach().clone()
+    rot = orthcr.BlockCayley(48, 64, block_size=16)
+    with torch.no_grad():
+        rot.generator.normal_(0, 0.2)
+    ours = rot(w0)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(64, 48, bias=False)
+
+    net = Net()
+    net.proj.weight.data.copy_(w0)
+    config = peft.OFTConfig(target_modules=["proj"], oft_block_size=16, r=0, use_cayley_neumann=False,
+                            init_weights=True)
+    model = peft.get_peft_model(net, config)
+    module = model.base_model.model.proj.oft_R["default"]
+    with torch.no_grad():
+        module.weight.copy_(rot.generator.detach()[0])
+    theirs = model.merge_and_unload().proj.weight.detach()
+    assert torch.allclose(ours, theirs, atol=1e-6), (ours - theirs).abs().max()
+    assert (ours - w0).abs().max() > 1e-2  # the rotation is not the identity
 
 
 def test_knn_adapter_is_zero_shot_far_from_support_and_fits_the_support(reg, embedded, shape_task):
@@ -181,12 +228,15 @@ def test_clip_adapter_and_linear_probe_leave_the_encoders_alone(reg, embedded, s
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [m for m in ALL if m != "zeroshot"])
 def test_four_shot_adaptation_improves_in_distribution(reg, embedded, default_suite, name):
-    """Each method, with the default suite's settings, beats zero-shot on at least one default task."""
+    """Each method, with its shipped tuned settings, beats zero-shot on at least one default task."""
+    from clipbench import tuning
+
     ev = protocol.Evaluator()
     gains = []
+    tuned = tuning.shipped_values("default", reg.method(name), embedded.fingerprint())
     for task_name in default_suite.adapt_on:
         task = default_suite.task(task_name)
-        overrides = default_suite.method_overrides.get(name, {})
+        overrides = tuned.get(task_name, {})
         adapted, _ = adapt(reg, name, embedded, task, shots=4, **overrides)
         zs = ev.reference(Adapted(embedded), embedded.fingerprint(), task.test.value, task, task_name)
         gains.append(ev.accuracy(adapted, task.test.value, task) - zs)
@@ -201,10 +251,11 @@ def test_full_ft_trains_every_tensor(reg, embedded, shape_task):
     assert adapted.trainable == sum(t.numel() for t in state.values()) == embedded.num_parameters()
 
 
-def test_orthcr_counts_its_generators(reg, embedded, shape_task):
+def test_orthcr_counts_its_free_generator_entries(reg, embedded, shape_task):
     adapted, _ = adapt(reg, "orthcr", embedded, shape_task, epochs=1)
-    # per block: in_proj (384 rows) and out_proj (128 rows), each rows/32 generators of 32 x 32
-    assert adapted.trainable == 7 * (384 + 128) * 32
+    # per attention block: q, k, v and out each have 128/32 = 4 skew-symmetric 32 x 32 generators,
+    # each with 32 * 31 / 2 = 496 free entries (not 32 * 32)
+    assert adapted.trainable == 7 * 4 * 4 * 496
 
 
 def test_a_model_without_the_needed_layers_gets_one_clear_error():

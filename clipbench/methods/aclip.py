@@ -12,7 +12,7 @@ cross-entropy over logit_scale * image . text^T with one prompt template.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
@@ -22,7 +22,9 @@ from clipbench.training import Schedule, finetune_only
 
 @dataclass(frozen=True)
 class AClipConfig:
-    lr: float = 1e-6
+    lr: float = field(default=1e-6, metadata={
+        "help": "SGD learning rate (the authors' full-data 1e-6 leaves 16-shot training at zero-shot)",
+        "search": [1e-6, 1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]})
     momentum: float = 0.9
     weight_decay: float = 1e-4
     batch_size: int = 128

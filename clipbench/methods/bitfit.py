@@ -10,7 +10,7 @@ decay 1e-4, batch 128, 30 epochs) with BitFit's larger learning rate 1e-4.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clipbench.errors import ClipbenchError
 from clipbench.hookspecs import hookimpl
@@ -22,7 +22,9 @@ BIAS = re.compile(r"resblocks\.\d+\..*bias$")
 
 @dataclass(frozen=True)
 class BitFitConfig:
-    lr: float = 1e-4
+    lr: float = field(default=1e-4, metadata={
+        "help": "SGD learning rate of the biases (1e-4 in the A-CLIP comparison)",
+        "search": [1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]})
     momentum: float = 0.9
     weight_decay: float = 1e-4
     batch_size: int = 128

@@ -12,7 +12,7 @@ could be read here; the common re-implementation value).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -27,7 +27,9 @@ from clipbench.training import count_parameters, warmup_cosine
 class ClipAdapterConfig:
     reduction: int = 4
     ratio: float = 0.2
-    lr: float = 1e-3
+    lr: float = field(default=1e-3, metadata={
+        "help": "AdamW learning rate of the adapters (common re-implementation value)",
+        "search": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]})
     batch_size: int = 32
     epochs: int = 200
 
@@ -49,7 +51,7 @@ def blend(features: torch.Tensor, adapter: nn.Module, ratio: float) -> torch.Ten
 class AdaptedFeatures(Adapted):
     def __init__(self, model, task, image_adapter, text_adapter, ratio):
         trainable = count_parameters(image_adapter.parameters()) + count_parameters(text_adapter.parameters())
-        super().__init__(model, trainable=trainable, task=task)
+        super().__init__(model, trainable=trainable, task=task, added=[image_adapter, text_adapter])
         self.image_adapter, self.text_adapter, self.ratio = image_adapter.eval(), text_adapter.eval(), ratio
 
     def transform_image_features(self, features):
@@ -69,8 +71,7 @@ class ClipAdapter(Method):
         model.module.requires_grad_(False)
         feats = fewshot.features(model)
         with torch.no_grad():
-            prompts = [task.templates[0].format(c) for c in task.classnames]
-            text = model.encode_text(prompts)
+            text = model.encode_text(task.train_prompts())
         dim = feats.shape[1]
         image_adapter = Bottleneck(dim, config.reduction).to(feats.device)
         text_adapter = Bottleneck(dim, config.reduction).to(feats.device)

@@ -2,7 +2,10 @@
 
 Ibing, Lim, Kobbelt, "Localized Latent Updates for Fine-Tuning Vision-Language
 Models", arXiv 2212.06556: "a lightweight adapter that only updates the model's
-predictions close to seen datapoints".  Each support image i gets a learned
+predictions close to seen datapoints".  Only the abstract could be read, so
+what follows is clipbench's reconstruction of that idea, not the paper's
+algorithm: the kernel, the neighbour count, the radius grid and the training
+below are clipbench's choices.  Each support image i gets a learned
 offset d_i of its image embedding; a query embedding f moves by the offsets of
 its k nearest support embeddings, weighted by a kernel with compact support,
 
@@ -55,7 +58,7 @@ def apply_offsets(query: torch.Tensor, keys: torch.Tensor, offsets: torch.Tensor
 
 class LocalLatentAdapter(Adapted):
     def __init__(self, model, task, keys, offsets, radius, k):
-        super().__init__(model, trainable=offsets.numel(), task=task)
+        super().__init__(model, trainable=offsets.numel(), task=task, added=[offsets])  # keys are stored, not trained
         self.keys, self.offsets, self.radius, self.k = keys, offsets, radius, k
 
     def transform_image_features(self, features):
@@ -64,8 +67,9 @@ class LocalLatentAdapter(Adapted):
 
 class KNNAdapter(Method):
     name = "knn-adapter"
-    citation = "Ibing, Lim, Kobbelt, Localized Latent Updates for Fine-Tuning Vision-Language Models, arXiv 2212.06556"
-    summary = "learned offsets of support embeddings, acting only within a radius of them"
+    citation = ("clipbench's reconstruction (kernel, radius grid and training its own) of Ibing, Lim, Kobbelt, "
+                "Localized Latent Updates for Fine-Tuning Vision-Language Models, arXiv 2212.06556")
+    summary = "learned offsets of support embeddings, acting only within a radius of them (reconstruction)"
     config_class = KNNAdapterConfig
 
     def adapt(self, model, fewshot, task, config, ctx):

@@ -1,9 +1,13 @@
 """Built-in plugin: a linear probe on frozen image features, initialised from the zero-shot head.
 
-Starting from the text classifier and pulling back toward it (an L2 penalty on
-W - W_zs) is the strong few-shot form of the linear probe (LP++, Huang et al.
-CVPR 2024; "zero-shot init" in WiSE-FT's appendix).  The penalty strength is
-chosen on the validation split, never on test data.
+What is implemented: a linear head (weights + bias) on frozen image embeddings,
+initialised from the zero-shot text classifier ("zero-shot init", WiSE-FT's
+appendix) and pulled back toward it by an L2 penalty on W - W_zs, whose
+strength is chosen on the validation split, never on test data.  It resembles
+LP++ (Huang et al., CVPR 2024) in starting from and staying near the text
+classifier, but is not LP++: LP++ blends visual class prototypes with the text
+embeddings through learned per-class multipliers and sets its step sizes from
+a Lipschitz bound; none of that is here.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ class LinearHead(Adapted):
     """Zero-shot CLIP everywhere except the adapted task, which uses the trained head."""
 
     def __init__(self, model, task, weight, bias):
-        super().__init__(model, trainable=weight.numel() + bias.numel(), task=task)
+        super().__init__(model, trainable=weight.numel() + bias.numel(), task=task, added=[weight, bias])
         self.weight, self.bias = weight, bias
 
     def logits_from_features(self, features, task):
@@ -41,8 +45,8 @@ class LinearHead(Adapted):
 
 class LinearProbe(Method):
     name = "linear-probe"
-    citation = ("Radford et al. 2021 (linear probe); zero-shot initialisation and regularisation toward it: "
-                "Huang et al., LP++: A Surprisingly Strong Linear Probe for Few-Shot CLIP, CVPR 2024")
+    citation = ("Zero-shot-initialised linear probe with an L2 pull toward the zero-shot head (Radford et al. "
+                "2021; Wortsman et al. 2022, appendix); resembles, but is not, LP++ (Huang et al., CVPR 2024)")
     summary = "linear head on frozen image features, zero-shot initialised, L2 toward it"
     config_class = LinearProbeConfig
 

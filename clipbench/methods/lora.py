@@ -10,7 +10,7 @@ with LoRA's usual learning rate 1e-4 (AdamW).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
@@ -22,7 +22,9 @@ from clipbench.training import Schedule, count_parameters, finetune
 class LoRAConfig:
     rank: int = 16
     scaling: float = 0.2
-    lr: float = 1e-4
+    lr: float = field(default=1e-4, metadata={
+        "help": "AdamW learning rate of the low-rank factors (LoRA's usual 1e-4)",
+        "search": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]})
     weight_decay: float = 1e-4
     batch_size: int = 128
     epochs: int = 30
@@ -37,7 +39,8 @@ class LoRA(Method):
 
     def adapt(self, model, fewshot, task, config, ctx):
         model.module.requires_grad_(False)
-        loras = [add_lora(attn, config.rank, config.scaling) for _, attn in attention_layers(model.module)]
+        layers = attention_layers(model.module)
+        loras = [add_lora(attn, config.rank, config.scaling) for _, attn in layers]
         params = [p for lora in loras for p in lora.parameters()]
         schedule = Schedule("adamw", config.lr, config.weight_decay, batch_size=config.batch_size,
                             epochs=config.epochs)
@@ -46,7 +49,10 @@ class LoRA(Method):
         if config.merge:
             merge_parametrizations(model.module)
         model.module.requires_grad_(False)
-        return Adapted(model, trainable=trainable, task=task)
+        # the factors A, B are what trained; merged, the q/v weights they generate change densely
+        generated = [f"{name}.in_proj_weight" for name, _ in layers] if config.merge else []
+        return Adapted(model, trainable=trainable, task=task, added=loras if config.merge else [],
+                       generated=generated)
 
 
 @hookimpl

@@ -5,12 +5,17 @@ through Orthogonality Learning and Cross-Regularization", arXiv 2407.08374
 (v3 renames it OrthSR, "self-regularization").  What the abstract and v3 state:
 
 - trainable orthogonal matrices are injected into the transformer and the
-  pretrained weights stay frozen: W' = R W with R = (I - S)(I + S)^-1, the Cayley
-  transform of a skew-symmetric S = (A - A^T) / 2; A starts at 0, so R = I and
-  the adapted model starts exactly at the pretrained one.  R is block-diagonal
-  (as in OFT, Qiu et al. NeurIPS 2023, and huggingface/peft's OFT), applied to
-  the packed q/k/v projection and the attention output projection of every
-  block of both towers; blocks never straddle the q/k/v slices.
+  pretrained weights stay frozen, as in OFT (Qiu et al., NeurIPS 2023), on which
+  the paper builds: OFT writes W' = R W0 for W0 of shape (in, out), i.e. R rotates
+  the *input* side; in torch's (out, in) layout that is W' = W R^T, which keeps
+  the angles between output neurons (W' W'^T = W W^T, OFT's hyperspherical
+  energy).  huggingface/peft's OFT rotates the same side (tests compare against
+  it).  R is block-diagonal, each block the Cayley transform
+  R = (I - S)(I + S)^-1 of a skew-symmetric S built from b(b-1)/2 free entries
+  (its upper triangle, peft's parametrisation); the generators start at 0, so
+  R = I and the adapted model starts exactly at the pretrained one.  Rotated:
+  the q, k and v projections (each its own R, as OFT on separate q/k/v layers)
+  and the attention output projection of every block of both towers.
 - a regulariser ties the fine-tuned branch to the frozen pretrained branch run
   "in a bypass manner": v3's ablation names it a Kullback-Leibler loss, so we use
   KL(p_pretrained || p_finetuned) between the two branches' class predictions on
@@ -25,7 +30,7 @@ Cutout of a square half the image side (DeVries & Taylor's CIFAR setting).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -43,8 +48,12 @@ from clipbench.training import Schedule, clip_logits, count_parameters, finetune
 class OrthCRConfig:
     block_size: int = 32
     kl_weight: float = 1.0
-    cutout_fraction: float = 0.5
-    lr: float = 1e-3
+    cutout_fraction: float = field(default=0.5, metadata={
+        "help": "Cutout square side as a fraction of the image side (DeVries & Taylor's CIFAR setting 0.5)",
+        "search": [0.125, 0.5]})
+    lr: float = field(default=1e-3, metadata={
+        "help": "AdamW learning rate of the rotation generators (OFT's range)",
+        "search": [1e-4, 3e-4, 1e-3, 3e-3]})
     weight_decay: float = 0.0
     batch_size: int = 32
     epochs: int = 20
@@ -58,23 +67,42 @@ def cayley(skew: torch.Tensor) -> torch.Tensor:
 
 
 class BlockCayley(nn.Module):
-    """Parametrization W -> R W with R block-diagonal orthogonal, R = I at initialisation."""
+    """Parametrization W -> W R^T (OFT's input-side rotation), R block-diagonal orthogonal, R = I at start.
 
-    def __init__(self, rows: int, block_size: int, device=None):
+    ``groups`` splits the weight's rows into equal output slices that each get
+    their own R (3 for a packed q/k/v ``in_proj_weight``).  The free parameters
+    are the upper triangles of the skew-symmetric generators: b(b-1)/2 per block.
+    """
+
+    def __init__(self, out_features: int, in_features: int, block_size: int, groups: int = 1, device=None):
         super().__init__()
-        if rows % block_size:
-            raise ClipbenchError(f"OrthCR block size {block_size} does not divide the layer's {rows} rows; "
-                                 "choose --option orthcr.block_size=<a divisor>.")
-        self.block_size = block_size
-        self.A = nn.Parameter(torch.zeros(rows // block_size, block_size, block_size, device=device))
+        if in_features % block_size:
+            raise ClipbenchError(f"OrthCR block size {block_size} does not divide the layer's {in_features} "
+                                 "inputs; choose --option orthcr.block_size=<a divisor>.")
+        if out_features % groups:
+            raise ClipbenchError(f"OrthCR cannot split {out_features} rows into {groups} q/k/v slices.")
+        self.block_size, self.groups = block_size, groups
+        self.blocks = in_features // block_size
+        rows, cols = torch.triu_indices(block_size, block_size, 1, device=device)
+        self.register_buffer("rows", rows, persistent=False)
+        self.register_buffer("cols", cols, persistent=False)
+        self.generator = nn.Parameter(torch.zeros(groups, self.blocks, len(rows), device=device))
+
+    def skew(self) -> torch.Tensor:
+        """(groups, blocks, b, b) skew-symmetric matrices from the free upper-triangle entries."""
+        b = self.block_size
+        upper = self.generator.new_zeros(self.groups, self.blocks, b, b)
+        upper[..., self.rows, self.cols] = self.generator
+        return upper - upper.transpose(-1, -2)
 
     def rotation_blocks(self) -> torch.Tensor:
-        return cayley(0.5 * (self.A - self.A.transpose(-1, -2)))
+        return cayley(self.skew())
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        r = self.rotation_blocks()
-        n, b, _ = r.shape
-        return torch.bmm(r, weight.reshape(n, b, -1)).reshape_as(weight)
+        r = self.rotation_blocks()  # (g, n, b, b)
+        w = weight.reshape(self.groups, -1, self.blocks, self.block_size)  # (g, out/g, n, b)
+        # (W R^T)[o, c] = sum_k W[o, k] R[c, k], block by block over the input dimension
+        return torch.einsum("gonk,gnck->gonc", w, r).reshape_as(weight)
 
 
 def cutout(images: torch.Tensor, size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,12 +120,12 @@ def cutout(images: torch.Tensor, size: int, generator: torch.Generator) -> tuple
     return out, torch.stack([y0, x0, y1, x1], dim=1)
 
 
-def orthogonal_layers(module: nn.Module) -> list[tuple[nn.Module, str]]:
-    """(owner module, weight name) of every projection OrthCR rotates."""
+def orthogonal_layers(module: nn.Module) -> list[tuple[str, nn.Module, str, int]]:
+    """(qualified weight name, owner module, weight name, q/k/v groups) of every projection OrthCR rotates."""
     layers = []
-    for _, attn in attention_layers(module):
-        layers.append((attn, "in_proj_weight"))
-        layers.append((attn.out_proj, "weight"))
+    for name, attn in attention_layers(module):
+        layers.append((f"{name}.in_proj_weight", attn, "in_proj_weight", 3))
+        layers.append((f"{name}.out_proj.weight", attn.out_proj, "weight", 1))
     return layers
 
 
@@ -112,16 +140,17 @@ class OrthCR(Method):
         frozen = model.clone()  # the bypass: the pretrained branch, never trained
         frozen.module.requires_grad_(False).eval()
         model.module.requires_grad_(False)
-        rotations = []
-        for owner, name in orthogonal_layers(model.module):
+        rotations, targets = [], []
+        for qualified, owner, name, groups in orthogonal_layers(model.module):
             weight = getattr(owner, name)
-            rot = BlockCayley(weight.shape[0], config.block_size, weight.device)
+            rot = BlockCayley(weight.shape[0], weight.shape[1], config.block_size, groups, weight.device)
             parametrize.register_parametrization(owner, name, rot)
             rotations.append(rot)
-        params = [rot.A for rot in rotations]
+            targets.append(qualified)
+        params = [rot.generator for rot in rotations]
         size = max(1, round(config.cutout_fraction * fewshot.images.shape[-1]))
         with torch.no_grad():
-            frozen_text = frozen.encode_text([task.templates[0].format(c) for c in task.classnames])
+            frozen_text = frozen.encode_text(task.train_prompts())
 
         def regulariser(images, labels, logits):
             with torch.no_grad():
@@ -133,10 +162,11 @@ class OrthCR(Method):
                             epochs=config.epochs)
         finetune(model, params, fewshot, task, schedule, ctx, logits_fn=clip_logits,
                  augment=lambda x, g: cutout(x, size, g)[0], extra_loss=regulariser)
-        adapted = Adapted(model, trainable=count_parameters(params), task=task)
-        adapted.rotations = [rot.rotation_blocks().detach() for rot in rotations]
         merge_parametrizations(model.module)
         model.module.requires_grad_(False)
+        # the free generators are what trained; the rotated weights they generate change densely
+        adapted = Adapted(model, trainable=count_parameters(params), task=task, added=params, generated=targets)
+        adapted.rotations = [rot.rotation_blocks().detach() for rot in rotations]
         return adapted
 
 

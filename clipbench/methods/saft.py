@@ -10,14 +10,15 @@ cosine schedule, gradient clipping 1.0; no weight decay, which would move
 unmasked entries too); every other entry stays bit-identical.
 
 Memory: the mask is kept as flat indices per tensor (8 bytes per trained entry,
-not a dense copy of the model); gradients are masked in place; the global
-top-k is merged from per-tensor top-k candidates, so no concatenated dense
-score vector is built either.
+not a dense copy of the model); the dense selection gradients are freed as soon
+as the mask is chosen, and during training only the tensors holding masked
+entries have gradients, masked in place; the global top-k is merged from
+per-tensor top-k candidates, so no concatenated dense score vector is built.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +33,9 @@ EXCLUDED = ("logit_scale",)  # not part of either tower
 @dataclass(frozen=True)
 class SAFTConfig:
     sparsity: float = 0.001
-    lr: float = 5e-6
+    lr: float = field(default=5e-6, metadata={
+        "help": "AdamW learning rate of the masked entries (paper: 5e-6)",
+        "search": [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]})
     batch_size: int = 32
     epochs: int = 20
     grad_clip: float = 1.0
@@ -46,6 +49,7 @@ def tower_parameters(module: torch.nn.Module) -> list[tuple[str, torch.nn.Parame
 def accumulate_gradients(model, fewshot, task, batch_size: int) -> None:
     """Sum the zero-shot classifier's cross-entropy gradients over the whole support set into .grad."""
     named = tower_parameters(model.module)
+    model.module.requires_grad_(False)  # the logit scale is no tower weight: no gradient for it
     for _, p in named:
         p.requires_grad_(True)
         p.grad = None
@@ -87,6 +91,8 @@ class SAFT(Method):
         k = round(config.sparsity * total)
         accumulate_gradients(model, fewshot, task, config.mask_batch_size)
         mask = select_mask(named, k)
+        for _, p in named:  # the dense gradients chose the mask; keeping them would hold a model's worth of floats
+            p.grad = None
         del named
         model.module.requires_grad_(False)
         params = dict(model.module.named_parameters())

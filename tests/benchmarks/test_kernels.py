@@ -190,10 +190,52 @@ def test_knn_neighbour_search(benchmark, matmul_peak):
 
 
 def test_silhouette(benchmark, matmul_peak):
-    from clipbench.metrics import silhouette
+    from clipbench.metrics import silhouette_class as silhouette
 
     emb = torch.nn.functional.normalize(torch.randn(2000, 512), dim=-1)
     labels = torch.randint(0, 10, (2000,))
     text = torch.nn.functional.normalize(torch.randn(10, 512), dim=-1)
     benchmark.pedantic(lambda: silhouette(emb, labels, text), rounds=3)
     report(benchmark, 2 * 2010 * 2010 * 512, matmul_peak)
+
+
+@pytest.mark.parametrize("name", ["full-ft", "saft"])
+def test_adaptation_peak_memory_on_vit_b_32(benchmark, measured, name):
+    """Peak memory of one adaptation step on ViT-B/32 (random weights, 8 images at 224 px, batch 8).
+
+    SAFT keeps no dense gradients once its mask is chosen; the ratio to full-ft's peak is reported.
+    """
+    import open_clip
+
+    from clipbench.method import AdaptContext
+    from clipbench.models import ClipModel
+    from clipbench.plugins import collect, get_plugin_manager
+    from clipbench.protocol import PeakMemory
+    from clipbench.tasks import Lazy, Task, TensorImageSet, sample_fewshot
+
+    method = collect(get_plugin_manager(load_entrypoints=False)).methods[name]
+    config = method.make_config({"epochs": 1, "batch_size": 8})
+    g = torch.Generator().manual_seed(0)
+    pool = TensorImageSet(torch.randint(0, 256, (24, 3, 224, 224), dtype=torch.uint8, generator=g),
+                          torch.arange(4).repeat_interleave(6))
+    task = Task("bench", ["cat", "dog", "car", "tree"], ["a photo of a {}."], Lazy(lambda: pool), Lazy(lambda: pool))
+    fewshot = sample_fewshot(pool, 4, 2, seed=1)
+    fewshot.images
+    base = ClipModel(open_clip.create_model("ViT-B-32", pretrained=None).to(DEVICE), open_clip.get_tokenizer("ViT-B-32"),
+                     "ViT-B-32", "random")
+    peaks = []
+
+    def run():
+        model = base.clone()
+        with PeakMemory(DEVICE) as mem:
+            method.adapt(model, fewshot, task, config, AdaptContext(device=DEVICE, seed=1))
+        peaks.append(mem.peak_mb)
+        del model
+
+    benchmark.pedantic(run, rounds=2)
+    peak = min(peaks)
+    benchmark.extra_info["peak_memory_mb"] = round(peak, 1)
+    measured[("peak", name)] = peak
+    if name == "saft" and ("peak", "full-ft") in measured:
+        benchmark.extra_info["ratio"] = round(peak / measured[("peak", "full-ft")], 2)
+        benchmark.extra_info["ratio_of"] = "SAFT/full-ft peak memory"

@@ -1,0 +1,101 @@
+"""The one score (clipbench/scoring.py): pure, above chance, defined once for summary, report and leaderboard."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+from clipbench import scoring
+
+
+def ref(id_=80.0, shifts=None, probes=None, classes=4, probe_classes=10, new=None):
+    shifts = {"s": 60.0} if shifts is None else shifts
+    probes = {"p": 70.0} if probes is None else probes
+    r = {"id": id_, "shifts": shifts, "probes": probes,
+         "chance": {"id": 100 / classes, "shifts": {s: 100 / classes for s in shifts},
+                    "probes": {p: 100 / probe_classes for p in probes}}}
+    if new is not None:
+        r["new"] = new
+        r["chance"]["new"] = 100 / classes
+    return r
+
+
+def cell(seed, id_, shifts, probes, task="t", **extra):
+    c = {"task": task, "seed": seed, "id": id_, "shifts": shifts, "probes": probes,
+         "cost": {"trainable_pct": 1.0, "adapt_seconds": 2.0, "peak_memory_mb": 3.0}}
+    c.update(extra)
+    return c
+
+
+def test_the_module_is_pure():
+    out = subprocess.run([sys.executable, "-c", "import sys, clipbench.scoring; "
+                          "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+                          "('torch', 'numpy', 'clipbench')))"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['clipbench', 'clipbench.hookspecs', 'clipbench.scoring']"
+
+
+def test_pieces():
+    assert scoring.chance(4) == 25.0
+    assert scoring.forgetting(80.0, 70.0) == 10.0 and scoring.forgetting(70.0, 80.0) == -10.0
+    assert scoring.above_chance(25.0, 25.0) == 0.0 and scoring.above_chance(100.0, 25.0) == 100.0
+    assert scoring.retention(70.0, 40.0, 10.0) == 50.0  # (40 - 10) / (70 - 10)
+    assert scoring.harmonic_mean([50.0, 100.0]) == pytest.approx(2 / (1 / 50 + 1 / 100))
+    assert scoring.harmonic_mean([50.0, 0.0]) == 0.0 and scoring.harmonic_mean([50.0, -3.0]) == 0.0
+    assert math.isnan(scoring.harmonic_mean([]))
+    m, s = scoring.mean_std([1.0, 2.0, 3.0])
+    assert m == 2.0 and s == pytest.approx(1.0)
+    assert scoring.mean_std([5.0]) == (5.0, 0.0)
+
+
+def test_guessing_never_scores():
+    """A method at chance everywhere scores 0, even where a probe's retention ratio would look perfect."""
+    r = ref(id_=80.0, shifts={"s": 60.0}, probes={"p": 12.0}, classes=4, probe_classes=10)
+    guess = [cell(1, 25.0, {"s": 25.0}, {"p": 12.0})]
+    task = scoring.summarise_task(guess, r)
+    assert task["score"]["mean"] == 0.0
+    # the old definition, H(ID, shift, probe / pretrained * 100), gave such a method H(25, 25, 100) = 33.3
+
+
+def test_a_probe_near_chance_is_left_out_and_said_so():
+    r = ref(probes={"easy": 70.0, "hopeless": 13.0}, probe_classes=10)
+    c = [cell(1, 90.0, {"s": 70.0}, {"easy": 70.0, "hopeless": 40.0})]
+    task = scoring.summarise_task(c, r)
+    assert set(task["excluded_probes"]) == {"hopeless"}
+    assert "within 5 points of chance 10.0" in task["excluded_probes"]["hopeless"]
+    assert task["score_axes"]["retention"] == 100.0  # only "easy" counts; "hopeless" could not lift it
+    assert task["mean_forgetting"]["mean"] == 0.0  # and its 27-point "gain" does not enter forgetting
+    summary = scoring.summarise(c, {"t": r})
+    assert summary["overall"]["excluded_probes"] == ["t:hopeless"]
+
+
+def test_score_is_the_harmonic_mean_of_seed_means_above_chance():
+    r = ref(id_=50.0, shifts={"a": 40.0, "b": 30.0}, probes={"p": 70.0}, classes=4, probe_classes=10)
+    cells = [cell(1, 70.0, {"a": 50.0, "b": 40.0}, {"p": 64.0}), cell(2, 80.0, {"a": 60.0, "b": 30.0}, {"p": 58.0})]
+    task = scoring.summarise_task(cells, r)
+    id_axis = 100 * (75.0 - 25) / 75
+    shift_axis = (100 * (55.0 - 25) / 75 + 100 * (35.0 - 25) / 75) / 2
+    retention = 100 * (61.0 - 10) / (70 - 10)
+    expected = 3 / (1 / id_axis + 1 / shift_axis + 1 / retention)
+    assert task["score"]["mean"] == round(expected, 4)
+    assert task["id"] == {"mean": 75.0, "std": round(math.sqrt(50), 4)}
+    assert task["mean_forgetting"]["mean"] == 9.0
+
+
+def test_overall_std_is_over_seeds_of_the_suite_mean():
+    ra, rb = ref(), ref()
+    cells = [cell(1, 70.0, {"s": 50.0}, {"p": 70.0}, task="a"), cell(2, 80.0, {"s": 50.0}, {"p": 70.0}, task="a"),
+             cell(1, 60.0, {"s": 50.0}, {"p": 70.0}, task="b"), cell(2, 90.0, {"s": 50.0}, {"p": 70.0}, task="b")]
+    o = scoring.summarise(cells, {"a": ra, "b": rb})["overall"]
+    # per-seed suite means: seed 1 (70+60)/2 = 65, seed 2 (80+90)/2 = 85
+    assert o["id"] == {"mean": 75.0, "std": round(math.sqrt(200), 4)}
+    tasks = scoring.summarise(cells, {"a": ra, "b": rb})["tasks"]
+    assert o["score"] == {"mean": round((tasks["a"]["score"]["mean"] + tasks["b"]["score"]["mean"]) / 2, 4),
+                          "std": None}
+
+
+def test_base_to_new_joins_the_score():
+    r = ref(shifts={}, probes={}, classes=5, new=60.0)
+    task = scoring.summarise_task([cell(1, 80.0, {}, {}, new=50.0)], r)
+    assert set(task["score_axes"]) == {"id", "new"}
+    assert task["base_new_hm"] == round(2 / (1 / 80 + 1 / 50), 4)
