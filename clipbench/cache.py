@@ -3,8 +3,9 @@
 Keyed by (model fingerprint, image-set fingerprint, preprocessing key), so an
 image is encoded once per model and the result is reused across runs and
 across methods.  Entries are written atomically (temporary file + rename, safe
-under concurrent runs) and carry a sha256 of their payload; a corrupt entry is
-reported once and recomputed.
+under concurrent runs), name their own key and carry a sha256 of key and
+payload: a corrupt entry, one moved under another key's name, or one of the
+wrong shape is reported once and recomputed, never served.
 
 The folder is ``$CLIPBENCH_CACHE_DIR`` or the user's cache directory
 (``$XDG_CACHE_HOME/clipbench`` or ``~/.cache/clipbench``).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tempfile
 import warnings
@@ -22,7 +24,9 @@ from typing import Callable
 
 import torch
 
-FORMAT = b"clipbench-emb-1\n"
+from clipbench.results import file_mode, remove_stale_temporaries
+
+FORMAT = b"clipbench-emb-2\n"  # header, sha256 of (key line + payload), key line, payload
 
 
 def default_dir() -> Path:
@@ -33,63 +37,97 @@ def default_dir() -> Path:
 
 
 class EmbeddingCache:
+    """Embeddings on disk.  An entry names its own key and is checked against it on read: a file
+    moved or swapped to another key's name is a miss, as is one of the wrong shape.  A cache that
+    cannot be written (read-only, disk full) warns once and the run carries on without it."""
+
     def __init__(self, root: Path | None = None, enabled: bool = True):
         self.root = Path(root) if root else default_dir()
         self.enabled = enabled
         self.hits = 0
         self.misses = 0
-        self._warned = False
+        self._warned: set[str] = set()
+        self._writable = True
+        self._swept: set[Path] = set()
 
     def path(self, model_fp: str, data_fp: str, key: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
         return self.root / model_fp / f"{data_fp}-{safe}.pt"
 
-    def get_or_compute(self, model_fp: str, data_fp: str, key: str,
-                       compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def get_or_compute(self, model_fp: str, data_fp: str, key: str, compute: Callable[[], torch.Tensor],
+                       rows: int | None = None) -> torch.Tensor:
+        """The cached tensor for (model_fp, data_fp, key), else ``compute()`` stored; ``rows`` is the
+        number of rows the tensor must have (a cached entry of another shape is recomputed)."""
         if not self.enabled:
             return compute()
         path = self.path(model_fp, data_fp, key)
-        cached = self._read(path)
+        ident = json.dumps({"model": model_fp, "data": data_fp, "key": key}, sort_keys=True).encode()
+        cached = self._read(path, ident, rows)
         if cached is not None:
             self.hits += 1
             return cached
         self.misses += 1
         value = compute()
-        self._write(path, value)
+        self._write(path, ident, value)
         return value
 
-    def _read(self, path: Path) -> torch.Tensor | None:
+    def _read(self, path: Path, ident: bytes, rows: int | None) -> torch.Tensor | None:
         try:
             raw = path.read_bytes()
-        except FileNotFoundError:
-            return None
         except OSError:
             return None
-        header, digest, payload = raw[:len(FORMAT)], raw[len(FORMAT):len(FORMAT) + 64], raw[len(FORMAT) + 64:]
-        if header != FORMAT or hashlib.sha256(payload).hexdigest().encode() != digest:
-            self._corrupt(path)
+        header, digest, body = raw[:len(FORMAT)], raw[len(FORMAT):len(FORMAT) + 64], raw[len(FORMAT) + 64:]
+        line, _, payload = body.partition(b"\n")
+        if header != FORMAT or hashlib.sha256(body).hexdigest().encode() != digest:
+            self._warn("corrupt", f"clipbench: corrupt embedding cache entry {path}; recomputing it.")
+            self._discard(path)
+            return None
+        if line != ident:  # a valid entry of another key, moved here: never serve it
+            self._warn("foreign", f"clipbench: the embedding cache entry {path} belongs to another key; recomputing.")
+            self._discard(path)
             return None
         try:
-            return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+            value = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
         except Exception:
-            self._corrupt(path)
+            value = None
+        if not isinstance(value, torch.Tensor) or value.ndim != 2 or (rows is not None and len(value) != rows):
+            self._warn("shape", f"clipbench: the embedding cache entry {path} has the wrong shape; recomputing.")
+            self._discard(path)
             return None
+        return value
 
-    def _corrupt(self, path: Path) -> None:
-        if not self._warned:
-            warnings.warn(f"clipbench: corrupt embedding cache entry {path}; recomputing it.", stacklevel=3)
-            self._warned = True
-        path.unlink(missing_ok=True)
+    def _warn(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            warnings.warn(message, stacklevel=4)
+            self._warned.add(kind)
 
-    def _write(self, path: Path, value: torch.Tensor) -> None:
+    @staticmethod
+    def _discard(path: Path) -> None:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    def _write(self, path: Path, ident: bytes, value: torch.Tensor) -> None:
+        if not self._writable:
+            return
         buf = io.BytesIO()
         torch.save(value.detach().cpu().contiguous(), buf)
-        payload = buf.getvalue()
+        body = ident + b"\n" + buf.getvalue()
+        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if path.parent not in self._swept:
+                self._swept.add(path.parent)
+                remove_stale_temporaries(path.parent)
             fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+            os.fchmod(fd, file_mode())
             with os.fdopen(fd, "wb") as f:
-                f.write(FORMAT + hashlib.sha256(payload).hexdigest().encode() + payload)
+                f.write(FORMAT + hashlib.sha256(body).hexdigest().encode() + body)
             os.replace(tmp, path)
-        except OSError as exc:  # a read-only or full cache must not stop a run
-            warnings.warn(f"clipbench: could not write the embedding cache at {path.parent}: {exc}", stacklevel=3)
+        except OSError as exc:  # a read-only or full cache must not stop a run, nor fill the disk with leftovers
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            self._writable = False
+            self._warn("write", f"clipbench: could not write the embedding cache at {path.parent} "
+                                f"({exc.strerror or exc}); carrying on without caching.")

@@ -1,209 +1,33 @@
-"""Markdown leaderboards from result files, and the checks a submitted result must pass.
+"""Markdown leaderboards from result files.
 
-``build`` is deterministic (same files in, same bytes out) so CI can prove the
-committed Markdown is current.  ``check`` reads untrusted JSON: it reports every
-problem as one line naming the field, and never raises on odd input.
+``render_all`` is pure and deterministic (same files in, same bytes out) so CI
+can prove the committed Markdown is current without writing anything; ``build``
+writes the pages, only inside its output folder.  Every file is checked in full
+(:mod:`clipbench.submission`) before a single line is rendered, every number is
+recomputed by :mod:`clipbench.scoring`, and every user string is escaped.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 
 from tabulate import tabulate
 
-from clipbench import metrics, protocol, results
-
-MAX_ACCURACY = 100.0
-PATHLIKE = re.compile(r"(^/|^~|\.\./|\\|^[A-Za-z]:)")
-
-
-# ------------------------------------------------------------------ check
-
-
-def check(data, known_methods: set[str] | None = None, known_suites: set[str] | None = None) -> list[str]:
-    """Every problem with a submitted result, one line each (empty: it is valid)."""
-    problems = results.structural_problems(data)
-    if problems:
-        return problems
-    problems += _check_values(data, "")
-    cfg = data["config"]
-    for key, kind in (("method", str), ("suite", str), ("tasks", list), ("seeds", list), ("shots", int),
-                      ("model", str)):
-        if not isinstance(cfg.get(key), kind) or isinstance(cfg.get(key), bool):
-            problems.append(f"config.{key}: missing or not a {kind.__name__}")
-    if problems:
-        return problems
-    if known_methods is not None and cfg["method"] not in known_methods:
-        problems.append(f"config.method: {cfg['method']!r} is not a registered method")
-    if known_suites is not None and cfg["suite"] not in known_suites:
-        problems.append(f"config.suite: {cfg['suite']!r} is not a known suite")
-    prov = data["provenance"]
-    for key in ("model_fingerprint", "versions", "device", "data"):
-        if not prov.get(key):
-            problems.append(f"provenance.{key}: missing")
-    if cfg.get("model_fingerprint") and prov.get("model_fingerprint") != cfg["model_fingerprint"]:
-        problems.append("provenance.model_fingerprint: differs from config.model_fingerprint")
-    cells = {}
-    for i, cell in enumerate(data["cells"]):
-        key = (cell.get("task"), cell.get("seed"))
-        if key in cells:
-            problems.append(f"cells[{i}]: duplicate cell for task {key[0]!r} seed {key[1]!r}")
-        cells[key] = cell
-        if cell.get("method", cfg["method"]) != cfg["method"]:
-            problems.append(f"cells[{i}].method: {cell.get('method')!r} is not config.method")
-    for task in cfg["tasks"]:
-        if task not in data["reference"]:
-            problems.append(f"reference.{task}: zero-shot reference missing")
-        for seed in cfg["seeds"]:
-            if (task, seed) not in cells:
-                problems.append(f"cells: task {task!r} seed {seed!r} missing")
-    for i, cell in enumerate(data["cells"]):
-        ref = data["reference"].get(cell.get("task"))
-        if ref is None:
-            problems.append(f"cells[{i}].task: {cell.get('task')!r} is not in config.tasks")
-            continue
-        for part in ("shifts", "probes"):
-            if not isinstance(cell.get(part), dict) or set(cell[part]) != set(ref.get(part, {})):
-                problems.append(f"cells[{i}].{part}: names differ from the reference's")
-    if problems:
-        return problems
-    try:
-        recomputed = protocol.summarise(data["cells"], {t: data["reference"][t] for t in cfg["tasks"]})
-    except Exception as exc:  # a malformed cell the checks above did not foresee
-        return [f"cells: cannot be summarised ({type(exc).__name__}: {exc})"]
-    if not _close(recomputed, data.get("summary")):
-        problems.append("summary: differs from the summary recomputed from the cells")
-    return problems
-
-
-def _check_values(value, where: str) -> list[str]:
-    """Types and ranges of every leaf: finite numbers, accuracies in [0, 100], no paths in strings."""
-    out = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                out.append(f"{where or 'top level'}: a non-string key")
-                continue
-            out += _check_values(v, f"{where}.{k}" if where else k)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += _check_values(v, f"{where}[{i}]")
-    elif isinstance(value, float) and not math.isfinite(value):
-        out.append(f"{where}: not a finite number")
-    elif isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > 1e12:
-        out.append(f"{where}: implausibly large number {value!r}")
-    elif isinstance(value, str):
-        if len(value) > 500:
-            out.append(f"{where}: string longer than 500 characters")
-        elif PATHLIKE.search(value):
-            out.append(f"{where}: looks like a file path ({value[:40]!r})")
-    if re.match(r"^cells\[\d+\]\.(id|new|shifts\.[^.]+|probes\.[^.]+)$", where) or \
-            re.match(r"^reference\.[^.]+\.(id|new|shifts\.[^.]+|probes\.[^.]+)$", where):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= MAX_ACCURACY:
-            out.append(f"{where}: an accuracy must be a number in [0, 100], got {value!r}")
-    return out
-
-
-def _close(a, b, tol: float = 1e-3) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return math.isclose(a, b, abs_tol=tol)
-    return a == b
-
-
-def check_file(path: Path, known_methods=None, known_suites=None) -> list[str]:
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        return [f"file: cannot be read ({exc})"]
-    try:
-        data = json.loads(text, parse_constant=lambda c: float("nan"))
-    except (json.JSONDecodeError, RecursionError) as exc:
-        return [f"file: not valid JSON ({exc})"]
-    return check(data, known_methods, known_suites)
-
-
-# ------------------------------------------------------------------ verify
-
-
-def verify(data: dict, seed: int, registry, pm, tolerance: float = 0.5, out_dir: Path | None = None,
-           data_root: Path | None = None) -> list[str]:
-    """Re-run one seed of a result from its stored config; list every number off by more than ``tolerance``."""
-    import tempfile
-
-    from clipbench import runner
-
-    cfg = data["config"]
-    if seed not in cfg["seeds"]:
-        return [f"seed {seed} is not in the result's seeds {cfg['seeds']}"]
-    options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg["method_config"].items()}
-    with tempfile.TemporaryDirectory() as tmp:
-        request = runner.RunRequest(methods=[cfg["method"]], suite=cfg["suite"], tasks=cfg["tasks"],
-                                    shots=cfg["shots"], seeds=[seed], model=cfg["model"],
-                                    pretrained=None if cfg["pretrained"] in ("world", "random") else cfg["pretrained"],
-                                    out_dir=Path(out_dir or tmp), options={cfg["method"]: options},
-                                    precision=cfg.get("precision", "fp32"), data=data_root)
-        [path] = runner.execute(request, registry, pm)
-        fresh = results.load_result(path)
-    problems = []
-    if fresh["config"]["model_fingerprint"] != cfg.get("model_fingerprint"):
-        problems.append(f"model fingerprint {fresh['config']['model_fingerprint']} differs from the "
-                        f"submission's {cfg.get('model_fingerprint')}: not the same weights")
-    stored_data = data.get("provenance", {}).get("data", {})
-    for name, fp in fresh["provenance"]["data"].items():
-        if name in stored_data and stored_data[name] != fp:
-            problems.append(f"data {name}: fingerprint {fp} differs from the submission's {stored_data[name]}: "
-                            "not the same images")
-    stored = {(c["task"], c["seed"]): c for c in data["cells"]}
-    for cell in fresh["cells"]:
-        old = stored[(cell["task"], seed)]
-        pairs = [("id", old["id"], cell["id"])]
-        if "new" in cell:
-            pairs.append(("new", old["new"], cell["new"]))
-        pairs += [(f"shifts.{k}", old["shifts"][k], v) for k, v in cell["shifts"].items()]
-        pairs += [(f"probes.{k}", old["probes"][k], v) for k, v in cell["probes"].items()]
-        for name, a, b in pairs:
-            if abs(a - b) > tolerance:
-                problems.append(f"{cell['task']} seed {seed} {name}: submitted {a:.2f}, re-run {b:.2f}")
-    return problems
-
+from clipbench import results, scoring, submission
+from clipbench.errors import ClipbenchError
 
 # ------------------------------------------------------------------ build
 
 
-def per_seed_suite_means(data: dict) -> dict[str, list[float]]:
-    """For each seed, the mean over tasks of each headline number; lists ordered by seed."""
-    ref = data["reference"]
-    seeds = sorted({c["seed"] for c in data["cells"]})
-    out = {k: [] for k in ("id", "new", "shift", "forgetting", "score", "trainable_pct", "adapt_seconds")}
-    for seed in seeds:
-        cells = [c for c in data["cells"] if c["seed"] == seed]
-        out["id"].append(metrics.mean(c["id"] for c in cells))
-        new = [c["new"] for c in cells if "new" in c]
-        out["new"].append(metrics.mean(new) if new else float("nan"))
-        shifts = [metrics.mean(c["shifts"].values()) for c in cells if c["shifts"]]
-        out["shift"].append(metrics.mean(shifts) if shifts else float("nan"))
-        forg = [metrics.mean(ref[c["task"]]["probes"][p] - c["probes"][p] for p in c["probes"])
-                for c in cells if c["probes"]]
-        out["forgetting"].append(metrics.mean(forg) if forg else float("nan"))
-        scores = [protocol.summarise_task([c], ref[c["task"]])["score"]["mean"] for c in cells]
-        out["score"].append(metrics.mean(scores))
-        out["trainable_pct"].append(metrics.mean(c["cost"]["trainable_pct"] for c in cells))
-        out["adapt_seconds"].append(metrics.mean(c["cost"]["adapt_seconds"] for c in cells))
-    return out
-
-
-def _pm(values: list[float], digits: int = 1) -> str:
-    m, s = metrics.mean_std(values)
-    if not math.isfinite(m):
+def _pm(stat: dict | None, digits: int = 1) -> str:
+    """mean ± std of a summary number; the mean alone where it has no std (the score)."""
+    if not stat or not scoring.is_finite(stat.get("mean")):
         return "-"
-    return f"{_unsigned_zero(m, digits)} ± {_unsigned_zero(s, digits)}"
+    if stat.get("std") is None:
+        return _unsigned_zero(stat["mean"], digits)
+    return f"{_unsigned_zero(stat['mean'], digits)} ± {_unsigned_zero(stat['std'], digits)}"
 
 
 def _unsigned_zero(x: float, digits: int) -> str:
@@ -212,69 +36,146 @@ def _unsigned_zero(x: float, digits: int) -> str:
     return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
-def build(results_dir: Path, out_dir: Path) -> list[Path]:
-    """Write leaderboards/<suite>.md for every suite with results; return the files written."""
+RESULT_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,200}\.json$")
+
+
+def load_checked(results_dir: Path, known_methods=None, suites=None, known_references=None) -> list[tuple[Path, dict]]:
+    """Every result file of a folder, each passing the full submission check; else one error naming them all."""
     files = sorted(Path(results_dir).glob("*.json"))
-    by_suite: dict[str, list[tuple[Path, dict]]] = {}
+    loaded, bad = [], []
     for f in files:
-        data = results.load_result(f)
+        if not RESULT_FILE.match(f.name):
+            bad.append(f"{f.name!r}: not a result file name (letters, digits, . _ + -, ending .json)")
+            continue
+        try:
+            data = results.read_json(f)
+        except results.ResultFileError as exc:
+            bad.append(f"{f.name}: {exc}")
+            continue
+        problems = submission.check(data, known_methods, suites, known_references)
+        if problems:
+            bad.append(f"{f.name}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        else:
+            loaded.append((f, data))
+    bad += _reference_conflicts(loaded)
+    if bad:
+        raise ClipbenchError(f"{len(bad)} result file(s) fail the submission check, so no leaderboard was "
+                             "written: " + "; ".join(bad[:10]) + (" ..." if len(bad) > 10 else "") +
+                             " (`clipbench leaderboard check FILE` lists every problem).")
+    return loaded
+
+
+def _reference_conflicts(loaded: list[tuple[Path, dict]]) -> list[str]:
+    """Results of one pretrained model on one suite must agree on its zero-shot reference."""
+    seen: dict[tuple, tuple[str, dict]] = {}
+    out = []
+    for f, data in loaded:
+        cfg = data["config"]
+        for task, ref in sorted(data["reference"].items()):
+            key = (cfg["model_fingerprint"], cfg["suite"], task)
+            if key in seen and seen[key][1] != ref:
+                out.append(f"{f.name}: zero-shot reference of {task!r} differs from {seen[key][0]}'s "
+                           "for the same model")
+            seen.setdefault(key, (f.name, ref))
+    return out
+
+
+def render_all(entries: list[tuple[Path, dict]]) -> dict[str, str]:
+    """File name (``<suite>.md``) -> Markdown, for every suite with results."""
+    by_suite: dict[str, list[tuple[Path, dict]]] = {}
+    for f, data in entries:
         by_suite.setdefault(data["config"]["suite"], []).append((f, data))
+    pages = {}
+    for suite, group in sorted(by_suite.items()):
+        if not results.SAFE_NAME.match(suite):  # checked already; never trust a name with a file path
+            raise ClipbenchError(f"Suite name {suite!r} is not a safe file name.")
+        pages[f"{suite}.md"] = render_suite(suite, group)
+    return pages
+
+
+def build(results_dir: Path, out_dir: Path, known_methods=None, suites=None, known_references=None) -> list[Path]:
+    """Check every result, then write ``out_dir/<suite>.md`` for every suite with results; return the pages."""
+    pages = render_all(load_checked(results_dir, known_methods, suites, known_references))
+    out = Path(out_dir).resolve()
     written = []
-    for suite, entries in sorted(by_suite.items()):
-        path = Path(out_dir) / f"{suite}.md"
-        text = render_suite(suite, entries, path.parent)
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
+    for name, text in pages.items():
+        path = (out / name).resolve()
+        if path.parent != out:  # render_all makes safe names; this is the last guard
+            raise ClipbenchError(f"Refusing to write {path}: outside {out}.")
+        if not path.is_file() or path.read_text() != text:
+            results.write_text_atomic(path, text)
         written.append(path)
     return written
 
 
-COLUMNS = [("ID acc", "id", max), ("new-class acc", "new", max), ("mean shift acc", "shift", max), ("probe forgetting", "forgetting", min),
-           ("score", "score", max), ("trainable %", "trainable_pct", min), ("adapt s", "adapt_seconds", min)]
+def stale_pages(results_dir: Path, out_dir: Path, known_methods=None, suites=None,
+                known_references=None) -> list[str]:
+    """Pages that differ from a fresh build (or are missing), computed without writing anything."""
+    pages = render_all(load_checked(results_dir, known_methods, suites, known_references))
+    return [name for name, text in pages.items()
+            if not (Path(out_dir) / name).is_file() or (Path(out_dir) / name).read_text() != text]
 
 
-def render_suite(suite: str, entries: list[tuple[Path, dict]], base: Path) -> str:
-    rows = []
-    for path, data in entries:
-        stats = per_seed_suite_means(data)
-        rows.append((data, path, stats))
-    rows.sort(key=lambda r: (-metrics.mean(r[2]["score"]), r[0]["config"]["method"], r[0]["config"]["model"]))
+COLUMNS = [("ID acc", "id", max, 1), ("new-class acc", "new", max, 1), ("mean shift acc", "mean_shift", max, 1),
+           ("probe forgetting", "mean_forgetting", min, 1), ("score", "score", max, 1),
+           ("trainable %", "trainable_pct", min, 4), ("adapt s", "adapt_seconds", min, 1)]
+
+HEADER = ("Generated by `clipbench leaderboard build` from the result files in `leaderboards/results/`; "
+          "do not edit by hand. Every number is recomputed from the cells by `clipbench/scoring.py`, the one "
+          "definition that `clipbench run` and `clipbench report` also print. Each column but the score is the "
+          "mean over tasks of the seed means, ± the std over seeds of the per-seed mean over tasks. "
+          "Forgetting is zero-shot probe accuracy lost (points, lower is better). The **score** of a task is "
+          "the harmonic mean, from the seed means, of ID accuracy, mean shift accuracy and mean probe "
+          "retention (and, for base-to-new tasks, new-class accuracy, ID meaning base classes), every axis "
+          "measured above chance: accuracy as 100 (acc - chance) / (100 - chance), retention as "
+          "100 (adapted - chance) / (pretrained - chance), so guessing scores 0. A probe the pretrained model "
+          "does within {margin:g} points of chance is left out of forgetting and retention (listed under its "
+          "task). The suite score is the mean of the task scores. Hyper-parameters are \"tuned\" where "
+          "`clipbench tune` chose them on validation splits of dedicated tuning seeds (the same trial budget for "
+          "every method; values in each result's config), \"paper\" where the method's published defaults ran. "
+          "Best per column in bold.")
+
+
+def summarised(data: dict) -> dict:
+    """The summary of a result, recomputed from its cells (never the file's own, which check compares)."""
+    return scoring.summarise(data["cells"], {t: data["reference"][t] for t in data["config"]["tasks"]})
+
+
+def render_suite(suite: str, entries: list[tuple[Path, dict]]) -> str:
+    rows = [(data, path, summarised(data)) for path, data in entries]
+    rows.sort(key=lambda r: (-r[2]["overall"]["score"]["mean"], r[0]["config"]["method"], r[0]["config"]["model"]))
     # new-class accuracy only for suites with base-to-new tasks
-    columns = [c for c in COLUMNS if c[1] != "new" or any(math.isfinite(metrics.mean(r[2]["new"])) for r in rows)]
+    columns = [c for c in COLUMNS if c[1] != "new" or any("new" in r[2]["overall"] for r in rows)]
     best = {}
-    for _, key, pick in columns:
-        vals = [metrics.mean(r[2][key]) for r in rows if math.isfinite(metrics.mean(r[2][key]))]
+    for _, key, pick, _ in columns:
+        vals = [r[2]["overall"][key]["mean"] for r in rows if key in r[2]["overall"]]
         best[key] = pick(vals) if vals else None
     table = []
-    for data, path, stats in rows:
+    for data, path, summary in rows:
         cfg = data["config"]
-        line = [cfg["method"], f"{cfg['model']} ({cfg['pretrained']})"]
-        for _, key, _ in columns:
-            digits = 4 if key == "trainable_pct" else 1
-            cell = _pm(stats[key], digits)
-            if best[key] is not None and math.isclose(metrics.mean(stats[key]), best[key], abs_tol=1e-9):
+        line = [md(cfg["method"]), md(f"{cfg['model']} ({cfg['pretrained']})"),
+                "tuned" if cfg.get("tuned") else "paper"]
+        for _, key, _, digits in columns:
+            stat = summary["overall"].get(key)
+            cell = _pm(stat, digits)
+            if stat and best[key] is not None and math.isclose(stat["mean"], best[key], abs_tol=1e-9):
                 cell = f"**{cell}**"
             line.append(cell)
-        line.append(str(len(stats["id"])))
+        line.append(str(len({c["seed"] for c in data["cells"]})))
         line.append(f"[json](results/{path.name})")
         table.append(line)
-    headers = ["method", "model"] + [c for c, _, _ in columns] + ["seeds", "result"]
-    out = [f"# Leaderboard: `{suite}` suite", "",
-           "Generated by `clipbench leaderboard build` from the result files in `leaderboards/results/`; "
-           "do not edit by hand. Each number is the mean ± std over seeds of the mean over tasks. "
-           "Forgetting is zero-shot probe accuracy lost (points, lower is better); the score is the "
-           "harmonic mean of ID accuracy, mean shift accuracy and probe retention (and, for base-to-new tasks, "
-           "new-class accuracy, with ID meaning base classes). Best per column in bold.",
+    headers = ["method", "model", "hyper-parameters"] + [c for c, _, _, _ in columns] + ["seeds", "result"]
+    out = [f"# Leaderboard: `{md(suite)}` suite", "", HEADER.format(margin=scoring.CHANCE_MARGIN),
            "", tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
     tasks = sorted({t for _, d in entries for t in d["config"]["tasks"]})
     for task in tasks:
         has_new = any("new" in d["reference"].get(task, {}) for _, d in entries)
         sub = []
-        for data, path, _ in rows:
-            s = (data.get("summary") or {}).get("tasks", {}).get(task)
+        for data, path, summary in rows:
+            s = summary["tasks"].get(task)
             if not s:
                 continue
-            sub.append([data["config"]["method"], _fmt(s["id"]), *([_fmt(s.get("new"))] if has_new else []),
+            sub.append([md(data["config"]["method"]), _fmt(s["id"]), *([_fmt(s.get("new"))] if has_new else []),
                         _fmt(s["mean_shift"]), _fmt(s["mean_forgetting"]), f"{s['score']['mean']:.1f}"])
         ref = next(d["reference"][task] for _, d in entries if task in d["reference"])
         parts = [f"ID {ref['id']:.1f}"]
@@ -282,12 +183,24 @@ def render_suite(suite: str, entries: list[tuple[Path, dict]], base: Path) -> st
             parts.append(f"new classes {ref['new']:.1f}")
         for label, key in (("shifts", "shifts"), ("probes", "probes")):
             if ref[key]:
-                parts.append(f"{label} " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(ref[key].items())))
-        out += [f"## Task `{task}`", "", "Zero-shot reference: " + "; ".join(parts) + ".", "",
-                tabulate(sub, headers=["method", "ID acc", *(["new-class acc"] if has_new else []),
-                                       "mean shift acc", "probe forgetting", "score"],
-                         tablefmt="github", disable_numparse=True), ""]
+                parts.append(f"{label} " + ", ".join(f"{md(k)} {v:.1f}" for k, v in sorted(ref[key].items())))
+        out += [f"## Task `{md(task)}`", "", "Zero-shot reference: " + "; ".join(parts) + "."]
+        excluded = scoring.excluded_probes(ref)
+        if excluded:
+            out.append("Left out of forgetting and the score: " +
+                       "; ".join(f"probe {md(p)} ({why})" for p, why in excluded.items()) + ".")
+        out += ["", tabulate(sub, headers=["method", "ID acc", *(["new-class acc"] if has_new else []),
+                                            "mean shift acc", "probe forgetting", "score"],
+                             tablefmt="github", disable_numparse=True), ""]
     return "\n".join(out)
+
+
+MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~!&])")
+
+
+def md(text) -> str:
+    """A user string made inert in Markdown and HTML: every markup character backslash-escaped."""
+    return MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ").replace("\r", " ")
 
 
 def _fmt(stat) -> str:

@@ -173,8 +173,12 @@ def save_embedded_weights(module: torch.nn.Module, path: Path) -> str:
 
 
 def load_embedded(weights: Path = EMBEDDED_WEIGHTS, check: bool = True) -> ClipModel:
-    """The shipped pretrained tiny CLIP, verified against its checksum."""
+    """The shipped pretrained tiny CLIP, verified against its checksum; or the same architecture from
+    ``weights``: an xz file as `clipbench pretrain` writes, or a plain torch state dict / training checkpoint."""
+    weights = Path(weights)
     if not weights.is_file():
+        if weights != EMBEDDED_WEIGHTS:
+            raise ClipbenchError(f"Checkpoint not found: looked for {weights}.")
         raise ClipbenchError(
             f"The embedded model weights are missing: looked for {weights}. "
             "Reinstall clipbench, or recreate them with `clipbench pretrain`.")
@@ -188,10 +192,20 @@ def load_embedded(weights: Path = EMBEDDED_WEIGHTS, check: bool = True) -> ClipM
                 f"expected {expected[:12]}...). Reinstall clipbench or run `clipbench pretrain`.")
     model = create_embedded()
     try:
-        state = torch.load(io.BytesIO(lzma.decompress(data)), map_location="cpu", weights_only=True)
+        try:
+            raw = lzma.decompress(data)
+        except lzma.LZMAError:  # not xz: a plain torch file (state dict or training checkpoint)
+            raw = data
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise ValueError(f"holds a {type(state).__name__}, not a state dict")
+        state = {k.removeprefix("module."): v for k, v in state.items()}
         model.module.load_state_dict({k: v.float() for k, v in state.items()})
     except Exception as exc:  # corrupt archive or wrong architecture: one sentence, not a traceback
-        raise ClipbenchError(f"Could not load the embedded weights from {weights}: {exc}") from exc
+        raise ClipbenchError(f"Could not load {EMBEDDED} weights from {weights}: it is not an xz archive of "
+                             f"them nor a torch state dict of this architecture ({_first_line(exc)[:160]}).") from exc
     model.pretrained = EMBEDDED_TAG if weights == EMBEDDED_WEIGHTS else str(weights)
     return model
 

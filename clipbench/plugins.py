@@ -18,6 +18,7 @@ import pluggy
 
 from clipbench import hookspecs
 from clipbench.errors import ClipbenchError
+from clipbench.results import SAFE_MODEL, SAFE_NAME
 
 ENTRY_POINT_GROUP = "clipbench"
 
@@ -49,7 +50,15 @@ def get_plugin_manager(load_entrypoints: bool = True, extra: Iterable[object] = 
         if allowed is None:
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
         else:
+            from importlib import metadata
+
+            # the same view of installed distributions that pluggy's loader takes
+            installed = sorted({ep.name for dist in metadata.distributions() for ep in dist.entry_points
+                                if ep.group == ENTRY_POINT_GROUP})
             for wanted in filter(None, (s.strip() for s in allowed.split(","))):
+                if wanted not in installed:
+                    raise ClipbenchError(f"CLIPBENCH_LOAD_PLUGINS names {wanted!r}, which is not an installed "
+                                         f"clipbench plugin (installed: {', '.join(installed) or 'none'}).")
                 pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=wanted)
     for plugin in extra:
         pm.register(plugin)
@@ -107,6 +116,16 @@ def collect(pm: pluggy.PluginManager | None = None) -> Registry:
     def add(kind: str, table: dict, name: str, value, plugin: str) -> None:
         if not isinstance(name, str) or not name:
             raise ClipbenchError(f"Plugin {plugin} registered a {kind} without a name.")
+        pattern = SAFE_MODEL if kind == "model" else SAFE_NAME
+        if not pattern.match(name):
+            raise ClipbenchError(f"Plugin {plugin} registered the {kind} {name[:60]!r}: names are letters, digits, "
+                                 f"'-' and '_'{' (and . +)' if kind == 'model' else ''}, at most 64 characters.")
+        if kind == "suite":
+            for task in getattr(value, "tasks", {}).values():
+                for label in [task.name, *task.shifts, *task.probes]:
+                    if not SAFE_NAME.match(label):
+                        raise ClipbenchError(f"Plugin {plugin}'s suite {name!r} names a task, shift or probe "
+                                             f"{label[:60]!r}: names are letters, digits, '-' and '_'.")
         if name in table:
             raise ClipbenchError(f"Two plugins register the {kind} {name!r}: "
                                  f"{reg.owners[(kind, name)]} and {plugin}. Uninstall one of them.")

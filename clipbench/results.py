@@ -13,12 +13,66 @@ import os
 import platform
 import re
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from clipbench.errors import ClipbenchError
 
-SCHEMA = "clipbench.result/1"
+SCHEMA = "clipbench.result/2"  # 2: references carry chance levels; accuracies are exact fractions
+
+# Names that end up in file names, Markdown and terminals: methods, suites, tasks, shifts and probes;
+# model names and pretrained tags may also hold '.' and '+'.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+SAFE_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+MAX_SEED = 2**31 - 1
+MAX_FILE_BYTES = 32 * 2**20  # result files are ~100 kB; a bigger "result" is not read
+STALE_SECONDS = 600  # a temporary file untouched this long belongs to a process that died
+
+
+class ResultFileError(ClipbenchError):
+    """A file that cannot be read as a result (too big, not JSON, duplicate keys, ...)."""
+
+
+def file_mode() -> int:
+    """The mode open() would give a new file under the process umask (mkstemp's 0600 hides shared results)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _no_duplicates(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"the key {dup[:40]!r} appears twice in one object")
+    return dict(pairs)
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_json(path: Path) -> object:
+    """Parse a result file with bounds: size, duplicate keys, NaN/Infinity, huge integers, deep nesting."""
+    try:
+        size = path.stat().st_size
+        if path.is_dir():
+            raise ResultFileError(f"{path} is a folder, not a result file (pass the .json files in it).")
+        if size > MAX_FILE_BYTES:
+            raise ResultFileError(f"{path} is {size / 2**20:.0f} MB; a result file is at most "
+                                  f"{MAX_FILE_BYTES // 2**20} MB, so it was not read.")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultFileError(f"Result file not found: {path}.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultFileError(f"{path} cannot be read ({type(exc).__name__}).") from None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except RecursionError:
+        raise ResultFileError(f"{path} is not a result file: its JSON is nested too deeply.") from None
+    except ValueError as exc:  # JSONDecodeError, duplicate keys, NaN, integers past Python's digit limit
+        raise ResultFileError(f"{path} is not valid JSON ({str(exc)[:120]}).") from None
 
 
 def config_hash(config: dict) -> str:
@@ -28,7 +82,8 @@ def config_hash(config: dict) -> str:
 
 def result_path(out_dir: Path, config: dict) -> Path:
     model = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{config['model']}-{config.get('pretrained') or 'none'}")
-    return Path(out_dir) / f"{config['suite']}__{config['method']}__{model}__{config_hash(config)}.json"
+    suite, method = (re.sub(r"[^A-Za-z0-9_-]+", "_", str(config[k])) for k in ("suite", "method"))
+    return Path(out_dir) / f"{suite}__{method}__{model[:80]}__{config_hash(config)}.json"
 
 
 def package_versions() -> dict:
@@ -57,11 +112,16 @@ def new_result(config: dict, provenance: dict) -> dict:
 
 
 def write_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file in the same folder, fsync, then rename over ``path``."""
+    """Write JSON to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    The old file stays whole until the rename; a failed write leaves no temporary
+    behind.  The file gets the mode ``open()`` would give under the process umask.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1, sort_keys=True, allow_nan=False)
             f.write("\n")
@@ -73,16 +133,42 @@ def write_atomic(path: Path, data: dict) -> None:
         raise
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file by temporary file and rename, with the umask's mode."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, file_mode())
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temporaries(folder: Path, pattern: str = "*.tmp") -> int:
+    """Delete temporary files left by processes that died mid-write (untouched for STALE_SECONDS)."""
+    removed = 0
+    now = time.time()
+    try:
+        candidates = list(Path(folder).glob(pattern))
+    except OSError:
+        return 0
+    for tmp in candidates:
+        try:
+            if tmp.is_file() and now - tmp.stat().st_mtime > STALE_SECONDS:
+                tmp.unlink()
+                removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 def load_result(path: Path) -> dict:
     """Read a result file; a damaged one is a clear error naming the file and the problem."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ClipbenchError(f"Result file not found: {path}.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ClipbenchError(f"Result file {path} is not valid JSON ({exc}). "
-                             "Delete it to start that run afresh.") from None
+    data = read_json(path)
     problems = structural_problems(data)
     if problems:
         raise ClipbenchError(f"Result file {path} is damaged: {problems[0]}. Delete it to start that run afresh.")

@@ -41,11 +41,35 @@ def test_user_mistakes_are_one_sentence_and_exit_2(capsys, tmp_path, argv, messa
     assert not list(tmp_path.iterdir())
 
 
-def test_bad_seeds_are_an_argparse_error(capsys):
+BAD_ARGUMENTS = [
+    (["run", "--method", "zeroshot", "--seeds", "a,b"], "wants seeds as a list (1,2,3) or a range (1-5)"),
+    (["run", "--method", "zeroshot", "--seeds", "-1"], "seeds are whole numbers from 0"),
+    (["run", "--method", "zeroshot", "--seeds", "1,1"], "seed 1 is named twice"),
+    (["run", "--method", "zeroshot", "--seeds", "1-999999999"], "holds more than 100 seeds"),
+    (["run", "--method", "zeroshot", "--seeds", "5-1"], "runs backwards"),
+    (["run", "--method", "zeroshot", "--batch-size", "0"], "--batch-size: must be at least 1"),
+    (["run", "--method", "zeroshot", "--shots", "0"], "--shots: must be at least 1"),
+    (["run", "--method", "zeroshot", "--precision", "fp64"], "invalid choice: 'fp64'"),
+    (["run", "--method", "zeroshot", "--option", "novalue"], "--option wants METHOD.KEY=VALUE"),
+    (["leaderboard", "verify", "x.json", "--seeds", "1", "--draw"], "not allowed with argument"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_ARGUMENTS, ids=[" ".join(a[3:]) or a[0] for a, _ in BAD_ARGUMENTS])
+def test_bad_arguments_are_one_line_and_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_:
-        main(["run", "--method", "zeroshot", "--seeds", "a,b"])
+        main(argv)
+    err = capsys.readouterr().err
     assert exit_.value.code == 2
-    assert "--seeds wants a count" in capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_seeds_are_a_list_never_a_count():
+    from clipbench.cli import _seed_list
+
+    assert _seed_list("2") == [2]  # seed 2, not seeds 1 and 2: --seeds $SLURM_ARRAY_TASK_ID runs one seed
+    assert _seed_list("1-3,7") == [1, 2, 3, 7]
+    assert _seed_list("999999999") == [999999999]  # one seed, not a billion-element list
 
 
 def test_list_methods_shows_builtins_and_third_party(capsys):
@@ -63,7 +87,7 @@ def test_corrupt_result_file_names_its_path(capsys, tmp_path):
     [path] = list(tmp_path.glob("*.json"))
     path.write_text(path.read_text()[:100])
     code, out, err = run_cli(capsys, *argv)
-    assert code == 2 and str(path) in err.replace("\n", "") and "not valid JSON" in err
+    assert code == 2 and str(path) in err.replace("\n", "") and "not valid JSON" in err.replace("\n", " ")
 
 
 def test_list_suites_tasks_models(capsys):
@@ -83,3 +107,155 @@ def test_report_shows_runs_and_plots(capsys, tmp_path):
     png = tmp_path / "t.png"
     assert main(["report", *files, "--plot", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def _result_file(tmp_path, capsys):
+    argv = ["run", "--method", "zeroshot", "--task", "size", "--shots", "1", "--seeds", "1", "--out", str(tmp_path)]
+    code, _, _ = run_cli(capsys, *argv)
+    assert code == 0
+    [path] = list(tmp_path.glob("*.json"))
+    return path
+
+
+def _write(path, data):
+    import json
+
+    path.write_text(json.dumps(data))
+    return path
+
+
+BAD_INPUTS = [
+    # (label, build argv from tmp_path and a finished result file, message)
+    ("out is a file", lambda t, r: ["run", "--method", "zeroshot", "--out", str(_touch(t / "f"))], "is a file"),
+    ("out under a file", lambda t, r: ["run", "--method", "zeroshot", "--out", str(_touch(t / "f") / "sub")],
+     "which is a file"),
+    ("cuda:0 without CUDA", lambda t, r: ["run", "--method", "zeroshot", "--device", "cuda:0", "--out", str(t / "o")],
+     "torch sees no CUDA device"),
+    ("cuda:x", lambda t, r: ["run", "--method", "zeroshot", "--device", "cuda:x", "--out", str(t / "o")],
+     "Unknown device 'cuda:x'"),
+    ("tuple option with a bad item", lambda t, r: ["run", "--method", "linear-probe", "--option",
+                                                   "linear-probe.penalties=0.1,x", "--out", str(t / "o")],
+     "linear-probe.penalties wants a float"),
+    ("option NaN", lambda t, r: ["run", "--method", "full-ft", "--option", "full-ft.lr=nan", "--out", str(t / "o")],
+     "full-ft.lr wants a float"),
+    ("option unknown", lambda t, r: ["run", "--method", "full-ft", "--option", "full-ft.nope=1", "--out", str(t / "o")],
+     "has no option(s) nope"),
+    ("report a folder", lambda t, r: ["report", str(t)], "is a folder, not a result file"),
+    ("report a missing file", lambda t, r: ["report", str(t / "missing.json")], "Result file not found"),
+    ("report a wrong-typed reference", lambda t, r: ["report", str(_mutate(r, lambda d: d["reference"].update(
+        size=[1, 2])))], "reference.size: must be an object"),
+    ("report a file of NaN", lambda t, r: ["report", str(_raw(t / "nan.json", '{"schema": NaN}'))],
+     "NaN is not a JSON number"),
+    ("verify without config.pretrained", lambda t, r: ["leaderboard", "verify", str(_mutate(
+        r, lambda d: d["config"].pop("pretrained")))], "config.pretrained: missing"),
+    ("verify a folder", lambda t, r: ["leaderboard", "verify", str(t)], "is a folder"),
+    ("markup in a path", lambda t, r: ["report", str(t / "x[/b][red]y.json")], "x[/b][red]y.json"),
+    ("build from a missing folder", lambda t, r: ["leaderboard", "build", "--results", str(t / "none")],
+     "No result folder"),
+    ("pretrain into a missing folder", lambda t, r: ["pretrain", "--out", str(t / "no" / "w.pt.xz"), "--steps", "1"],
+     "does not exist; create it first"),
+    ("pretrain zero steps", lambda t, r: ["pretrain", "--out", str(t / "w.pt.xz"), "--steps", "0"],
+     "--steps must be at least 1"),
+    ("a missing checkpoint for the embedded model", lambda t, r: ["run", "--method", "zeroshot", "--checkpoint",
+                                                                  str(t / "missing.pt"), "--out", str(t / "o")],
+     "Checkpoint not found"),
+    ("a checkpoint that is not weights", lambda t, r: ["run", "--method", "zeroshot", "--checkpoint",
+                                                       str(_raw(t / "junk.pt", "junk")), "--out", str(t / "o")],
+     "Could not load clipbench-tiny weights"),
+]
+
+
+def _touch(path):
+    path.write_text("")
+    return path
+
+
+def _raw(path, text):
+    path.write_text(text)
+    return path
+
+
+def _mutate(result_path, change):
+    import json
+
+    data = json.loads(result_path.read_text())
+    change(data)
+    out = result_path.with_name("changed.json")
+    out.write_text(json.dumps(data))
+    return out
+
+
+@pytest.mark.parametrize("label, make_argv, message", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_inputs_are_one_sentence_exit_2_and_no_work(capsys, tmp_path, label, make_argv, message):
+    result = _result_file(tmp_path / "done", capsys)
+    argv = make_argv(tmp_path, result)
+    before = sorted(p.name for p in (tmp_path / "done").iterdir())
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2, (out, err)
+    assert message in " ".join(err.split()), err
+    assert "Traceback" not in out + err
+    assert err.startswith("error:") and err.count("error:") == 1
+    assert not (tmp_path / "o").exists()  # no result folder: the mistake was found before any work
+    assert sorted(p.name for p in (tmp_path / "done").iterdir()) == before
+
+
+def test_a_read_only_out_folder_is_one_sentence_before_work(capsys, tmp_path, monkeypatch):
+    import os
+
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(tmp_path) else real(p, mode))
+    code, out, err = run_cli(capsys, "run", "--method", "zeroshot", "--out", str(tmp_path))
+    assert code == 2 and "cannot be written" in err and not list(tmp_path.iterdir())
+
+
+def test_an_uninstalled_plugin_name_is_an_error(capsys, monkeypatch):
+    monkeypatch.setenv("CLIPBENCH_LOAD_PLUGINS", "nosuchplugin")
+    code, out, err = run_cli(capsys, "list", "methods")
+    assert code == 2 and "'nosuchplugin', which is not an installed clipbench plugin" in " ".join(err.split())
+
+
+def test_error_text_is_printed_literally(capsys, tmp_path):
+    """User text in messages is never read as rich markup: [/b] does not crash, [red] and [plot] stay visible."""
+    code, out, err = run_cli(capsys, "report", str(tmp_path / "a[red]b[/b]c[plot].json"))
+    assert code == 2 and "a[red]b[/b]c[plot].json" in err.replace("\n", "")
+
+
+def test_a_full_disk_loses_no_finished_cell(capsys, tmp_path, monkeypatch):
+    """The result write fails on the second cell: one sentence naming the file, the first cell kept, no
+    temporary left behind; the same command then resumes and finishes."""
+    import errno
+
+    from clipbench import results
+
+    real = results.write_atomic
+    calls = {"n": 0}
+
+    def full(path, data):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(results, "write_atomic", full)
+    argv = ["run", "--method", "zeroshot", "--task", "size", "--shots", "1", "--seeds", "1,2", "--out", str(tmp_path)]
+    code, out, err = run_cli(capsys, *argv)
+    [path] = list(tmp_path.glob("*.json"))
+    assert code == 2 and "Could not write the result file" in err and path.name in err.replace("\n", "")
+    assert "No space left on device" in err and not list(tmp_path.glob("*.tmp"))
+    assert [c["seed"] for c in results.load_result(path)["cells"]] == [1]
+    monkeypatch.setattr(results, "write_atomic", real)
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0 and [c["seed"] for c in results.load_result(path)["cells"]] == [1, 2]
+
+
+def test_a_plain_state_dict_loads_as_the_embedded_model(tmp_path):
+    import torch
+
+    from clipbench.models import load_embedded, load_model
+
+    shipped = load_embedded()
+    torch.save(shipped.module.state_dict(), tmp_path / "plain.pt")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in shipped.module.state_dict().items()}},
+               tmp_path / "training.pt")
+    for name in ("plain.pt", "training.pt"):
+        assert load_model("clipbench-tiny", checkpoint=str(tmp_path / name)).fingerprint() == shipped.fingerprint()

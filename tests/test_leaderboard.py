@@ -1,10 +1,13 @@
+"""Leaderboard pages: deterministic, recomputed by scoring.py, escaped, and built only from checked files."""
+
 import copy
 import json
 
 import pytest
 
-from clipbench import leaderboard, runner
+from clipbench import leaderboard, results, runner, scoring
 from clipbench.cli import main
+from clipbench.errors import ClipbenchError
 
 
 @pytest.fixture
@@ -12,125 +15,106 @@ def valid(registry, tmp_path):
     pm, reg = registry
     [path] = runner.execute(runner.RunRequest(["counting"], suite="mini", shots=2, seeds=[1, 2],
                                               out_dir=tmp_path / "results"), reg, pm)
-    return json.loads(path.read_text()), set(reg.methods), set(reg.suites), path
-
-
-def test_a_real_result_passes(valid):
-    data, methods, suites, _ = valid
-    assert leaderboard.check(data, methods, suites) == []
-
-
-def _set(d, dotted, value):
-    keys = dotted.split(".")
-    for k in keys[:-1]:
-        d = d[int(k)] if isinstance(d, list) else d[k]
-    last = keys[-1]
-    if isinstance(d, list):
-        d[int(last)] = value
-    else:
-        d[last] = value
-
-
-def _del(d, dotted):
-    keys = dotted.split(".")
-    for k in keys[:-1]:
-        d = d[int(k)] if isinstance(d, list) else d[k]
-    del d[keys[-1]]
-
-
-MALFORMED = [
-    ("schema", lambda d: _set(d, "schema", "clipbench.result/0"), "schema is"),
-    ("hash", lambda d: _set(d, "config_hash", "0" * 16), "config_hash does not match"),
-    ("missing seed", lambda d: d["cells"].pop(), "seed 2 missing"),
-    ("duplicate", lambda d: d["cells"].append(copy.deepcopy(d["cells"][0])), "duplicate cell"),
-    ("nan", lambda d: _set(d, "cells.0.id", float("nan")), "cells[0].id: not a finite number"),
-    ("huge", lambda d: _set(d, "cells.0.cost.adapt_seconds", 1e300), "implausibly large"),
-    ("accuracy range", lambda d: _set(d, "cells.0.shifts.outline", 140.0), "cells[0].shifts.outline: an accuracy"),
-    ("wrong type", lambda d: _set(d, "cells.0.id", "95"), "cells[0].id: an accuracy"),
-    ("path", lambda d: _set(d, "provenance.device", "/etc/passwd"), "provenance.device: looks like a file path"),
-    ("no provenance", lambda d: _del(d, "provenance.model_fingerprint"), "provenance.model_fingerprint: missing"),
-    ("unknown method", None, "is not a registered method"),
-    ("inconsistent mean", lambda d: _set(d, "summary.tasks.shape.id.mean", 99.0), "summary: differs"),
-    ("shift names", lambda d: _set(d, "cells.0.shifts", {"other": 10.0}), "cells[0].shifts: names differ"),
-    ("not an object", lambda d: None, "top level is not an object"),
-]
-
-
-@pytest.mark.parametrize("label, mutate, message", MALFORMED, ids=[m[0] for m in MALFORMED])
-def test_malformed_submissions_are_rejected_with_the_field(valid, label, mutate, message):
-    data, methods, suites, _ = valid
-    data = copy.deepcopy(data)
-    if label == "unknown method":
-        data["config"]["method"] = "nope"
-        from clipbench import results
-
-        data["config_hash"] = results.config_hash(data["config"])
-    elif label == "not an object":
-        data = [data]
-    else:
-        mutate(data)
-    problems = leaderboard.check(data, methods, suites)
-    assert any(message in p for p in problems), problems
-
-
-def test_check_file_never_crashes_or_writes(tmp_path):
-    cases = {"empty.json": b"", "deep.json": b"[" * 100000, "nan.json": b'{"schema": NaN}', "bin.json": b"\x00\xff"}
-    for name, raw in cases.items():
-        (tmp_path / name).write_bytes(raw)
-    before = sorted(p.name for p in tmp_path.iterdir())
-    for name in cases:
-        problems = leaderboard.check_file(tmp_path / name)
-        assert problems and all(isinstance(p, str) for p in problems), name
-    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    return json.loads(path.read_text()), set(reg.methods), reg.suites, path
 
 
 def test_build_is_deterministic_and_marks_the_best(valid, tmp_path):
-    _, _, _, path = valid
+    _, methods, suites, path = valid
     out = tmp_path / "boards"
     out.mkdir()
-    [md] = leaderboard.build(path.parent, out)
+    [md] = leaderboard.build(path.parent, out, methods, suites)
     first = md.read_bytes()
-    leaderboard.build(path.parent, out)
+    leaderboard.build(path.parent, out, methods, suites)
     assert md.read_bytes() == first
     text = first.decode()
     assert "| counting" in text and "**" in text and f"(results/{path.name})" in text
     assert "## Task `shape`" in text
+    assert "above chance" in text  # the header states the one definition
 
 
-def test_cli_check_and_current(valid, tmp_path, capsys, monkeypatch):
+def test_report_and_leaderboard_print_the_same_score(valid, capsys):
+    """One definition: the score the run summary stores, `report` prints and the page shows are one number."""
+    data, methods, suites, path = valid
+    summary = scoring.summarise(data["cells"], data["reference"])
+    assert data["summary"] == summary
+    score = f"{summary['overall']['score']['mean']:.1f}"
+    page = leaderboard.render_suite("mini", [(path, data)])
+    row = next(line for line in page.splitlines() if line.startswith("| counting"))
+    assert f" {score} " in row or f"**{score}**" in row
+    assert main(["report", str(path)]) == 0
+    comparison = capsys.readouterr().out.split("Suite means over tasks")[1]
+    assert score in comparison
+
+
+def test_a_bad_file_stops_the_build_and_nothing_is_written(valid, tmp_path):
+    data, methods, suites, path = valid
+    evil = copy.deepcopy(data)
+    evil["config"]["suite"] = "../README"
+    evil["config_hash"] = results.config_hash(evil["config"])
+    (path.parent / "evil.json").write_text(json.dumps(evil))
+    out = tmp_path / "boards"
+    out.mkdir()
+    (tmp_path / "README.md").write_text("keep me")
+    with pytest.raises(ClipbenchError, match="evil.json: config.suite: '../README' is not a valid suite name"):
+        leaderboard.build(path.parent, out, methods, suites)
+    assert not list(out.iterdir()) and (tmp_path / "README.md").read_text() == "keep me"
+
+
+def test_injection_is_escaped_even_if_a_name_got_through(valid):
+    data, _, _, path = valid
+    data = copy.deepcopy(data)
+    data["config"]["model"] = "x | <script>alert(1)</script> | **pwn**"
+    page = leaderboard.render_suite("mini", [(path, data)])
+    assert "<script>" not in page and "| **pwn**" not in page
+    assert r"x \| \<script\>alert(1)\</script\> \| \*\*pwn\*\*" in page
+
+
+def test_reference_conflicts_between_files_are_refused(valid, tmp_path):
+    data, methods, suites, path = valid
+    other = copy.deepcopy(data)
+    other["config"]["method_config"] = {"bump": 1.0}
+    other["config_hash"] = results.config_hash(other["config"])
+    other["reference"]["shape"]["shifts"]["outline"] = 1.0
+    other["summary"] = scoring.summarise(other["cells"], other["reference"])
+    (path.parent / "other.json").write_text(json.dumps(other))
+    with pytest.raises(ClipbenchError, match="zero-shot reference of 'shape' differs"):
+        leaderboard.build(path.parent, tmp_path, methods, suites)
+
+
+def test_result_file_names_must_be_plain(valid, tmp_path):
+    data, methods, suites, path = valid
+    (path.parent / "we ird;name.json").write_text(path.read_text())
+    with pytest.raises(ClipbenchError, match="not a result file name"):
+        leaderboard.build(path.parent, tmp_path, methods, suites)
+
+
+def test_cli_build_and_check_current_write_nothing_extra(valid, tmp_path, registry, monkeypatch):
     _, _, _, path = valid
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"schema": "x"}')
-    # the fake method is not installed for the CLI's own plugin manager: only the bad file is checked here
-    assert main(["leaderboard", "check", str(bad)]) == 1
-    assert "schema is 'x'" in capsys.readouterr().out
+    pm, reg = registry
+    import clipbench.cli as cli
+
+    monkeypatch.setattr(cli, "_registry", lambda: (pm, reg))
     out = tmp_path / "boards"
     out.mkdir()
     assert main(["leaderboard", "build", "--results", str(path.parent), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert main(["leaderboard", "build", "--results", str(path.parent), "--out", str(out), "--check-current"]) == 0
     (out / "mini.md").write_text("stale")
     assert main(["leaderboard", "build", "--results", str(path.parent), "--out", str(out), "--check-current"]) == 1
-
-
-def test_verify_reruns_a_seed_and_catches_tampering(valid, registry):
-    data, _, _, _ = valid
-    pm, reg = registry
-    assert leaderboard.verify(data, 2, reg, pm) == []
-    tampered = copy.deepcopy(data)
-    tampered["cells"][1]["id"] += 7.0
-    problems = leaderboard.verify(tampered, 2, reg, pm)
-    assert problems and "shape seed 2 id: submitted" in problems[0]
-    assert "not in the result's seeds" in leaderboard.verify(data, 9, reg, pm)[0]
+    after = {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert set(after) == set(before)  # --check-current compared; it wrote no file anywhere
 
 
 def test_committed_leaderboards_are_current(tmp_path):
     """leaderboards/*.md must equal a fresh build from leaderboards/results (no hand edits, nothing stale)."""
     from pathlib import Path
 
+    from clipbench import submission
+    from clipbench.plugins import collect, get_plugin_manager
+
+    reg = collect(get_plugin_manager(load_entrypoints=False))
     root = Path(__file__).resolve().parent.parent / "leaderboards"
     assert list((root / "results").glob("*.json")), "the published default-suite results are missing"
-    fresh = leaderboard.build(root / "results", tmp_path)
-    for path in fresh:
-        committed = root / path.name
-        assert committed.is_file(), f"{committed} missing: run `clipbench leaderboard build`"
-        assert committed.read_text() == path.read_text(), f"{committed} is stale: run `clipbench leaderboard build`"
+    stale = leaderboard.stale_pages(root / "results", root, set(reg.methods), reg.suites,
+                                    submission.shipped_references())
+    assert stale == [], f"{stale} are stale: run `clipbench leaderboard build`"

@@ -268,17 +268,17 @@ def test_a_bad_worker_count_is_one_sentence(monkeypatch):
 
 
 def test_verify_reruns_a_real_data_result_and_notices_other_images(root, tmp_path):
-    from clipbench import leaderboard
+    from clipbench import verify
     from clipbench.plugins import collect, get_plugin_manager
 
     path, _ = root
     result = run_json(tmp_path, "--method", "zeroshot", "--suite", "imagenet-dg", "--data", str(path))
     pm = get_plugin_manager(load_entrypoints=False)
-    assert leaderboard.verify(result, 1, collect(pm), pm, data_root=path) == []
+    assert verify.verify(result, collect(pm), pm, [1], data_root=path) == []
     copy = tmp_path / "copy"
     for folder in ("imagenet", "imagenetv2", "imagenet-sketch", "imagenet-adversarial", "imagenet-rendition"):
         shutil.copytree(path / folder, copy / folder)
     victim = next((copy / "imagenet-sketch").rglob("*.JPEG"))
     victim.write_bytes(victim.read_bytes() + b"\0")
-    problems = leaderboard.verify(result, 1, collect(pm), pm, data_root=copy)
+    problems = verify.verify(result, collect(pm), pm, [1], data_root=copy)
     assert any("imagenet/imagenet-sketch" in p and "not the same images" in p for p in problems)

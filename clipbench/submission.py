@@ -1,0 +1,450 @@
+"""The checks a submitted result file must pass before it may reach a leaderboard.
+
+A submission is hostile until checked.  :func:`check` walks the result schema
+field by field (never by matching names, so a shift called ``x.y`` is checked
+like any other), type-checks before it uses a value, bounds every number,
+restricts every name to a safe character set, recomputes the summary through
+:mod:`clipbench.scoring`, and compares the zero-shot reference with what the
+pretrained model is known to score.  It returns one line per problem and never
+raises; :func:`check_file` also bounds what it reads (size, nesting, digits,
+duplicate keys).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+from clipbench import results, scoring
+
+MAX_PROBLEMS = 50
+MAX_STRING = 500
+MAX_DEPTH = 6  # of free-form provenance / method-config values
+PATHLIKE = re.compile(r"(^/|^~|\.\./|\\|^[A-Za-z]:)")
+HEX = re.compile(r"^[0-9a-f]{16,64}$")
+MAX_ADAPT_SECONDS = 10 * 24 * 3600.0  # ten days for one cell: more is not a measurement
+MAX_MEMORY_MB = 10 * 2**20  # 10 TiB
+MAX_IMAGES_PER_SECOND = 1e7
+MAX_PARAMS = 10**13
+
+
+class Problems(list):
+    """A list of problem lines that stops growing at MAX_PROBLEMS (and counts what it left out)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dropped = 0
+
+    def add(self, line: str) -> None:
+        if len(self) < MAX_PROBLEMS:
+            self.append(line)
+        else:
+            self.dropped += 1
+
+    def lines(self) -> list[str]:
+        return list(self) + ([f"... and {self.dropped} more problem(s)"] if self.dropped else [])
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _number(p: Problems, where: str, x, lo: float, hi: float, *, integer: bool = False, allow_none=False) -> bool:
+    if x is None and allow_none:
+        return True
+    if integer and not (isinstance(x, int) and not isinstance(x, bool)):
+        p.add(f"{where}: must be a whole number, got {_show(x)}")
+        return False
+    if not _is_number(x):
+        p.add(f"{where}: must be a number, got {_show(x)}")
+        return False
+    if isinstance(x, float) and not math.isfinite(x):
+        p.add(f"{where}: not a finite number")
+        return False
+    if not lo <= x <= hi:
+        p.add(f"{where}: {_show(x)} is outside [{lo:g}, {hi:g}]")
+        return False
+    return True
+
+
+def _accuracy(p: Problems, where: str, x) -> bool:
+    if _is_number(x) and not (isinstance(x, float) and not math.isfinite(x)) and not 0 <= x <= 100:
+        p.add(f"{where}: an accuracy must be a number in [0, 100], got {_show(x)}")
+        return False
+    return _number(p, where, x, 0.0, 100.0)
+
+
+def _show(x) -> str:
+    """A short, safe rendering of a hostile value for a problem line."""
+    if isinstance(x, int) and not isinstance(x, bool) and abs(x) > 10**15:
+        return "a huge integer"
+    text = repr(x) if not isinstance(x, (dict, list)) else type(x).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _name(p: Problems, where: str, x, pattern=results.SAFE_NAME, what: str = "name") -> bool:
+    if not isinstance(x, str) or not pattern.match(x):
+        p.add(f"{where}: {_show(x)} is not a valid {what} (letters, digits, '-' and '_'"
+              f"{', and . +' if pattern is results.SAFE_MODEL else ''}; at most 64 characters)")
+        return False
+    return True
+
+
+def _mapping(p: Problems, where: str, x) -> bool:
+    if not isinstance(x, dict):
+        p.add(f"{where}: must be an object, got {_show(x)}")
+        return False
+    return True
+
+
+def _free(p: Problems, where: str, value, depth: int = 0) -> None:
+    """Free-form values (provenance, method config): bounded depth, finite numbers, short non-path strings."""
+    if depth > MAX_DEPTH:
+        p.add(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str) or len(k) > 100:
+                p.add(f"{where}: a key that is not a short string")
+                continue
+            _free(p, f"{where}.{k}", v, depth + 1)
+    elif isinstance(value, list):
+        if len(value) > 10000:
+            p.add(f"{where}: a list of {len(value)} items")
+            return
+        for i, v in enumerate(value):
+            _free(p, f"{where}[{i}]", v, depth + 1)
+    elif isinstance(value, str):
+        if len(value) > MAX_STRING:
+            p.add(f"{where}: string longer than {MAX_STRING} characters")
+        elif PATHLIKE.search(value):
+            p.add(f"{where}: looks like a file path ({_show(value)})")
+    elif _is_number(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            p.add(f"{where}: not a finite number")
+        elif abs(value) > 1e12:
+            p.add(f"{where}: implausibly large number {_show(value)}")
+    elif value is not None and not isinstance(value, bool):
+        p.add(f"{where}: unexpected value {_show(value)}")
+
+
+# ------------------------------------------------------------------ the parts of a result
+
+
+def _config(p: Problems, cfg) -> bool:
+    if not _mapping(p, "config", cfg):
+        return False
+    ok = _name(p, "config.method", cfg.get("method"), what="method name")
+    ok &= _name(p, "config.suite", cfg.get("suite"), what="suite name")
+    for key in ("model", "architecture"):
+        ok &= _name(p, f"config.{key}", cfg.get(key), results.SAFE_MODEL, "model name")
+    if "pretrained" not in cfg:
+        p.add("config.pretrained: missing (a pretrained tag, or null)")
+        ok = False
+    elif cfg["pretrained"] is not None:
+        ok &= _name(p, "config.pretrained", cfg["pretrained"], results.SAFE_MODEL, "pretrained tag")
+    tasks = cfg.get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        p.add(f"config.tasks: must be a non-empty list of task names, got {_show(tasks)}")
+        ok = False
+    else:
+        ok &= all([_name(p, f"config.tasks[{i}]", t, what="task name") for i, t in enumerate(tasks)])
+        if ok and len(set(tasks)) != len(tasks):
+            p.add("config.tasks: a task is named twice")
+            ok = False
+    seeds = cfg.get("seeds")
+    if not isinstance(seeds, list) or not seeds:
+        p.add(f"config.seeds: must be a non-empty list of seeds, got {_show(seeds)}")
+        ok = False
+    else:
+        ok &= all([_number(p, f"config.seeds[{i}]", s, 0, results.MAX_SEED, integer=True)
+                   for i, s in enumerate(seeds)])
+        if ok and len(set(seeds)) != len(seeds):
+            p.add("config.seeds: a seed is named twice")
+            ok = False
+    ok &= _number(p, "config.shots", cfg.get("shots"), 1, 100000, integer=True)
+    fp = cfg.get("model_fingerprint")
+    if not isinstance(fp, str) or not HEX.match(fp):
+        p.add(f"config.model_fingerprint: must be a hex digest, got {_show(fp)}")
+        ok = False
+    if cfg.get("precision", "fp32") not in ("fp32", "bf16"):
+        p.add(f"config.precision: must be fp32 or bf16, got {_show(cfg.get('precision'))}")
+        ok = False
+    if not isinstance(cfg.get("method_config"), dict):
+        p.add("config.method_config: missing or not an object")
+        ok = False
+    tuned = cfg.get("tuned", {})
+    if not isinstance(tuned, dict) or not all(isinstance(v, dict) for v in tuned.values()):
+        p.add("config.tuned: must map task names to the tuned option values")
+        ok = False
+    elif isinstance(tasks, list) and any(t not in tasks for t in tuned):
+        p.add("config.tuned: names a task not in config.tasks")
+        ok = False
+    elif isinstance(cfg.get("method_config"), dict) and any(
+            k not in cfg["method_config"] for v in tuned.values() for k in v):
+        p.add("config.tuned: names an option the method's config does not have")
+        ok = False
+    _free(p, "config", {k: v for k, v in cfg.items() if k not in ("tasks", "seeds")})
+    return ok
+
+
+def _provenance(p: Problems, prov, cfg: dict) -> None:
+    if not _mapping(p, "provenance", prov):
+        return
+    for key in ("model_fingerprint", "versions", "device", "data"):
+        if not prov.get(key):
+            p.add(f"provenance.{key}: missing")
+    if prov.get("model_fingerprint") != cfg.get("model_fingerprint"):
+        p.add("provenance.model_fingerprint: differs from config.model_fingerprint")
+    data = prov.get("data")
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if not isinstance(v, str) or not HEX.match(v):
+                p.add(f"provenance.data.{_show(k)}: must be a hex fingerprint")
+    _free(p, "provenance", prov)
+
+
+def _named_accuracies(p: Problems, where: str, x) -> dict | None:
+    if not _mapping(p, where, x):
+        return None
+    ok = True
+    for k, v in x.items():
+        ok &= _name(p, f"{where} key", k, what="shift or probe name") and _accuracy(p, f"{where}.{k}", v)
+    return x if ok else None
+
+
+def _reference(p: Problems, task: str, ref) -> bool:
+    where = f"reference.{task}"
+    if not _mapping(p, where, ref):
+        return False
+    ok = _accuracy(p, f"{where}.id", ref.get("id"))
+    if "new" in ref:
+        ok &= _accuracy(p, f"{where}.new", ref["new"])
+    shifts = _named_accuracies(p, f"{where}.shifts", ref.get("shifts"))
+    probes = _named_accuracies(p, f"{where}.probes", ref.get("probes"))
+    ok &= shifts is not None and probes is not None
+    chance = ref.get("chance")
+    if not _mapping(p, f"{where}.chance", chance):
+        return False
+    ok &= _number(p, f"{where}.chance.id", chance.get("id"), 1e-6, 100.0)
+    if "new" in ref:
+        ok &= _number(p, f"{where}.chance.new", chance.get("new"), 1e-6, 100.0)
+    for part, names in (("shifts", shifts), ("probes", probes)):
+        got = chance.get(part)
+        if names is None:
+            continue
+        if not isinstance(got, dict) or set(got) != set(names):
+            p.add(f"{where}.chance.{part}: must name the same {part} as the reference")
+            ok = False
+            continue
+        ok &= all([_number(p, f"{where}.chance.{part}.{k}", v, 1e-6, 100.0) for k, v in got.items()])
+    return bool(ok)
+
+
+def _cell(p: Problems, i: int, cell, cfg: dict, refs: dict) -> tuple | None:
+    where = f"cells[{i}]"
+    if not _mapping(p, where, cell):
+        return None
+    task, seed = cell.get("task"), cell.get("seed")
+    ok = _name(p, f"{where}.task", task, what="task name")
+    ok &= _number(p, f"{where}.seed", seed, 0, results.MAX_SEED, integer=True)
+    if not ok:
+        return None
+    if task not in refs:
+        p.add(f"{where}.task: {task!r} is not in config.tasks")
+        return None
+    if seed not in cfg["seeds"]:
+        p.add(f"{where}.seed: {seed} is not in config.seeds")
+    if cell.get("method", cfg["method"]) != cfg["method"]:
+        p.add(f"{where}.method: {_show(cell.get('method'))} is not config.method")
+    if cell.get("shots", cfg["shots"]) != cfg["shots"]:
+        p.add(f"{where}.shots: {_show(cell.get('shots'))} is not config.shots")
+    ref = refs[task]
+    _accuracy(p, f"{where}.id", cell.get("id"))
+    if ("new" in ref) != ("new" in cell):
+        p.add(f"{where}.new: present in only one of the cell and its task's reference")
+    elif "new" in cell:
+        _accuracy(p, f"{where}.new", cell["new"])
+    for part in ("shifts", "probes"):
+        got = _named_accuracies(p, f"{where}.{part}", cell.get(part))
+        if got is not None and set(got) != set(ref[part]):
+            p.add(f"{where}.{part}: names differ from the reference's")
+    cost = cell.get("cost")
+    if _mapping(p, f"{where}.cost", cost):
+        _number(p, f"{where}.cost.trainable_params", cost.get("trainable_params"), 0, MAX_PARAMS, integer=True)
+        _number(p, f"{where}.cost.trainable_pct", cost.get("trainable_pct"), 0.0, 100.0)
+        _number(p, f"{where}.cost.adapt_seconds", cost.get("adapt_seconds"), 0.0, MAX_ADAPT_SECONDS)
+        _number(p, f"{where}.cost.peak_memory_mb", cost.get("peak_memory_mb"), 0.0, MAX_MEMORY_MB)
+        _number(p, f"{where}.cost.eval_images_per_second", cost.get("eval_images_per_second"), 0.0,
+                MAX_IMAGES_PER_SECOND, allow_none=True)
+    return task, seed
+
+
+def _costs_agree(p: Problems, cells: list[dict]) -> None:
+    """trainable_pct is trainable_params as a share of one model: the implied model size must agree."""
+    sizes = set()
+    for c in cells:
+        cost = c.get("cost") or {}
+        n, pct = cost.get("trainable_params"), cost.get("trainable_pct")
+        if _is_number(n) and _is_number(pct) and pct > 0 and n > 0:
+            sizes.add(round(100.0 * n / pct, -2) if 100.0 * n / pct > 1e4 else round(100.0 * n / pct))
+        elif _is_number(n) and _is_number(pct) and (n == 0) != (pct == 0):
+            p.add("cells: trainable_params and trainable_pct disagree (one is zero, the other is not)")
+            return
+    if len(sizes) > 1 and max(sizes) > 1.01 * min(sizes):
+        p.add("cells: trainable_pct does not match trainable_params for one model size across cells")
+
+
+# ------------------------------------------------------------------ the whole file
+
+
+def check(data, known_methods: set[str] | None = None, suites: dict | None = None,
+          known_references: dict | None = None, complete: bool = True) -> list[str]:
+    """Every problem with a submitted result, one line each (empty: it is valid).  Never raises.
+
+    ``suites`` maps suite names to :class:`clipbench.tasks.Suite` objects: a row
+    must cover exactly the tasks the suite adapts on, with the suite's shifts and
+    probes.  ``known_references`` maps a model fingerprint to {suite: {task:
+    reference}} the pretrained model is known to score.  ``complete=False``
+    accepts a run with cells still to do (resuming, reporting an unfinished run).
+    """
+    try:
+        return _check(data, known_methods, suites, known_references, complete)
+    except Exception as exc:  # a shape no rule above foresaw: still a problem line, never a crash
+        return [f"file: cannot be checked ({type(exc).__name__})"]
+
+
+def _check(data, known_methods, suites, known_references, complete) -> list[str]:
+    p = Problems()
+    if not isinstance(data, dict):
+        return ["the top level is not an object"]
+    if data.get("schema") != results.SCHEMA:
+        p.add(f"schema is {_show(data.get('schema'))}, expected {results.SCHEMA!r}")
+    for key, kind in (("config", dict), ("provenance", dict), ("cells", list), ("reference", dict)):
+        if not isinstance(data.get(key), kind):
+            p.add(f"field {key!r} is missing or not a{'n object' if kind is dict else ' list'}")
+    if p:
+        return p.lines()
+    cfg = data["config"]
+    if not _config(p, cfg):
+        return p.lines()
+    if data.get("config_hash") != results.config_hash(cfg):
+        p.add("config_hash does not match config")
+    if known_methods is not None and cfg["method"] not in known_methods:
+        p.add(f"config.method: {cfg['method']!r} is not a registered method")
+    suite = None
+    if suites is not None:
+        suite = suites.get(cfg["suite"])
+        if suite is None:
+            p.add(f"config.suite: {cfg['suite']!r} is not a known suite")
+    _provenance(p, data["provenance"], cfg)
+    refs = data["reference"]
+    if set(refs) != set(cfg["tasks"]):
+        extra = sorted(set(map(str, refs)) - set(cfg["tasks"]))
+        for task in cfg["tasks"]:
+            if task not in refs:
+                p.add(f"reference.{task}: zero-shot reference missing")
+        if extra:
+            p.add(f"reference: holds tasks not in config.tasks ({_show(extra[0])})")
+        return p.lines()
+    if not all([_reference(p, t, refs[t]) for t in cfg["tasks"]]):
+        return p.lines()
+    if suite is not None and complete:
+        _against_suite(p, cfg, refs, suite)
+    if known_references is not None:
+        _against_known(p, cfg, refs, known_references)
+    cells = data["cells"]
+    if not cells:
+        if complete:
+            p.add("cells: empty; a result needs every task x seed cell")
+        return p.lines()
+    seen: dict[tuple, int] = {}
+    for i, cell in enumerate(cells):
+        key = _cell(p, i, cell, cfg, refs)
+        if key is None:
+            continue
+        if key in seen:
+            p.add(f"cells[{i}]: duplicate cell for task {key[0]!r} seed {key[1]!r} (also cells[{seen[key]}])")
+        seen[key] = i
+    for task in cfg["tasks"] if complete else ():
+        for seed in cfg["seeds"]:
+            if (task, seed) not in seen:
+                p.add(f"cells: task {task!r} seed {seed!r} missing")
+    _costs_agree(p, [c for c in cells if isinstance(c, dict)])
+    if p:
+        return p.lines()
+    if not _close(scoring.summarise(cells, refs), data.get("summary")):
+        p.add("summary: differs from the summary recomputed from the cells")
+    return p.lines()
+
+
+def _against_suite(p: Problems, cfg: dict, refs: dict, suite) -> None:
+    """A leaderboard row covers exactly the tasks the suite adapts on, with the suite's shifts and probes."""
+    if sorted(cfg["tasks"]) != sorted(suite.adapt_on):
+        unknown = [t for t in cfg["tasks"] if t not in suite.tasks]
+        if unknown:
+            p.add(f"config.tasks: suite {suite.name!r} has no task {unknown[0]!r}")
+        else:
+            p.add(f"config.tasks: a leaderboard row covers every task suite {suite.name!r} adapts on "
+                  f"({', '.join(sorted(suite.adapt_on))})")
+        return
+    for name in cfg["tasks"]:
+        task = suite.tasks[name]
+        if set(refs[name]["shifts"]) != set(task.shifts):
+            p.add(f"reference.{name}.shifts: the suite's task {name!r} has shifts "
+                  f"{', '.join(sorted(task.shifts)) or 'none'}")
+        if set(refs[name]["probes"]) != set(task.probes):
+            p.add(f"reference.{name}.probes: the suite's task {name!r} has probes "
+                  f"{', '.join(sorted(task.probes)) or 'none'}")
+
+
+def _against_known(p: Problems, cfg: dict, refs: dict, known: dict) -> None:
+    """The zero-shot reference must be what the pretrained model scores, where that is known."""
+    expected = (known.get(cfg["model_fingerprint"]) or {}).get(cfg["suite"]) or {}
+    for task, ref in refs.items():
+        want = expected.get(task)
+        if want is None:
+            continue
+        for key in ("id", "new"):
+            if key in want and ref.get(key) != want[key]:
+                p.add(f"reference.{task}.{key}: {_show(ref.get(key))} is not {want[key]}, what this pretrained "
+                      "model scores")
+        for part in ("shifts", "probes"):
+            for name, value in want.get(part, {}).items():
+                if ref[part].get(name) != value:
+                    p.add(f"reference.{task}.{part}.{name}: {_show(ref[part].get(name))} is not {value}, what "
+                          "this pretrained model scores")
+        if "chance" in want and ref.get("chance") != want["chance"]:
+            p.add(f"reference.{task}.chance: differs from the task's chance levels")
+
+
+def _close(a, b, tol: float = 1e-3) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
+    if _is_number(a) and _is_number(b):
+        return math.isclose(a, b, abs_tol=tol)
+    return a == b
+
+
+def shipped_references() -> dict:
+    """Zero-shot references known for the shipped weights: {model fingerprint: {suite: {task: reference}}}.
+
+    Written by tools/known_references.py; a test recomputes them from the shipped model.
+    """
+    path = Path(__file__).parent / "assets" / "known-references.json"
+    try:
+        return json.loads(path.read_text())["references"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def check_file(path: Path, known_methods=None, suites=None, known_references=None) -> list[str]:
+    """Read a file with every bound (size, nesting, digits, duplicate keys) and check it.  Never raises."""
+    try:
+        data = results.read_json(Path(path))
+    except results.ResultFileError as exc:
+        return [str(exc)]
+    return check(data, known_methods, suites, known_references)

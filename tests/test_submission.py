@@ -1,0 +1,224 @@
+"""Hostile submissions: every fabrication is rejected with the field named, and check never raises."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from clipbench import results, runner, submission
+
+
+@pytest.fixture(scope="module")
+def valid(tmp_path_factory):
+    """One honest result of the fake method on the miniature suite (each test mutates a deep copy)."""
+    from clipbench.plugins import collect, get_plugin_manager
+    from tests.conftest import FakePlugin
+
+    pm = get_plugin_manager(extra=[FakePlugin()])
+    reg = collect(pm)
+    [path] = runner.execute(runner.RunRequest(["counting"], suite="mini", shots=2, seeds=[1, 2],
+                                              out_dir=tmp_path_factory.mktemp("results")), reg, pm)
+    return json.loads(path.read_text()), reg
+
+
+def rehash(d):
+    d["config_hash"] = results.config_hash(d["config"])
+
+
+def rename_shift(d, new, value):
+    d["reference"]["shape"]["shifts"] = {new: 50.0}
+    d["reference"]["shape"]["chance"]["shifts"] = {new: 100 / 6}
+    for c in d["cells"]:
+        c["shifts"] = {new: value}
+
+
+def set_config(key, value):
+    def mutate(d):
+        d["config"][key] = value
+        rehash(d)
+    return mutate
+
+
+def set_cost(key, value, cell=0):
+    return lambda d: d["cells"][cell]["cost"].__setitem__(key, value)
+
+
+HOSTILE = [
+    ("dotted shift at 500%", lambda d: rename_shift(d, "x.y", 500.0), "'x.y' is not a valid shift or probe name"),
+    ("500% on a plain shift", lambda d: d["cells"][0]["shifts"].__setitem__("outline", 500.0),
+     "cells[0].shifts.outline: an accuracy must be a number in [0, 100]"),
+    ("dotted task", set_config("tasks", ["x.y"]), "config.tasks[0]: 'x.y' is not a valid task name"),
+    ("negative ID", lambda d: d["cells"][1].__setitem__("id", -5.0), "cells[1].id: an accuracy"),
+    ("reference above 100", lambda d: d["reference"]["shape"].__setitem__("id", 101.0), "reference.shape.id"),
+    ("negative trainable %", set_cost("trainable_pct", -1.0), "cells[0].cost.trainable_pct"),
+    ("negative adapt seconds", set_cost("adapt_seconds", -3.0), "cells[0].cost.adapt_seconds"),
+    ("a year of adapting", set_cost("adapt_seconds", 3.2e7), "cells[0].cost.adapt_seconds"),
+    ("fractional parameters", set_cost("trainable_params", 1.5), "cells[0].cost.trainable_params: must be a whole"),
+    ("negative throughput", set_cost("eval_images_per_second", -1.0), "cells[0].cost.eval_images_per_second"),
+    ("inconsistent trainable %", lambda d: (set_cost("trainable_params", 100)(d), set_cost("trainable_pct", 1.0)(d),
+                                             set_cost("trainable_params", 100, 1)(d), set_cost("trainable_pct", 2.0, 1)(d)),
+     "trainable_pct does not match trainable_params"),
+    ("empty run", lambda d: d.__setitem__("cells", []), "cells: empty"),
+    ("no tasks", set_config("tasks", []), "config.tasks: must be a non-empty list"),
+    ("seed as a list", lambda d: d["cells"][0].__setitem__("seed", [1]), "cells[0].seed: must be a whole number"),
+    ("seeds as a list of lists", set_config("seeds", [[1]]), "config.seeds[0]: must be a whole number"),
+    ("reference not an object", lambda d: d["reference"].__setitem__("shape", [1, 2]),
+     "reference.shape: must be an object"),
+    ("chance missing", lambda d: d["reference"]["shape"].pop("chance"), "reference.shape.chance: must be an object"),
+    ("chance zero", lambda d: d["reference"]["shape"]["chance"].__setitem__("id", 0), "reference.shape.chance.id"),
+    ("markup in the model name", set_config("model", "x | <script>alert(1)</script> | **pwn**"),
+     "config.model: "),
+    ("suite escaping its folder", set_config("suite", "../README"), "config.suite: '../README' is not a valid"),
+    ("suite as an absolute path", set_config("suite", "/tmp/x"), "config.suite: '/tmp/x' is not a valid"),
+    ("rich markup in the method", set_config("method", "[/b]x"), "config.method: '[/b]x' is not a valid"),
+    ("pretrained missing", lambda d: (d["config"].pop("pretrained"), rehash(d)), "config.pretrained: missing"),
+    ("unknown precision", set_config("precision", "fp64"), "config.precision"),
+    ("zero shots", set_config("shots", 0), "config.shots"),
+    ("a 5000-digit seed", lambda d: d["config"].__setitem__("seeds", [10 ** 5000]),
+     "config.seeds[0]: a huge integer is outside"),
+    ("duplicate cell", lambda d: d["cells"].append(copy.deepcopy(d["cells"][0])), "duplicate cell"),
+    ("missing cell", lambda d: d["cells"].pop(), "seed 2 missing"),
+    ("cell of a seed not run", lambda d: d["cells"][1].__setitem__("seed", 7), "cells[1].seed: 7 is not in config.seeds"),
+    ("cell of another method", lambda d: d["cells"][0].__setitem__("method", "zeroshot"), "cells[0].method"),
+    ("summary inflated", lambda d: d["summary"]["tasks"]["shape"]["id"].__setitem__("mean", 99.0), "summary: differs"),
+    ("hash", lambda d: d.__setitem__("config_hash", "0" * 16), "config_hash does not match"),
+    ("old schema", lambda d: d.__setitem__("schema", "clipbench.result/1"), "schema is"),
+    ("path in provenance", lambda d: d["provenance"].__setitem__("device", "/etc/passwd"),
+     "provenance.device: looks like a file path"),
+    ("huge string", lambda d: d["provenance"].__setitem__("device_name", "x" * 5000), "longer than 500"),
+    ("deep nesting", lambda d: d["provenance"].__setitem__("deep", json.loads("[" * 400 + "]" * 400)),
+     "nested deeper than"),
+    ("reference for a task not run", lambda d: d["reference"].__setitem__("size", d["reference"]["shape"]),
+     "reference: holds tasks not in config.tasks"),
+    ("cell not an object", lambda d: d["cells"].__setitem__(0, "cell"), "cells[0]: must be an object"),
+    ("fingerprint mismatch", lambda d: d["provenance"].__setitem__("model_fingerprint", "ab" * 8),
+     "provenance.model_fingerprint: differs"),
+    ("not an object", None, "top level is not an object"),
+]
+
+
+@pytest.mark.parametrize("label, mutate, message", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_submissions_are_rejected_with_the_field(valid, label, mutate, message):
+    data, reg = valid
+    data = copy.deepcopy(data)
+    if mutate is None:
+        data = [data]
+    else:
+        mutate(data)
+    problems = submission.check(data, set(reg.methods), reg.suites)
+    assert any(message in p for p in problems), problems
+
+
+def test_a_real_result_passes_every_check(valid):
+    data, reg = valid
+    known = {data["config"]["model_fingerprint"]: {"mini": data["reference"]}}
+    assert submission.check(data, set(reg.methods), reg.suites, known) == []
+
+
+def test_unknown_method_suite_and_tasks_the_suite_lacks(valid):
+    data, reg = valid
+    d = copy.deepcopy(data)
+    assert "is not a registered method" in submission.check(d, {"zeroshot"}, reg.suites)[0]
+    assert "is not a known suite" in submission.check(d, set(reg.methods), {})[0]
+    d["config"]["tasks"] = ["shape", "size"]
+    rehash(d)
+    d["reference"]["size"] = copy.deepcopy(d["reference"]["shape"])
+    problems = submission.check(d, set(reg.methods), reg.suites)
+    assert any("covers every task suite 'mini' adapts on" in p for p in problems), problems
+
+
+def test_a_lowered_zero_shot_reference_is_caught_without_a_rerun(valid):
+    data, reg = valid
+    known = {data["config"]["model_fingerprint"]: {"mini": copy.deepcopy(data["reference"])}}
+    d = copy.deepcopy(data)
+    d["reference"]["shape"]["id"] -= 5.0
+    d["summary"] = None
+    problems = submission.check(d, set(reg.methods), reg.suites, known)
+    assert any("reference.shape.id" in p and "what this pretrained model scores" in p for p in problems), problems
+    d = copy.deepcopy(data)
+    d["reference"]["shape"]["probes"]["size"] = 90.0
+    problems = submission.check(d, set(reg.methods), reg.suites, known)
+    assert any("reference.shape.probes.size" in p for p in problems), problems
+
+
+def test_shipped_references_are_what_the_shipped_model_scores():
+    """The known references a submission is held to are recomputed here from the shipped weights."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "known_references", Path(__file__).resolve().parent.parent / "tools" / "known_references.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert submission.shipped_references() == json.loads(json.dumps(tool.compute()["references"]))
+
+
+RAW = [
+    ("5000-digit integer", lambda: '{"schema": ' + "1" * 5000 + "}", "not valid JSON (Exceeds the limit"),
+    ("990-deep nesting", lambda: '{"schema": "clipbench.result/2", "config": {}, "provenance": {}, "reference": {}, '
+                                 '"cells": [' + "[" * 990 + "]" * 990 + "]}",
+     ("cells[0]: must be an object", "nested too deeply")),  # which one depends on the stack left to the parser
+    ("100000-deep nesting", lambda: "[" * 100000, "nested too deeply"),
+    ("duplicate keys", lambda: '{"schema": "a", "schema": "b"}', "appears twice"),
+    ("NaN", lambda: '{"schema": NaN}', "NaN is not a JSON number"),
+    ("not UTF-8", lambda: b"\x00\xff\xfe", "cannot be read"),
+    ("empty", lambda: "", "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("label, content, message", RAW, ids=[r[0] for r in RAW])
+def test_check_file_bounds_what_it_reads(tmp_path, label, content, message):
+    raw = content()
+    path = tmp_path / "x.json"
+    path.write_bytes(raw if isinstance(raw, bytes) else raw.encode())
+    problems = submission.check_file(path)
+    messages = message if isinstance(message, tuple) else (message,)
+    assert problems and any(m in p for p in problems for m in messages), problems
+
+
+def test_a_48_megabyte_file_of_nan_is_not_read(tmp_path):
+    path = tmp_path / "big.json"
+    with path.open("w") as f:
+        f.write("[" + ",".join(["NaN"] * 1000) + ",")
+        f.write(("NaN," * 2**20) * 12)
+        f.write("NaN]")
+    assert path.stat().st_size > 48 * 10**6
+    problems = submission.check_file(path)
+    assert len(problems) == 1 and "a result file is at most 32 MB" in problems[0]
+
+
+def test_problems_are_capped(valid):
+    data, reg = valid
+    d = copy.deepcopy(data)
+    d["cells"] = [copy.deepcopy(d["cells"][0]) for _ in range(500)]
+    for c in d["cells"]:
+        c["id"] = 500.0
+    problems = submission.check(d, set(reg.methods), reg.suites)
+    assert len(problems) == submission.MAX_PROBLEMS + 1 and problems[-1].startswith("... and ")
+
+
+def test_check_never_raises_on_random_mutations(valid):
+    """Replace every leaf and container in turn by values of other types: check returns lines, never raises."""
+    data, reg = valid
+    odd = [None, True, "x", -1, 1e308, [], {}, [1], {"a": 1}, "[/b]"]
+
+    def paths(node, prefix=()):
+        yield prefix
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from paths(v, prefix + (k,))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                yield from paths(v, prefix + (i,))
+
+    for path in list(paths(data))[1:]:
+        for value in odd:
+            d = copy.deepcopy(data)
+            node = d
+            for k in path[:-1]:
+                node = node[k]
+            node[path[-1]] = value
+            problems = submission.check(d, set(reg.methods), reg.suites)
+            assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)

@@ -1,0 +1,54 @@
+"""verify re-runs a result's seeds from its stored config: a fabricated number is caught wherever it is."""
+
+import copy
+import json
+
+import pytest
+
+from clipbench import runner, verify
+
+
+@pytest.fixture
+def submitted(registry, tmp_path):
+    pm, reg = registry
+    [path] = runner.execute(runner.RunRequest(["counting"], suite="mini", shots=2, seeds=[1, 2, 3],
+                                              out_dir=tmp_path / "results"), reg, pm)
+    return json.loads(path.read_text())
+
+
+def test_an_honest_result_verifies_on_every_seed(submitted, registry):
+    pm, reg = registry
+    assert verify.verify(submitted, reg, pm, tolerance=0.0) == []
+
+
+def test_inflating_the_seeds_after_the_first_is_caught(submitted, registry):
+    pm, reg = registry
+    tampered = copy.deepcopy(submitted)
+    for cell in tampered["cells"]:
+        if cell["seed"] in (2, 3):
+            cell["id"] += 8.0
+    problems = verify.verify(tampered, reg, pm)
+    assert any("shape seed 2 id: submitted" in p for p in problems), problems
+    assert any("shape seed 3 id: submitted" in p for p in problems), problems
+
+
+def test_a_lowered_zero_shot_reference_is_caught(submitted, registry):
+    pm, reg = registry
+    tampered = copy.deepcopy(submitted)
+    tampered["reference"]["shape"]["id"] -= 10.0
+    problems = verify.verify(tampered, reg, pm)
+    assert any("shape zero-shot reference id: submitted" in p for p in problems), problems
+
+
+def test_a_changed_chance_level_is_caught(submitted, registry):
+    pm, reg = registry
+    tampered = copy.deepcopy(submitted)
+    tampered["reference"]["shape"]["chance"]["probes"]["size"] = 10.0
+    assert any("chance" in p for p in verify.verify(tampered, reg, pm, seeds=[1]))
+
+
+def test_seeds_are_the_verifiers_choice(submitted, registry):
+    pm, reg = registry
+    assert "not in the result's seeds" in verify.verify(submitted, reg, pm, seeds=[9])[0]
+    drawn = {verify.draw_seed(submitted) for _ in range(60)}
+    assert drawn == {1, 2, 3}

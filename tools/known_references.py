@@ -1,0 +1,37 @@
+"""Write clipbench/assets/known-references.json: the zero-shot references of the shipped weights.
+
+`clipbench leaderboard check` compares a submission's zero-shot reference with
+these for the shipped model, so a lowered reference (an inflated gain) is caught
+without re-running anything.  Re-run this whenever the embedded weights, the
+default suite or the protocol's scoring of the pretrained model changes; a test
+recomputes the file and fails if it is stale.
+
+    python tools/known_references.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from clipbench import protocol
+from clipbench.models import load_embedded
+from clipbench.suites.default import build_default_suite
+
+OUT = Path(__file__).resolve().parent.parent / "clipbench" / "assets" / "known-references.json"
+
+
+def compute() -> dict:
+    model = load_embedded()
+    model.module.eval()
+    suite = build_default_suite()
+    evaluator = protocol.Evaluator()
+    refs = {t: protocol.zeroshot_reference(model, suite, suite.task(t), evaluator) for t in suite.adapt_on}
+    return {"how": "tools/known_references.py: protocol.zeroshot_reference of the shipped clipbench-tiny weights "
+                   "on the default suite (fp32)",
+            "references": {model.fingerprint(): {suite.name: refs}}}
+
+
+if __name__ == "__main__":
+    OUT.write_text(json.dumps(compute(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {OUT}")
