@@ -29,16 +29,40 @@ Results go to OUT/<suite>__<method>__<model>__<config hash>.json after every cel
 running the same command again resumes from the cells already done."""
 
 
-def _seeds(text: str) -> list[int]:
+MAX_SEED = 2**31 - 1
+MAX_SEEDS = 100
+
+
+def _seed_list(text: str) -> list[int]:
+    """An explicit list of seeds: ``1,2,3``, a range ``1-5``, or both (``1-3,7``); never a count."""
+    seeds: list[int] = []
     try:
-        parts = [int(p) for p in text.replace(" ", "").split(",") if p]
+        for part in text.replace(" ", "").split(","):
+            if not part:
+                continue
+            if "-" in part.lstrip("-"):
+                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, "")
+                lo, hi = int(lo), int(hi)
+                if hi < lo:
+                    raise argparse.ArgumentTypeError(f"the seed range {part} runs backwards")
+                if hi - lo >= MAX_SEEDS:
+                    raise argparse.ArgumentTypeError(f"the seed range {part} holds more than {MAX_SEEDS} seeds")
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds wants a count (3) or a list (1,2,3), got {text!r}") from None
-    if len(parts) == 1 and "," not in text:
-        if parts[0] < 1:
-            raise argparse.ArgumentTypeError("--seeds count must be at least 1")
-        return list(range(1, parts[0] + 1))
-    return parts
+        raise argparse.ArgumentTypeError(f"wants seeds as a list (1,2,3) or a range (1-5), got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("name at least one seed")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers from 0 to {MAX_SEED}, got {bad[0]}")
+    dup = sorted({s for s in seeds if seeds.count(s) > 1})
+    if dup:
+        raise argparse.ArgumentTypeError(f"seed {dup[0]} is named twice")
+    if len(seeds) > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SEEDS} seeds in one run")
+    return seeds
 
 
 def _option(text: str) -> tuple[str, str, str]:
@@ -49,8 +73,25 @@ def _option(text: str) -> tuple[str, str, str]:
     return method, option, value
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with mistakes in one line (no usage block): what is wrong and where to read more."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}. See `{self.prog} --help`.\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="clipbench",
         description="Benchmark parameter-efficient fine-tuning of CLIP: in-distribution gain, "
                     "robustness under shift, and forgetting of zero-shot skill.")
@@ -65,9 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", default="default", help="suite to run (default: %(default)s, the embedded one)")
     run.add_argument("--task", nargs="+", default=[], metavar="NAME",
                      help="only these tasks of the suite (default: all tasks the suite adapts on)")
-    run.add_argument("--shots", type=int, default=16, help="support images per class, k (default: %(default)s)")
-    run.add_argument("--seeds", type=_seeds, default=[1, 2, 3],
-                     help="a count N (seeds 1..N) or a comma list, e.g. 1,2,3 (default: 3)")
+    run.add_argument("--shots", type=_positive_int, default=16, help="support images per class, k (default: %(default)s)")
+    run.add_argument("--seeds", type=_seed_list, default=[1, 2, 3], metavar="LIST",
+                     help="seeds to run: a list 1,2,3 or a range 1-5; 2 means seed 2 only (default: 1,2,3)")
     run.add_argument("--out", type=Path, default=Path("results"),
                      help="folder for result files (default: ./%(default)s)")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
@@ -75,20 +116,47 @@ def build_parser() -> argparse.ArgumentParser:
     _data_arguments(run)
     run.add_argument("--option", "-o", type=_option, action="append", default=[], metavar="METHOD.KEY=VALUE",
                      help="override one option of a method's config (repeatable)")
-    run.add_argument("--batch-size", type=int, default=512, help="evaluation batch size (default: %(default)s)")
+    run.add_argument("--batch-size", type=_positive_int, default=512, help="evaluation batch size (default: %(default)s)")
     run.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                      help="evaluation precision; bf16 scores in bfloat16 (on the CPU the image tower runs as a "
                           "bf16 copy, ~4x faster here), training stays fp32 (default: %(default)s)")
     run.add_argument("--no-cache", action="store_true",
                      help="do not read or write the embedding cache ($CLIPBENCH_CACHE_DIR, default ~/.cache/clipbench)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (also off when not a terminal)")
+    hp = run.add_mutually_exclusive_group()
+    hp.add_argument("--defaults", action="store_true",
+                    help="run the papers' hyper-parameters, ignoring any tuned config (default: use the values "
+                         "`clipbench tune` chose for this suite, model and shots, where they exist)")
+    hp.add_argument("--tuned", type=Path, default=None, metavar="DIR",
+                    help="folder of tuned configs written by `clipbench tune` (default: ./tuned, then the ones "
+                         "shipped for the embedded default suite)")
+
+    tune = sub.add_parser("tune", help="choose each method's hyper-parameters on validation splits",
+                          description="For every task of the suite, try each point of the method's declared search "
+                                      "space (the same trial budget for every method), adapting on the k shots of "
+                                      "the dedicated tuning seeds and scoring their validation splits; never an "
+                                      "evaluation seed, never a test set. Writes one tuned-config file per method "
+                                      "that `clipbench run` then uses; an interrupted tuning resumes.",
+                          epilog="example:\n  clipbench tune --suite default --method full-ft saft\n"
+                                 "  clipbench run --method full-ft saft      # uses the choices in ./tuned",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    tune.add_argument("--method", "-m", nargs="+", required=True, metavar="NAME", help="methods to tune")
+    tune.add_argument("--suite", default="default", help="suite to tune on (default: %(default)s)")
+    tune.add_argument("--task", nargs="+", default=[], metavar="NAME", help="only these tasks (default: all)")
+    tune.add_argument("--shots", type=_positive_int, default=16, help="support images per class (default: %(default)s)")
+    tune.add_argument("--out", type=Path, default=Path("tuned"), help="folder for tuned configs (default: ./%(default)s)")
+    tune.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    tune.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
+    _model_arguments(tune)
+    _data_arguments(tune)
 
     lst = sub.add_parser("list", help="list methods, suites, tasks or models")
     lst.add_argument("what", choices=["methods", "suites", "tasks", "models"])
     lst.add_argument("--suite", default=None, help="with `tasks`: only this suite")
 
-    diff = sub.add_parser("difficulty", help="task difficulty before training: silhouette vs cosine (A-CLIP)",
-                          description="Print each task's silhouette score and mean correct-class cosine "
+    diff = sub.add_parser("difficulty", help="task difficulty before training: silhouettes vs cosine (A-CLIP)",
+                          description="Print each task's silhouette by modality (A-CLIP's measure: image vs "
+                                      "text embeddings), silhouette by class and mean correct-class cosine "
                                       "similarity under the pretrained model; with --results, the rank "
                                       "correlation of each with the measured ID gain and forgetting.")
     diff.add_argument("--suite", default="default")
@@ -119,9 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write nothing; exit 1 if the Markdown differs from a fresh build (for CI)")
     chk = board_sub.add_parser("check", help="validate result files before submitting them")
     chk.add_argument("files", nargs="+", type=Path)
-    ver = board_sub.add_parser("verify", help="re-run one seed of a result from its stored config and compare")
+    ver = board_sub.add_parser("verify", help="re-run a result's seeds from its stored config and compare",
+                               description="Check a result file, then re-run its seeds from the stored config "
+                                           "and compare every accuracy and the zero-shot reference.")
     ver.add_argument("file", type=Path)
-    ver.add_argument("--seed", type=int, default=None, help="seed to re-run (default: the first)")
+    which = ver.add_mutually_exclusive_group()
+    which.add_argument("--seeds", type=_seed_list, default=None, metavar="LIST",
+                       help="seeds to re-run, e.g. 2 or 1,3 (default: every seed of the result)")
+    which.add_argument("--draw", action="store_true", help="re-run one seed drawn at random by the verifier")
     ver.add_argument("--tolerance", type=float, default=0.5, help="points (default: %(default)s)")
     ver.add_argument("--data", type=Path, default=None, metavar="ROOT",
                      help="root of the real datasets, for results on real-data suites (default: $CLIPBENCH_DATA_DIR)")
@@ -161,10 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     err = Console(stderr=True)
     try:
-        return {"run": cmd_run, "list": cmd_list, "data": cmd_data, "difficulty": cmd_difficulty, "pretrain": cmd_pretrain,
+        return {"run": cmd_run, "tune": cmd_tune, "list": cmd_list, "data": cmd_data, "difficulty": cmd_difficulty, "pretrain": cmd_pretrain,
                 "leaderboard": cmd_leaderboard, "report": cmd_report, "bench": cmd_bench}[args.command](args, console)
     except ClipbenchError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err.print("[yellow]interrupted.[/] Finished cells are saved; run the same command again to resume.")
@@ -208,7 +281,8 @@ def cmd_run(args, console: Console) -> int:
                                 seeds=args.seeds, model=args.model, pretrained=args.pretrained,
                                 checkpoint=args.checkpoint, device=args.device, out_dir=args.out,
                                 options=options, batch_size=args.batch_size, cache=not args.no_cache,
-                                precision=args.precision, data=args.data, download=args.download)
+                                precision=args.precision, data=args.data, download=args.download,
+                                defaults=args.defaults, tuned_dir=args.tuned)
     pm, registry = _registry()
     show = not args.no_progress and console.is_terminal
     with ui.RichReporter(console, enabled=show) as reporter:
@@ -220,7 +294,27 @@ def cmd_run(args, console: Console) -> int:
     if len(loaded) > 1:
         console.print(ui.comparison_table(loaded))
     for p in paths:
-        console.print(f"results: {p}", highlight=False, soft_wrap=True)
+        console.print(f"results: {escape(str(p))}", highlight=False, soft_wrap=True)
+    return 0
+
+
+def cmd_tune(args, console: Console) -> int:
+    from clipbench import tuning
+
+    methods = [m for item in args.method for m in item.split(",") if m]
+    request = tuning.TuneRequest(methods=methods, suite=args.suite, tasks=args.task, shots=args.shots,
+                                 model=args.model, pretrained=args.pretrained, checkpoint=args.checkpoint,
+                                 device=args.device, out_dir=args.out, cache=not args.no_cache, data=args.data,
+                                 download=args.download)
+    pm, registry = _registry()
+    import time
+
+    start = time.perf_counter()
+    paths = tuning.execute(request, registry, pm,
+                           log=lambda line: console.print(escape(line), highlight=False, soft_wrap=True))
+    for p in paths:
+        console.print(f"tuned: {escape(str(p))}", highlight=False, soft_wrap=True)
+    console.print(f"tuning took {time.perf_counter() - start:.0f} s", highlight=False)
     return 0
 
 
@@ -232,13 +326,14 @@ def cmd_list(args, console: Console) -> int:
             table.add_column(col)
         for name in sorted(registry.methods):
             m = registry.methods[name]
-            table.add_row(name, getattr(m, "summary", ""), m.citation, registry.owners[("method", name)])
+            table.add_row(*map(escape, (name, str(getattr(m, "summary", "")), str(m.citation),
+                                        registry.owners[("method", name)])))
     elif args.what == "suites":
         table = Table(title="suites")
         for col in ("name", "adapts on", "description", "plugin"):
             table.add_column(col)
         for name, s in sorted(registry.suites.items()):
-            table.add_row(name, ", ".join(s.adapt_on), s.description, registry.owners[("suite", name)])
+            table.add_row(*map(escape, (name, ", ".join(s.adapt_on), str(s.description), registry.owners[("suite", name)])))
     elif args.what == "tasks":
         table = Table(title="tasks")
         for col in ("suite", "task", "classes", "shifts", "probes", "description"):
@@ -247,8 +342,8 @@ def cmd_list(args, console: Console) -> int:
         for s in suites:
             for t in s.tasks.values():
                 classes = str(t.num_classes) if t.classnames else "read from --data"
-                table.add_row(s.name, t.name, classes, ", ".join(t.shifts) or "-",
-                              ", ".join(t.probes) or "-", t.description)
+                table.add_row(*map(escape, (s.name, t.name, classes, ", ".join(t.shifts) or "-",
+                                            ", ".join(t.probes) or "-", str(t.description))))
     else:
         table = _models_table(registry)
     console.print(table)
@@ -262,7 +357,7 @@ def _models_table(registry) -> Table:
     for col in ("name", "pretrained tags", "available offline", "source"):
         table.add_column(col)
     for name, src in sorted(registry.models.items()):
-        table.add_row(name, "world", "yes (ships with clipbench)", src.plugin)
+        table.add_row(escape(name), "world", "yes (ships with clipbench)", escape(src.plugin))
     cache = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" /
                                                                             "huggingface")) / "hub")
     cached = {p.name for p in cache.glob("models--*")} if cache.is_dir() else set()
@@ -297,21 +392,25 @@ def cmd_difficulty(args, console: Console) -> int:
     model = runner.load_for(request, suite, registry, runner.resolve_device(args.device))
     runner.attach_data(request, suite, tasks, model)
     rows = [difficulty.task_difficulty(model, t) for t in tasks]
-    table = Table(title=f"task difficulty on {suite.name} ({model.name}, {model.pretrained})")
-    for col in ("task", "classes", "test images", "silhouette", "mean correct cosine"):
+    table = Table(title=escape(f"task difficulty on {suite.name} ({model.name}, {model.pretrained})"),
+                  caption="silhouette by modality: A-CLIP's measure (higher = images further from their "
+                          "labels' texts = harder); by class: higher = easier; cosine: higher = easier")
+    for col in ("task", "classes", "test images", "silhouette by modality", "silhouette by class",
+                "mean correct cosine"):
         table.add_column(col, justify="left" if col == "task" else "right")
     for r in rows:
-        table.add_row(r["task"], str(r["classes"]), str(r["images"]), f"{r['silhouette']:.4f}", f"{r['cosine']:.4f}")
+        table.add_row(escape(r["task"]), str(r["classes"]), str(r["images"]), f"{r['silhouette_modality']:.4f}",
+                      f"{r['silhouette_class']:.4f}", f"{r['cosine']:.4f}")
     console.print(table)
     if args.results:
         files = sorted(args.results.glob("*.json")) if args.results.is_dir() else [args.results]
         loaded = [results.load_result(f) for f in files]
         corr = Table(title="Spearman rank correlation with measured outcomes (across tasks)")
-        for col in ("method", "outcome", "tasks", "silhouette", "cosine"):
+        for col in ("method", "outcome", "tasks", "silhouette by modality", "silhouette by class", "cosine"):
             corr.add_column(col)
         for r in difficulty.correlate(rows, loaded):
-            corr.add_row(r["method"], r["outcome"], str(r["tasks"]),
-                         *("n/a (< 3 tasks)" if r[m] != r[m] else f"{r[m]:+.3f}" for m in ("silhouette", "cosine")))
+            corr.add_row(escape(r["method"]), r["outcome"], str(r["tasks"]),
+                         *("n/a (< 3 tasks)" if r[m] != r[m] else f"{r[m]:+.3f}" for m in difficulty.MEASURES))
         console.print(corr)
     return 0
 
@@ -324,12 +423,12 @@ def cmd_data(args, console: Console) -> int:
     suite = registry.suite(args.suite)
     root = args.data or default_data_dir()
     if suite.data is None:
-        console.print(f"Suite {suite.name!r} reads no datasets from disk: nothing to check.")
+        console.print(escape(f"Suite {suite.name!r} reads no datasets from disk: nothing to check."))
         return 0
     if root is None:
         raise ClipbenchError("Pass --data ROOT (the folder that holds your datasets) or set CLIPBENCH_DATA_DIR.")
     used = real.datasets_of(suite)
-    table = Table(title=f"datasets of suite {suite.name} under {root}")
+    table = Table(title=escape(f"datasets of suite {suite.name} under {root}"))
     for col in ("dataset", "state", "classes", "images", "looked in", "problems"):
         table.add_column(col, overflow="fold", ratio=3 if col == "problems" else None)
     states = []
@@ -338,8 +437,8 @@ def cmd_data(args, console: Console) -> int:
         states.append(st.state)
         colour = {"present": "green", "missing": "yellow", "corrupt": "red"}[st.state]
         counts = ", ".join(f"{k} {v:,}" for k, v in st.counts.items()) or "-"
-        table.add_row(st.dataset, f"[{colour}]{st.state}[/{colour}]", st.classes or "-", counts,
-                      str(st.path), "; ".join(st.problems) or "-")
+        table.add_row(escape(st.dataset), f"[{colour}]{st.state}[/{colour}]", escape(str(st.classes or "-")),
+                      escape(counts), escape(str(st.path)), escape("; ".join(st.problems) or "-"))
     console.print(table)
     summary = {s: states.count(s) for s in ("present", "missing", "corrupt")}
     console.print(f"{summary['present']} present, {summary['missing']} missing, {summary['corrupt']} corrupt "
@@ -348,58 +447,75 @@ def cmd_data(args, console: Console) -> int:
 
 
 def cmd_leaderboard(args, console: Console) -> int:
-    from clipbench import leaderboard
+    from clipbench import leaderboard, submission
 
+    pm, registry = _registry()
+    checks = dict(known_methods=set(registry.methods), suites=registry.suites,
+                  known_references=submission.shipped_references())
     if args.action == "verify":
-        from clipbench import results
+        from clipbench import results, verify
 
-        pm, registry = _registry()
-        data = results.load_result(args.file)
-        problems = leaderboard.check(data, set(registry.methods), set(registry.suites))
+        try:
+            data = results.read_json(args.file)
+        except results.ResultFileError as exc:
+            raise ClipbenchError(str(exc)) from None
+        problems = submission.check(data, **checks)
+        if problems:
+            raise ClipbenchError(f"{args.file} cannot be verified: {problems[0]} (`clipbench leaderboard check` "
+                                 "lists every problem).")
         if not problems:
-            seed = args.seed if args.seed is not None else data["config"]["seeds"][0]
-            problems = leaderboard.verify(data, seed, registry, pm, args.tolerance, data_root=args.data)
+            seeds = [verify.draw_seed(data)] if args.draw else args.seeds
+            if args.draw:
+                console.print(f"re-running seed {seeds[0]} (drawn at random)", highlight=False)
+            problems = verify.verify(data, registry, pm, seeds, args.tolerance, data_root=args.data)
         for p in problems:
             console.print(f"  {p}", highlight=False, markup=False)
         console.print("[green]verified[/]" if not problems else f"[red]{len(problems)} problem(s)[/]")
         return 1 if problems else 0
     if args.action == "check":
-        _, registry = _registry()
         bad = 0
         for f in args.files:
-            problems = leaderboard.check_file(f, set(registry.methods), set(registry.suites))
+            problems = submission.check_file(f, **checks)
+            name = escape(str(f))
             if problems:
                 bad += 1
-                console.print(f"[red]{f}: {len(problems)} problem(s)[/]", highlight=False)
+                console.print(f"[red]{name}: {len(problems)} problem(s)[/]", highlight=False)
                 for p in problems:
                     console.print(f"  {p}", highlight=False, markup=False)
             else:
-                console.print(f"[green]{f}: ok[/]", highlight=False)
+                console.print(f"[green]{name}: ok[/]", highlight=False)
         return 1 if bad else 0
     if not args.results.is_dir():
         raise ClipbenchError(f"No result folder at {args.results}: put result files there "
                              "(clipbench run --out leaderboards/results).")
     if args.check_current:
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            fresh = leaderboard.build(args.results, Path(tmp))
-            stale = [p.name for p in fresh
-                     if not (args.out / p.name).is_file() or (args.out / p.name).read_text() != p.read_text()]
+        stale = leaderboard.stale_pages(args.results, args.out, **checks)
         if stale:
-            console.print(f"[red]stale:[/] {', '.join(stale)}; run `clipbench leaderboard build`", highlight=False)
+            console.print(f"[red]stale:[/] {escape(', '.join(stale))}; run `clipbench leaderboard build`",
+                          highlight=False)
             return 1
         console.print("leaderboards are current")
         return 0
-    for path in leaderboard.build(args.results, args.out):
-        console.print(f"wrote {path}", highlight=False)
+    if not args.out.is_dir():
+        raise ClipbenchError(f"No leaderboard folder at {args.out}: create it or pass --out FOLDER.")
+    for path in leaderboard.build(args.results, args.out, **checks):
+        console.print(f"wrote {escape(str(path))}", highlight=False)
     return 0
 
 
 def cmd_report(args, console: Console) -> int:
-    from clipbench import results, ui
+    from clipbench import results, submission, ui
 
-    loaded = [results.load_result(f) for f in args.files]
+    loaded = []
+    for f in args.files:
+        try:
+            data = results.read_json(f)
+        except results.ResultFileError as exc:
+            raise ClipbenchError(str(exc)) from None
+        problems = submission.check(data, complete=False)
+        if problems:
+            raise ClipbenchError(f"{f} is not a result clipbench can report: {problems[0]}.")
+        loaded.append(data)
     for r in loaded:
         for table in ui.summary_tables(r):
             console.print(table)
@@ -408,7 +524,7 @@ def cmd_report(args, console: Console) -> int:
         from clipbench.plot import tradeoff_plot
 
         tradeoff_plot(loaded, args.plot)
-        console.print(f"plot: {args.plot}", highlight=False)
+        console.print(f"plot: {escape(str(args.plot))}", highlight=False)
     return 0
 
 
@@ -449,6 +565,16 @@ def cmd_pretrain(args, console: Console) -> int:
 
     from clipbench.pretrain import PretrainConfig, pretrain
 
+    out_dir = args.out.parent if str(args.out.parent) else Path(".")
+    if not out_dir.is_dir():
+        raise ClipbenchError(f"--out {args.out}: the folder {out_dir} does not exist; create it first.")
+    if args.out.is_dir():
+        raise ClipbenchError(f"--out {args.out} is a folder: name the weights file to write, e.g. {args.out}/tiny.pt.xz.")
+    if not os.access(out_dir, os.W_OK):
+        raise ClipbenchError(f"--out {args.out}: the folder {out_dir} cannot be written.")
+    for name in ("steps", "batch_size", "corpus"):
+        if getattr(args, name) < 1:
+            raise ClipbenchError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
     cfg = PretrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, corpus=args.corpus,
                          seed=args.seed)
     with Progress(console=console, disable=not console.is_terminal) as progress:
@@ -461,7 +587,7 @@ def cmd_pretrain(args, console: Console) -> int:
 
         info = pretrain(cfg, args.out, progress=tick)
     console.print(json.dumps({k: v for k, v in info.items() if k != "history"}, indent=1))
-    console.print(f"weights: {args.out}  (to ship them, copy to clipbench/assets/ with the .sha256 file)")
+    console.print(f"weights: {escape(str(args.out))}  (to ship them, copy to clipbench/assets/ with the .sha256 file)")
     return 0
 
 

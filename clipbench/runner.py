@@ -16,7 +16,7 @@ from pathlib import Path
 import pluggy
 import torch
 
-from clipbench import protocol, results
+from clipbench import protocol, results, scoring, tuning
 from clipbench.cache import EmbeddingCache
 from clipbench.errors import ClipbenchError
 from clipbench.models import ClipModel, load_model
@@ -42,15 +42,22 @@ class RunRequest:
     precision: str = "fp32"
     data: Path | None = None  # root of real datasets (suites on real data); default $CLIPBENCH_DATA_DIR
     download: bool = False  # let torchvision fetch datasets it knows how to fetch
+    defaults: bool = False  # the paper's hyper-parameters, ignoring any tuned config
+    tuned_dir: Path | None = None  # where `clipbench tune` wrote its choices (default ./tuned, then the shipped)
+    tuned: dict[str, dict] | None = None  # explicit per-task tuned values (re-running a result: verify)
 
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ClipbenchError("--device cuda was asked for, but torch sees no CUDA device. Use --device cpu.")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ClipbenchError(f"Unknown device {device!r}: use auto, cpu or cuda.")
+    if device not in ("cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise ClipbenchError(f"Unknown device {device!r}: use auto, cpu, cuda or cuda:N.")
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device[5:]) if ":" in device else 0
+        if index >= count:
+            raise ClipbenchError(f"--device {device} was asked for, but torch sees "
+                                 f"{count or 'no'} CUDA device{'s' if count != 1 else ''}. Use --device cpu.")
     return torch.device(device)
 
 
@@ -65,7 +72,7 @@ def load_for(request: RunRequest, suite: Suite, registry: Registry, device: torc
     return load_model(name, pretrained, request.checkpoint, str(device))
 
 
-def attach_data(request: RunRequest, suite: Suite, tasks: list[Task], model: ClipModel) -> None:
+def attach_data(request: RunRequest, suite: Suite, tasks: list[Task], model: ClipModel, probes: bool = True) -> None:
     """Point a real-data suite at ``--data`` and read the class names of every task the run uses.
 
     Called after the model loads (its input size is the size images are decoded
@@ -77,7 +84,7 @@ def attach_data(request: RunRequest, suite: Suite, tasks: list[Task], model: Cli
         suite.data.image_size = model.image_size
     for task in tasks:
         task.resolve()
-        for probe in task.probes:
+        for probe in task.probes if probes else ():
             suite.task(probe).resolve()
 
 
@@ -101,21 +108,82 @@ def plan(request: RunRequest, registry: Registry) -> Plan:
         raise ClipbenchError(f"Name at least one --method. Known methods: {', '.join(sorted(registry.methods))}.")
     if not request.seeds:
         raise ClipbenchError("--seeds must name at least one seed.")
+    bad = [s for s in request.seeds if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= results.MAX_SEED]
+    if bad:
+        raise ClipbenchError(f"Seeds are whole numbers from 0 to {results.MAX_SEED}, got {bad[0]!r}.")
+    if len(set(request.seeds)) != len(request.seeds):
+        raise ClipbenchError("A seed is named twice in --seeds; each seed runs once.")
+    if isinstance(request.batch_size, bool) or not isinstance(request.batch_size, int) or request.batch_size < 1:
+        raise ClipbenchError(f"--batch-size must be a whole number of at least 1, got {request.batch_size!r}.")
+    check_out_dir(Path(request.out_dir))
     if request.precision not in ("fp32", "bf16"):
         raise ClipbenchError(f"Unknown precision {request.precision!r}: use fp32 or bf16.")
     for name in request.options:
         if name not in request.methods:
             raise ClipbenchError(f"--option names method {name!r}, which is not among --method "
                                  f"{' '.join(request.methods)}.")
+    reserved = sorted(set(request.seeds) & set(tuning.TUNING_SEEDS))
+    if reserved:
+        raise ClipbenchError(f"Seed {reserved[0]} is one of the tuning seeds {', '.join(map(str, tuning.TUNING_SEEDS))}, "
+                             "on which hyper-parameters are chosen; evaluate on other seeds.")
     methods = []
-    using_suite_model = (request.model or suite.default_model) == suite.default_model and not request.checkpoint
     for name in request.methods:
         method = registry.method(name)
-        overrides = dict(suite.method_overrides.get(name, {})) if using_suite_model else {}
-        overrides.update(request.options.get(name, {}))
-        config = method.make_config(overrides)
+        config = method.make_config(request.options.get(name, {}))
         methods.append((method, config, _config_dict(config)))
     return Plan(suite, tasks, methods, resolve_device(request.device))
+
+
+def tuned_values(request: RunRequest, suite: Suite, tasks: list[Task], method, model_fp: str) -> tuple[dict, dict | None]:
+    """{task: {option: value}} chosen by `clipbench tune` for this run, and the tuning's provenance.
+
+    Values the user set with --option win over tuned ones (and are then not recorded as tuned).
+    """
+    own = set(request.options.get(method.name, {}))
+    if request.tuned is not None:  # re-running a result: exactly the values it recorded
+        values = {t.name: dict(request.tuned[t.name]) for t in tasks if request.tuned.get(t.name)}
+        return values, ({"source": "given with the run (re-running a result)"} if values else None)
+    elif request.defaults:
+        return {}, None
+    else:
+        space = tuning.search_space(method)
+        if not space:
+            return {}, None
+        key = tuning.TuneKey(suite.name, method.name, model_fp, request.shots, tuning.space_hash(space))
+        chosen, prov = {}, {"seeds": list(tuning.TUNING_SEEDS), "budget": tuning.TRIAL_BUDGET, "tasks": {}}
+        for folder in tuning.tuned_dirs(request.tuned_dir):  # per task, the first folder that finished it
+            found = tuning.load_tuned(key, [folder])
+            if found is None:
+                continue
+            path, record = found
+            for task, values in tuning.chosen_values(record).items():
+                if task not in chosen:
+                    chosen[task] = values
+                    rec = record["tasks"][task]
+                    prov["tasks"][task] = {"file": path.name, "shipped": path.parent == tuning.SHIPPED,
+                                           "trials": len(rec["trials"]), "val_accuracy": rec["val_accuracy"],
+                                           "at_edge": rec["at_edge"], "seconds": rec["seconds"]}
+            prov["granularity"] = record["granularity"]
+    values = {t.name: {k: v for k, v in chosen.get(t.name, {}).items() if k not in own} for t in tasks}
+    values = {t: v for t, v in values.items() if v}
+    if prov.get("tasks"):
+        prov["tasks"] = {t: v for t, v in prov["tasks"].items() if t in values}
+    return values, (prov if values else None)
+
+
+def check_out_dir(out: Path) -> None:
+    """--out must be (or be creatable as) a folder this process can write: said before any work starts."""
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        where = "is a file" if probe == out else f"is under {probe}, which is a file"
+        raise ClipbenchError(f"--out {out} {where}: pass a folder for the result files.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ClipbenchError(f"--out {out} cannot be written (no write permission on {probe}): "
+                             "pass a folder you can write to.")
 
 
 def _config_dict(config) -> dict:
@@ -136,11 +204,19 @@ def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
                                    cache=EmbeddingCache() if request.cache else None, precision=request.precision)
     evaluator.bind(model)
     model_fp = model.fingerprint()
+    results.remove_stale_temporaries(Path(request.out_dir), "*.json.*.tmp")
     paths = []
+    total_cells = len(p.methods) * len(p.tasks) * len(request.seeds)
+    finished = 0
     for method, config, config_dict in p.methods:
+        tuned, tuning_prov = tuned_values(request, p.suite, p.tasks, method, model_fp)
+        configs = {t.name: method.make_config({**config_dict, **tuned.get(t.name, {})}) for t in p.tasks}
+        own = sorted(request.options.get(method.name, {}))
         run_config = {
             "method": method.name,
             "method_config": config_dict,
+            "options": {k: config_dict[k] for k in own},  # set by hand with --option (neither paper nor tuned)
+            "tuned": tuned,
             "suite": p.suite.name,
             "tasks": [t.name for t in p.tasks],
             "shots": request.shots,
@@ -152,8 +228,8 @@ def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
             "precision": request.precision,
         }
         path = results.result_path(request.out_dir, run_config)
-        result = results.load_result(path) if path.exists() else results.new_result(
-            run_config, provenance(model_fp, p, method, p.device))
+        result = load_for_resume(path) if path.exists() else results.new_result(
+            run_config, provenance(model_fp, p, method, p.device, tuning_prov))
         done = results.done_cells(result)
         pm.hook.clipbench_run_started(run=result)
         for task in p.tasks:
@@ -163,22 +239,46 @@ def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
         for task in p.tasks:
             for seed in request.seeds:
                 if (task.name, seed) in done:
+                    finished += 1
                     continue
-                cell = protocol.run_cell(method, config, model, p.suite, task, seed, request.shots,
+                cell = protocol.run_cell(method, configs[task.name], model, p.suite, task, seed, request.shots,
                                          evaluator, p.device, reporter)
                 cell["method"] = method.name
                 result["cells"].append(cell)
-                result["summary"] = protocol.summarise(result["cells"], result["reference"])
-                results.write_atomic(path, result)
+                result["summary"] = scoring.summarise(result["cells"], result["reference"])
+                save(path, result)
+                finished += 1
+                reporter.cell_finished(finished, total_cells, method.name, cell)
                 pm.hook.clipbench_cell_finished(run=result, cell=cell)
-        result["summary"] = protocol.summarise(result["cells"], result["reference"])
-        results.write_atomic(path, result)
+        result["summary"] = scoring.summarise(result["cells"], result["reference"])
+        save(path, result)
         pm.hook.clipbench_run_finished(run=result, summary=result["summary"])
         paths.append(path)
     return paths
 
 
-def provenance(model_fp: str, p: Plan, method, device: torch.device) -> dict:
+def load_for_resume(path: Path) -> dict:
+    """An existing result file to resume, checked in full (a damaged one is one sentence, not a traceback)."""
+    from clipbench import submission
+
+    data = results.load_result(path)
+    problems = submission.check(data, complete=False)
+    if problems:
+        raise ClipbenchError(f"Result file {path} is damaged: {problems[0]}. Delete it to start that run afresh.")
+    return data
+
+
+def save(path: Path, result: dict) -> None:
+    """Write the result atomically; a failing disk is one sentence (the previous file stays whole)."""
+    try:
+        results.write_atomic(path, result)
+    except OSError as exc:
+        raise ClipbenchError(f"Could not write the result file {path} ({exc.strerror or exc}); it still holds "
+                             "every cell saved before this one. Free space (or choose another --out) and run the "
+                             "same command again to resume.") from None
+
+
+def provenance(model_fp: str, p: Plan, method, device: torch.device, tuning_prov: dict | None = None) -> dict:
     return {
         "model_fingerprint": model_fp,
         "data": {},
@@ -189,7 +289,7 @@ def provenance(model_fp: str, p: Plan, method, device: torch.device) -> dict:
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "method_citation": method.citation,
-        "suite_overrides": p.suite.method_overrides.get(method.name, {}),
+        "tuning": tuning_prov,
     }
 
 

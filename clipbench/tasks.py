@@ -146,6 +146,9 @@ class Task:
     class_split: bool = False
     description: str = ""
     classnames_from: Callable[[], list[str]] | None = None
+    # The one prompt per class that methods train against (CoOp, CoCoOp, CLIP-Adapter and the A-CLIP
+    # authors' code all use "a photo of a {}."); ``templates`` is the zero-shot evaluation ensemble.
+    train_template: str = "a photo of a {}."
 
     def resolve(self) -> "Task":
         """Read the class names of a real-data task (once); a no-op for tasks that carry them."""
@@ -159,6 +162,10 @@ class Task:
 
     def prompts(self, classname: str) -> list[str]:
         return [t.format(classname) for t in self.templates]
+
+    def train_prompts(self) -> list[str]:
+        """One prompt per class, ``train_template`` filled in: what training losses score against."""
+        return [self.train_template.format(c) for c in self.classnames]
 
     def base_new_split(self) -> tuple[list[int], list[int]]:
         """CoCoOp's split: sorted labels, the first ceil(n/2) are base, the rest new."""
@@ -179,7 +186,7 @@ class Task:
 
         return Task(f"{self.name}[{suffix}]", [self.classnames[c] for c in classes], self.templates,
                     view(self.train), view(self.test), {k: view(v) for k, v in self.shifts.items()},
-                    self.probes, False, self.description)
+                    self.probes, False, self.description, train_template=self.train_template)
 
 
 @dataclass
@@ -193,10 +200,6 @@ class Suite:
     default_model: str = "clipbench-tiny"
     default_pretrained: str | None = None
     data: DataRoot | None = None  # set for suites on real datasets (see DataRoot)
-    # Per-method option overrides for the suite's default model (e.g. a larger
-    # learning rate for a 7.7M-parameter model), chosen on validation splits only;
-    # recorded in every result's config and provenance.
-    method_overrides: dict[str, dict] = field(default_factory=dict)
 
     def task(self, name: str) -> Task:
         if name not in self.tasks:

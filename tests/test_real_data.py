@@ -282,3 +282,20 @@ def test_verify_reruns_a_real_data_result_and_notices_other_images(root, tmp_pat
     victim.write_bytes(victim.read_bytes() + b"\0")
     problems = verify.verify(result, collect(pm), pm, [1], data_root=copy)
     assert any("imagenet/imagenet-sketch" in p and "not the same images" in p for p in problems)
+
+
+def test_aclip_and_bitfit_run_on_a_real_suite_with_tuned_rates(root, tmp_path):
+    """The papers' full-data SGD rates are not what runs on a real suite: `tune` chooses, `run` applies."""
+    from clipbench import tuning
+
+    path, _ = root
+    common = ["--suite", "imagenet-dg", "--data", str(path), "--model", "clipbench-tiny", "--shots", "2"]
+    assert main(["tune", "--method", "aclip", "bitfit", *common, "--out", str(tmp_path / "tuned")]) == 0
+    for method in ("aclip", "bitfit"):
+        [tuned_file] = list((tmp_path / "tuned").glob(f"imagenet-dg__{method}__*.json"))
+        record = json.loads(tuned_file.read_text())
+        assert record["tasks"]["imagenet"]["done"] and len(record["tasks"]["imagenet"]["trials"]) >= 8
+        result = run_json(tmp_path / method, "--method", method, "--suite", "imagenet-dg", "--data", str(path),
+                          "--tuned", str(tmp_path / "tuned"))
+        assert result["config"]["tuned"] == {"imagenet": record["tasks"]["imagenet"]["values"]}
+        assert result["provenance"]["tuning"]["seeds"] == list(tuning.TUNING_SEEDS)

@@ -5,7 +5,7 @@ from the paper: alpha = 0.5 (its recommended mixing coefficient, sec. 3),
 AdamW with weight decay 0.1 and a cosine schedule; lr 1e-5 for few-shot data.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -17,7 +17,9 @@ from clipbench.training import Schedule, count_parameters, finetune
 @dataclass(frozen=True)
 class WiseFTConfig:
     alpha: float = 0.5
-    lr: float = 1e-5
+    # the search space `clipbench tune` chooses from on validation data, like a built-in's
+    lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate of the fine-tuning run",
+                                               "search": [1e-6, 1e-5, 1e-4, 1e-3]})
     weight_decay: float = 0.1
     batch_size: int = 32
     epochs: int = 20

@@ -1,0 +1,346 @@
+"""Hyper-parameter selection on validation data: the same search, budget and seeds for every method.
+
+ELEVATER's automatic search on validation, made part of the protocol.  A
+method declares its search space beside its config (a ``search`` list in a
+config field's metadata; none means nothing to tune).  ``tune`` then, for each
+task of a suite (per dataset, as ELEVATER and CoOp tune), adapts on the k-shot
+support sets of the dedicated tuning seeds and scores each trial on those
+seeds' validation splits: never an evaluation seed (``clipbench run`` refuses
+the tuning seeds) and never a test set (tuning runs on a view of the task whose
+test, shift and probe sets raise if touched).  Every method gets the same trial
+budget; a choice at the edge of its grid is widened by up to ``WIDEN_STEPS``
+further grid steps and reported if it is still at the edge.
+
+Choices are written, trial by trial (an interrupted tuning resumes), to one
+JSON file per (suite, method, model fingerprint, shots); ``clipbench run``
+applies the file whose search-space hash still matches the method's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from clipbench import results
+from clipbench.errors import ClipbenchError
+
+TUNING_SEEDS = (10001, 10002, 10003)  # reserved: `clipbench run` refuses them as evaluation seeds
+TRIAL_BUDGET = 8  # grid points per (method, task): every method gets the same number of trials
+WIDEN_STEPS = 2  # further trials past a grid edge, when the best value sits on it
+SCHEMA = "clipbench.tuned/1"
+SHIPPED = Path(__file__).parent / "assets" / "tuned"
+
+
+def log_grid(low: float, high: float, points: int) -> list[float]:
+    """``points`` values evenly spaced in log scale from ``low`` to ``high`` (rounded to 3 significant digits)."""
+    if points == 1:
+        return [low]
+    step = (math.log10(high) - math.log10(low)) / (points - 1)
+    return [float(f"{10 ** (math.log10(low) + i * step):.3g}") for i in range(points)]
+
+
+def search_space(method) -> dict[str, list]:
+    """The method's declared grid: {field: [values]} from its config fields' ``search`` metadata."""
+    space = {}
+    for f in dataclasses.fields(method.config_class):
+        values = f.metadata.get("search")
+        if values:
+            space[f.name] = list(values)
+    return space
+
+
+def space_hash(space: dict[str, list]) -> str:
+    return hashlib.sha256(json.dumps(space, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def grid(space: dict[str, list]) -> list[dict]:
+    """Every combination of the space's values, in declaration order (the first wins ties)."""
+    names = list(space)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(space[n] for n in names))]
+
+
+def check_space(method, space: dict[str, list]) -> None:
+    trials = math.prod(len(v) for v in space.values()) if space else 0
+    if trials > TRIAL_BUDGET:
+        raise ClipbenchError(f"Method {method.name!r} declares a search space of {trials} combinations; the "
+                             f"trial budget, the same for every method, is {TRIAL_BUDGET}.")
+    defaults = method.config_class()
+    for name, values in space.items():
+        kind = type(getattr(defaults, name))
+        if not values or any(not isinstance(v, kind) and not (kind is float and isinstance(v, int)) for v in values):
+            raise ClipbenchError(f"Method {method.name!r}: the search values of {name} must be "
+                                 f"{kind.__name__}s like its default.")
+
+
+def bounds(method) -> dict[str, tuple]:
+    """Limits a search may not widen past: a field's ``bounds`` metadata (inclusive), if any."""
+    return {f.name: tuple(f.metadata["bounds"]) for f in dataclasses.fields(method.config_class)
+            if "bounds" in f.metadata}
+
+
+def widen(space: dict[str, list], name: str, value, limits: tuple | None = None) -> object | None:
+    """One grid step past ``value`` at an edge of ``space[name]`` (log step for positive numbers), or None
+    when the field cannot be widened (not positive numbers, or the step would leave ``limits``)."""
+    values = space[name]
+    if len(values) < 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values):
+        return None
+    ordered = sorted(values)
+    if value == ordered[-1]:
+        nxt = ordered[-1] * ordered[-1] / ordered[-2]
+    elif value == ordered[0]:
+        nxt = ordered[0] * ordered[0] / ordered[1]
+    else:
+        return None
+    nxt = float(f"{nxt:.3g}")
+    nxt = int(round(nxt)) if isinstance(values[0], int) else nxt
+    if nxt <= 0 or nxt in values or (limits is not None and not limits[0] <= nxt <= limits[1]):
+        return None
+    return nxt
+
+
+def at_edges(space: dict[str, list], values: dict) -> list[str]:
+    out = []
+    for name, v in values.items():
+        grid_values = sorted(set(space[name]) | {v})
+        if len(space[name]) > 1 and isinstance(v, (int, float)) and not isinstance(v, bool) and \
+                v in (grid_values[0], grid_values[-1]):
+            out.append(name)
+    return out
+
+
+# ------------------------------------------------------------------ the tuned-config file
+
+
+@dataclass(frozen=True)
+class TuneKey:
+    suite: str
+    method: str
+    model_fingerprint: str
+    shots: int
+    space_hash: str
+
+    def filename(self) -> str:
+        return f"{self.suite}__{self.method}__{self.model_fingerprint}__{self.shots}shot.json"
+
+
+def tuned_dirs(extra: Path | None = None) -> list[Path]:
+    """Where tuned configs are looked for: ``--tuned`` (default ./tuned), then the shipped ones."""
+    return [d for d in (extra or Path("tuned"), SHIPPED) if d is not None]
+
+
+def load_tuned(key: TuneKey, dirs: list[Path]) -> tuple[Path, dict] | None:
+    """The first tuned-config file for ``key`` whose search space still matches, else None."""
+    for folder in dirs:
+        path = Path(folder) / key.filename()
+        if not path.is_file():
+            continue
+        try:
+            data = results.read_json(path)
+        except results.ResultFileError:
+            continue
+        if isinstance(data, dict) and data.get("schema") == SCHEMA and data.get("key") == dataclasses.asdict(key):
+            return path, data
+    return None
+
+
+def shipped_values(suite: str, method, model_fingerprint: str, shots: int = 16) -> dict[str, dict]:
+    """{task: values} that the shipped tuned configs hold for a method (empty where none ship)."""
+    space = search_space(method)
+    found = load_tuned(TuneKey(suite, method.name, model_fingerprint, shots, space_hash(space)), [SHIPPED])
+    return chosen_values(found[1]) if found else {}
+
+
+def new_record(key: TuneKey, space: dict) -> dict:
+    return {"schema": SCHEMA, "key": dataclasses.asdict(key), "space": space, "seeds": list(TUNING_SEEDS),
+            "budget": TRIAL_BUDGET, "widen_steps": WIDEN_STEPS, "granularity": "per task (ELEVATER, CoOp)",
+            "selection": "mean validation accuracy over the tuning seeds; ties go to the earlier grid point",
+            "tasks": {}}
+
+
+def chosen_values(record: dict | None) -> dict[str, dict]:
+    """{task: {option: value}} of a tuned-config record (empty without one)."""
+    if not record:
+        return {}
+    return {t: dict(v["values"]) for t, v in record.get("tasks", {}).items() if v.get("done")}
+
+
+# ------------------------------------------------------------------ tuning
+
+
+def tune_task(method, space: dict, task_record: dict, trial: Callable[[dict], float],
+              save: Callable[[], None], progress: Callable[[int, int, dict, float], None],
+              limits: dict[str, tuple] | None = None) -> dict:
+    """Run the grid (then up to WIDEN_STEPS steps past an edge) for one task, resuming from ``task_record``."""
+    trials = task_record.setdefault("trials", [])
+    done = {json.dumps(t["values"], sort_keys=True): t for t in trials}
+    points = grid(space)
+    total = len(points)
+
+    def run(values: dict) -> float:
+        key = json.dumps(values, sort_keys=True)
+        if key not in done:
+            start = time.perf_counter()
+            acc = trial(values)
+            done[key] = {"values": values, "val_accuracy": acc, "seconds": round(time.perf_counter() - start, 2)}
+            trials.append(done[key])
+            save()
+        progress(len(trials), total, values, done[key]["val_accuracy"])
+        return done[key]["val_accuracy"]
+
+    def best_of(candidates: list[dict]) -> dict:
+        return max(candidates, key=lambda v: (run(v), -candidates.index(v)))
+
+    best = best_of(points)
+    widened = []
+    searched = {n: list(v) for n, v in space.items()}
+    for _ in range(WIDEN_STEPS):
+        edge = at_edges(searched, best)
+        nxt = None
+        for name in edge:
+            step = widen(searched, name, best[name], (limits or {}).get(name))
+            if step is not None:
+                nxt = dict(best, **{name: step})
+                searched[name].append(step)
+                break
+        if nxt is None:
+            break
+        total += 1
+        widened.append(nxt)
+        best = best_of([best, nxt])
+    task_record.update({"values": best, "val_accuracy": done[json.dumps(best, sort_keys=True)]["val_accuracy"],
+                        "widened": widened, "at_edge": at_edges(searched, best), "done": True,
+                        "seconds": round(sum(t["seconds"] for t in trials), 1)})
+    save()
+    return task_record
+
+
+def write_record(path: Path, record: dict) -> None:
+    results.write_atomic(path, record)
+
+
+# ------------------------------------------------------------------ running it
+
+
+@dataclass
+class TuneRequest:
+    methods: list[str]
+    suite: str = "default"
+    tasks: list[str] = dataclasses.field(default_factory=list)
+    shots: int = 16
+    model: str | None = None
+    pretrained: str | None = None
+    checkpoint: str | None = None
+    device: str = "auto"
+    out_dir: Path = Path("tuned")
+    cache: bool = True
+    data: Path | None = None
+    download: bool = False
+
+
+def guarded(task):
+    """The task as tuning may see it: its train pool only; test, shift (and new-class) sets raise if touched."""
+    from clipbench.tasks import Lazy
+
+    def forbidden(what: str) -> Lazy:
+        def touch():
+            raise ClipbenchError(f"Tuning touched the {what} of task {task.name!r}: tuning may only use the "
+                                 "train pool's validation splits.")
+        return Lazy(touch, f"forbidden: {what}")
+
+    return dataclasses.replace(task, test=forbidden("test set"),
+                               shifts={s: forbidden(f"shift {s}") for s in task.shifts}, probes=[])
+
+
+def validation_accuracy(method, config, model, task, seed: int, shots: int, evaluator, device) -> float:
+    """Adapt on the k shots of ``seed`` and score the seed's validation split (the one scoring path)."""
+    import torch
+
+    from clipbench import metrics, protocol
+    from clipbench.method import AdaptContext
+    from clipbench.tasks import sample_fewshot
+
+    fewshot = sample_fewshot(task.train.value, task.num_classes, shots, seed, task.name)
+    fewshot.features_from = evaluator.pretrained_features
+    torch.manual_seed(seed)
+    adapted = method.adapt(model.clone(), fewshot, task, config, AdaptContext(device=device, seed=seed))
+    if hasattr(adapted.model.module, "eval"):
+        adapted.model.module.eval()
+    with torch.inference_mode():
+        feats = fewshot.features(adapted.model, "val")
+        preds = protocol.predict(adapted.logits_from_features(feats, task), None)
+    return metrics.accuracy(preds, fewshot.val_labels)
+
+
+def execute(request: TuneRequest, registry, pm, reporter=None, log: Callable[[str], None] = lambda s: None) -> list[Path]:
+    """Tune every method on every task of the request; return the tuned-config files written."""
+    from clipbench import protocol, runner
+    from clipbench.cache import EmbeddingCache
+
+    reporter = reporter or protocol.SilentReporter()
+    suite = registry.suite(request.suite)
+    tasks = suite.selected(request.tasks)
+    methods = [registry.method(m) for m in request.methods]
+    if not methods:
+        raise ClipbenchError(f"Name at least one --method. Known methods: {', '.join(sorted(registry.methods))}.")
+    spaces = {}
+    for method in methods:
+        spaces[method.name] = search_space(method)
+        check_space(method, spaces[method.name])
+    runner.check_out_dir(Path(request.out_dir))
+    device = runner.resolve_device(request.device)
+    run_request = runner.RunRequest(methods=request.methods, suite=request.suite, tasks=request.tasks,
+                                    shots=request.shots, model=request.model, pretrained=request.pretrained,
+                                    checkpoint=request.checkpoint, device=request.device, data=request.data,
+                                    download=request.download)
+    model = runner.load_for(run_request, suite, registry, device)
+    model.module.eval()
+    runner.attach_data(run_request, suite, tasks, model, probes=False)
+    for task in tasks:
+        protocol.sample_fewshot_check(task, request.shots)
+    evaluator = protocol.Evaluator(reporter=reporter, cache=EmbeddingCache() if request.cache else None)
+    evaluator.bind(model)
+    fingerprint = model.fingerprint()
+    written = []
+    for method in methods:
+        space = spaces[method.name]
+        key = TuneKey(suite.name, method.name, fingerprint, request.shots, space_hash(space))
+        path = Path(request.out_dir) / key.filename()
+        found = load_tuned(key, [Path(request.out_dir)])
+        record = found[1] if found else new_record(key, space)
+        if not space:
+            log(f"{method.name}: declares no search space; runs with its paper defaults")
+            continue
+        for task in tasks:
+            train_task, _ = protocol.task_views(task)
+            view = guarded(train_task)
+            task_record = record["tasks"].setdefault(task.name, {})
+            if task_record.get("done"):
+                log(f"{method.name} on {task.name}: already tuned, {task_record['values']} "
+                    f"(validation {task_record['val_accuracy']:.1f})")
+                continue
+
+            def trial(values, method=method, view=view):
+                config = method.make_config(values)
+                accs = [validation_accuracy(method, config, model, view, seed, request.shots, evaluator, device)
+                        for seed in TUNING_SEEDS]
+                return round(sum(accs) / len(accs), 4)
+
+            def progress(done, total, values, acc, method=method, task=task):
+                log(f"{method.name} on {task.name}: trial {done}/{total} {values} -> validation {acc:.1f}")
+
+            tune_task(method, space, task_record, trial, lambda: write_record(path, record), progress,
+                      bounds(method))
+            edge = task_record["at_edge"]
+            log(f"{method.name} on {task.name}: chose {task_record['values']} (validation "
+                f"{task_record['val_accuracy']:.1f}, {len(task_record['trials'])} trials, "
+                f"{task_record['seconds']:.0f} s)" + (f"; still at the grid edge in {', '.join(edge)}" if edge else ""))
+        write_record(path, record)
+        written.append(path)
+    return written
