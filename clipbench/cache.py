@@ -119,7 +119,7 @@ class EmbeddingCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.parent not in self._swept:
                 self._swept.add(path.parent)
-                remove_stale_temporaries(path.parent)
+                remove_stale_temporaries(path.parent, "*.pt.*.tmp")
             fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
             os.fchmod(fd, file_mode())
             with os.fdopen(fd, "wb") as f:

@@ -28,10 +28,15 @@ class Reporter(Protocol):
 
     def stage(self, description: str, total: int) -> Callable[[int, int], None]: ...
 
+    def cell_finished(self, done: int, total: int, method: str, cell: dict) -> None: ...
+
 
 class SilentReporter:
     def stage(self, description: str, total: int) -> Callable[[int, int], None]:
         return lambda done, total: None
+
+    def cell_finished(self, done: int, total: int, method: str, cell: dict) -> None:
+        pass
 
 
 @dataclass

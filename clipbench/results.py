@@ -53,6 +53,13 @@ def _no_constants(name):
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text[:20]} is too large for a number")
+    return value
+
+
 def read_json(path: Path) -> object:
     """Parse a result file with bounds: size, duplicate keys, NaN/Infinity, huge integers, deep nesting."""
     try:
@@ -68,7 +75,8 @@ def read_json(path: Path) -> object:
     except (OSError, UnicodeDecodeError) as exc:
         raise ResultFileError(f"{path} cannot be read ({type(exc).__name__}).") from None
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants,
+                          parse_float=_finite_float)
     except RecursionError:
         raise ResultFileError(f"{path} is not a result file: its JSON is nested too deeply.") from None
     except ValueError as exc:  # JSONDecodeError, duplicate keys, NaN, integers past Python's digit limit
@@ -147,7 +155,7 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-def remove_stale_temporaries(folder: Path, pattern: str = "*.tmp") -> int:
+def remove_stale_temporaries(folder: Path, pattern: str) -> int:
     """Delete temporary files left by processes that died mid-write (untouched for STALE_SECONDS)."""
     removed = 0
     now = time.time()

@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from clipbench import results, scoring
+from clipbench.tuning import TUNING_SEEDS
 
 MAX_PROBLEMS = 50
 MAX_STRING = 500
@@ -28,6 +29,7 @@ MAX_ADAPT_SECONDS = 10 * 24 * 3600.0  # ten days for one cell: more is not a mea
 MAX_MEMORY_MB = 10 * 2**20  # 10 TiB
 MAX_IMAGES_PER_SECOND = 1e7
 MAX_PARAMS = 10**13
+MAX_CHANCE = 50.0  # a task has at least two classes
 
 
 class Problems(list):
@@ -85,6 +87,7 @@ def _show(x) -> str:
 
 
 def _name(p: Problems, where: str, x, pattern=results.SAFE_NAME, what: str = "name") -> bool:
+    """A name from the safe set (it ends up in file names, Markdown and terminals)."""
     if not isinstance(x, str) or not pattern.match(x):
         p.add(f"{where}: {_show(x)} is not a valid {what} (letters, digits, '-' and '_'"
               f"{', and . +' if pattern is results.SAFE_MODEL else ''}; at most 64 characters)")
@@ -105,8 +108,8 @@ def _free(p: Problems, where: str, value, depth: int = 0) -> None:
         p.add(f"{where}: nested deeper than {MAX_DEPTH} levels")
     elif isinstance(value, dict):
         for k, v in value.items():
-            if not isinstance(k, str) or len(k) > 100:
-                p.add(f"{where}: a key that is not a short string")
+            if not isinstance(k, str) or len(k) > 100 or not k.isprintable():
+                p.add(f"{where}: a key that is not a short printable string")
                 continue
             _free(p, f"{where}.{k}", v, depth + 1)
     elif isinstance(value, list):
@@ -163,6 +166,10 @@ def _config(p: Problems, cfg) -> bool:
         if ok and len(set(seeds)) != len(seeds):
             p.add("config.seeds: a seed is named twice")
             ok = False
+        if ok and set(seeds) & set(TUNING_SEEDS):
+            p.add(f"config.seeds: {sorted(set(seeds) & set(TUNING_SEEDS))[0]} is a tuning seed, never an "
+                  "evaluation seed")
+            ok = False
     ok &= _number(p, "config.shots", cfg.get("shots"), 1, 100000, integer=True)
     fp = cfg.get("model_fingerprint")
     if not isinstance(fp, str) or not HEX.match(fp):
@@ -173,6 +180,11 @@ def _config(p: Problems, cfg) -> bool:
         ok = False
     if not isinstance(cfg.get("method_config"), dict):
         p.add("config.method_config: missing or not an object")
+        ok = False
+    options = cfg.get("options", {})
+    if not isinstance(options, dict) or (isinstance(cfg.get("method_config"), dict) and any(
+            k not in cfg["method_config"] or cfg["method_config"][k] != v for k, v in options.items())):
+        p.add("config.options: must be the method_config values set by hand")
         ok = False
     tuned = cfg.get("tuned", {})
     if not isinstance(tuned, dict) or not all(isinstance(v, dict) for v in tuned.values()):
@@ -227,9 +239,9 @@ def _reference(p: Problems, task: str, ref) -> bool:
     chance = ref.get("chance")
     if not _mapping(p, f"{where}.chance", chance):
         return False
-    ok &= _number(p, f"{where}.chance.id", chance.get("id"), 1e-6, 100.0)
+    ok &= _number(p, f"{where}.chance.id", chance.get("id"), 1e-6, MAX_CHANCE)
     if "new" in ref:
-        ok &= _number(p, f"{where}.chance.new", chance.get("new"), 1e-6, 100.0)
+        ok &= _number(p, f"{where}.chance.new", chance.get("new"), 1e-6, MAX_CHANCE)
     for part, names in (("shifts", shifts), ("probes", probes)):
         got = chance.get(part)
         if names is None:
@@ -238,7 +250,7 @@ def _reference(p: Problems, task: str, ref) -> bool:
             p.add(f"{where}.chance.{part}: must name the same {part} as the reference")
             ok = False
             continue
-        ok &= all([_number(p, f"{where}.chance.{part}.{k}", v, 1e-6, 100.0) for k, v in got.items()])
+        ok &= all([_number(p, f"{where}.chance.{part}.{k}", v, 1e-6, MAX_CHANCE) for k, v in got.items()])
     return bool(ok)
 
 
@@ -271,25 +283,29 @@ def _cell(p: Problems, i: int, cell, cfg: dict, refs: dict) -> tuple | None:
         if got is not None and set(got) != set(ref[part]):
             p.add(f"{where}.{part}: names differ from the reference's")
     cost = cell.get("cost")
+    costs_ok = False
     if _mapping(p, f"{where}.cost", cost):
-        _number(p, f"{where}.cost.trainable_params", cost.get("trainable_params"), 0, MAX_PARAMS, integer=True)
-        _number(p, f"{where}.cost.trainable_pct", cost.get("trainable_pct"), 0.0, 100.0)
-        _number(p, f"{where}.cost.adapt_seconds", cost.get("adapt_seconds"), 0.0, MAX_ADAPT_SECONDS)
-        _number(p, f"{where}.cost.peak_memory_mb", cost.get("peak_memory_mb"), 0.0, MAX_MEMORY_MB)
-        _number(p, f"{where}.cost.eval_images_per_second", cost.get("eval_images_per_second"), 0.0,
-                MAX_IMAGES_PER_SECOND, allow_none=True)
-    return task, seed
+        costs_ok = all([
+            _number(p, f"{where}.cost.trainable_params", cost.get("trainable_params"), 0, MAX_PARAMS, integer=True),
+            _number(p, f"{where}.cost.trainable_pct", cost.get("trainable_pct"), 0.0, 100.0),
+            _number(p, f"{where}.cost.adapt_seconds", cost.get("adapt_seconds"), 0.0, MAX_ADAPT_SECONDS),
+            _number(p, f"{where}.cost.peak_memory_mb", cost.get("peak_memory_mb"), 0.0, MAX_MEMORY_MB),
+            _number(p, f"{where}.cost.eval_images_per_second", cost.get("eval_images_per_second"), 0.0,
+                    MAX_IMAGES_PER_SECOND, allow_none=True)])
+    return task, seed, costs_ok
 
 
 def _costs_agree(p: Problems, cells: list[dict]) -> None:
-    """trainable_pct is trainable_params as a share of one model: the implied model size must agree."""
+    """trainable_pct is trainable_params as a share of one model: the implied model size must agree.
+
+    Called only on cells whose costs passed their bounds (finite, in range)."""
     sizes = set()
     for c in cells:
-        cost = c.get("cost") or {}
-        n, pct = cost.get("trainable_params"), cost.get("trainable_pct")
-        if _is_number(n) and _is_number(pct) and pct > 0 and n > 0:
+        cost = c["cost"]
+        n, pct = cost["trainable_params"], cost["trainable_pct"]
+        if pct > 0 and n > 0:
             sizes.add(round(100.0 * n / pct, -2) if 100.0 * n / pct > 1e4 else round(100.0 * n / pct))
-        elif _is_number(n) and _is_number(pct) and (n == 0) != (pct == 0):
+        elif (n == 0) != (pct == 0):
             p.add("cells: trainable_params and trainable_pct disagree (one is zero, the other is not)")
             return
     if len(sizes) > 1 and max(sizes) > 1.01 * min(sizes):
@@ -360,10 +376,14 @@ def _check(data, known_methods, suites, known_references, complete) -> list[str]
             p.add("cells: empty; a result needs every task x seed cell")
         return p.lines()
     seen: dict[tuple, int] = {}
+    costed = []
     for i, cell in enumerate(cells):
-        key = _cell(p, i, cell, cfg, refs)
-        if key is None:
+        checked = _cell(p, i, cell, cfg, refs)
+        if checked is None:
             continue
+        key, costs_ok = checked[:2], checked[2]
+        if costs_ok:
+            costed.append(cell)
         if key in seen:
             p.add(f"cells[{i}]: duplicate cell for task {key[0]!r} seed {key[1]!r} (also cells[{seen[key]}])")
         seen[key] = i
@@ -371,7 +391,7 @@ def _check(data, known_methods, suites, known_references, complete) -> list[str]
         for seed in cfg["seeds"]:
             if (task, seed) not in seen:
                 p.add(f"cells: task {task!r} seed {seed!r} missing")
-    _costs_agree(p, [c for c in cells if isinstance(c, dict)])
+    _costs_agree(p, costed)
     if p:
         return p.lines()
     if not _close(scoring.summarise(cells, refs), data.get("summary")):
@@ -391,6 +411,16 @@ def _against_suite(p: Problems, cfg: dict, refs: dict, suite) -> None:
         return
     for name in cfg["tasks"]:
         task = suite.tasks[name]
+        chance = refs[name]["chance"]
+        if task.classnames and not task.class_split and chance["id"] != scoring.chance(task.num_classes):
+            p.add(f"reference.{name}.chance.id: {_show(chance['id'])} is not chance for the suite's "
+                  f"{task.num_classes} classes")
+        for probe in task.probes:
+            probe_task = suite.tasks.get(probe)
+            if probe_task is not None and probe_task.classnames and probe in chance["probes"] and \
+                    chance["probes"][probe] != scoring.chance(probe_task.num_classes):
+                p.add(f"reference.{name}.chance.probes.{probe}: {_show(chance['probes'][probe])} is not chance "
+                      f"for the probe's {probe_task.num_classes} classes")
         if set(refs[name]["shifts"]) != set(task.shifts):
             p.add(f"reference.{name}.shifts: the suite's task {name!r} has shifts "
                   f"{', '.join(sorted(task.shifts)) or 'none'}")
@@ -401,6 +431,8 @@ def _against_suite(p: Problems, cfg: dict, refs: dict, suite) -> None:
 
 def _against_known(p: Problems, cfg: dict, refs: dict, known: dict) -> None:
     """The zero-shot reference must be what the pretrained model scores, where that is known."""
+    if cfg.get("precision", "fp32") != "fp32":  # the known references are fp32 scores
+        return
     expected = (known.get(cfg["model_fingerprint"]) or {}).get(cfg["suite"]) or {}
     for task, ref in refs.items():
         want = expected.get(task)

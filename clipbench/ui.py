@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 from rich.console import Console
@@ -11,14 +12,38 @@ from rich.table import Table
 
 
 class RichReporter:
-    """One bar per running stage (adapting, encoding, evaluating), dropped when finished."""
+    """In a terminal: an overall bar (cell i of n) above one bar per running stage (adapting,
+    encoding, evaluating), dropped when finished.  Elsewhere (a batch log): one plain line per
+    finished cell with its key numbers, cells done / total and an ETA."""
 
-    def __init__(self, console: Console, enabled: bool = True):
+    def __init__(self, console: Console, enabled: bool = True, log_cells: bool | None = None):
         self.console = console
+        self.enabled = enabled
+        self.log_cells = (not console.is_terminal) if log_cells is None else log_cells
         self.progress = Progress(
             TextColumn("[bold blue]{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
             disable=not enabled)
+        self._overall = None
+        self._start = time.perf_counter()
+        self._computed = 0  # cells computed by this process (resumed ones cost nothing)
+
+    def cell_finished(self, done: int, total: int, method: str, cell: dict) -> None:
+        if self.enabled and self._overall is None:
+            self._overall = self.progress.add_task("cells", total=total)
+        if self._overall is not None:
+            self.progress.update(self._overall, completed=done, total=total)
+        self._computed += 1
+        if self.log_cells:
+            elapsed = time.perf_counter() - self._start
+            eta = elapsed / self._computed * (total - done)
+            shifts = cell["shifts"].values()
+            probes = cell["probes"].values()
+            line = (f"cell {done}/{total} {method} {cell['task']} seed {cell['seed']}: ID {cell['id']:.1f}"
+                    + (f", mean shift {sum(shifts) / len(shifts):.1f}" if shifts else "")
+                    + (f", mean probe {sum(probes) / len(probes):.1f}" if probes else "")
+                    + f"; adapt {cell['cost']['adapt_seconds']:.1f} s; elapsed {_clock(elapsed)}, ETA {_clock(eta)}")
+            self.console.print(escape(line), highlight=False, soft_wrap=True)
 
     def __enter__(self):
         self.progress.start()
@@ -31,7 +56,7 @@ class RichReporter:
     def stage(self, description: str, total: int) -> Callable[[int, int], None]:
         """A bar for a new stage; finished bars are dropped, an unfinished one stays (a stage inside it)."""
         for task in list(self.progress.tasks):
-            if task.finished:
+            if task.finished and task.id != self._overall:
                 self.progress.remove_task(task.id)
         task_id = self.progress.add_task(description, total=max(total, 1))
 
@@ -40,6 +65,11 @@ class RichReporter:
                 self.progress.update(task_id, completed=done, total=max(total_now, 1))
 
         return tick
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def fmt(stat: dict | None, digits: int = 1) -> str:

@@ -28,7 +28,7 @@ def test_build_is_deterministic_and_marks_the_best(valid, tmp_path):
     assert md.read_bytes() == first
     text = first.decode()
     assert "| counting" in text and "**" in text and f"(results/{path.name})" in text
-    assert "## Task `shape`" in text
+    assert "## Task shape" in text
     assert "above chance" in text  # the header states the one definition
 
 

@@ -36,12 +36,13 @@ def test_a_failed_write_keeps_the_old_file_whole_and_leaves_no_temporary(tmp_pat
 
 
 def test_stale_temporaries_in_the_out_folder_are_removed(tmp_path):
-    stale, fresh = tmp_path / "r.json.1.tmp", tmp_path / "r.json.2.tmp"
-    stale.write_text("partial")
-    fresh.write_text("being written")
+    stale, fresh, users = tmp_path / "r.json.1.tmp", tmp_path / "r.json.2.tmp", tmp_path / "notes.tmp"
+    for f in (stale, fresh, users):
+        f.write_text("x")
     os.utime(stale, (time.time() - 3600,) * 2)
-    assert results.remove_stale_temporaries(tmp_path) == 1
-    assert not stale.exists() and fresh.exists()
+    os.utime(users, (time.time() - 3600,) * 2)
+    assert results.remove_stale_temporaries(tmp_path, "*.json.*.tmp") == 1
+    assert not stale.exists() and fresh.exists() and users.exists()  # never a file clipbench did not write
 
 
 def test_read_json_refuses_duplicate_keys_and_constants(tmp_path):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from clipbench import leaderboard, metrics, results, runner
+from clipbench import leaderboard, results, runner
 from clipbench.errors import ClipbenchError
 from tests.conftest import CountingMethod
 
@@ -97,13 +97,19 @@ def test_base_to_new_adapts_on_base_classes_only(registry, tmp_path):
     assert "new" in data["cells"][0] and "new" in data["reference"]["shape"]
     summary = data["summary"]["tasks"]["shape"]
     assert summary["base_new_hm"] > 0
-    # the score counts the held-out classes: H of base (ID), new, the shift and probe retention
+    # the score counts the held-out classes: H of base (ID), new, the shift and probe retention, above chance
     ref = data["reference"]["shape"]
-    axes = [summary["id"]["mean"], summary["new"]["mean"], summary["mean_shift"]["mean"],
-            metrics.mean(metrics.retention(ref["probes"][p], summary["probes"][p]["mean"]) for p in ref["probes"])]
-    assert summary["score"]["mean"] == pytest.approx(metrics.harmonic_mean(axes), abs=1e-3)
-    assert data["summary"]["overall"]["new"] == pytest.approx(summary["new"]["mean"])
-    board = leaderboard.render_suite("mini-split", [(path, data)], tmp_path)
+    assert ref["chance"] == {"id": 100 / 3, "new": 100 / 3, "shifts": {"outline": 100 / 3}, "probes": {"size": 50.0}}
+    above = lambda acc: 100 * (acc - 100 / 3) / (100 - 100 / 3)
+    axes = [above(summary["id"]["mean"]), above(summary["new"]["mean"]), above(summary["mean_shift"]["mean"])]
+    if ref["probes"]["size"] - 50.0 >= 5:
+        axes.append(100 * (summary["probes"]["size"]["mean"] - 50) / (ref["probes"]["size"] - 50))
+    else:
+        assert "size" in summary["excluded_probes"]
+    expected = 0.0 if min(axes) <= 0 else len(axes) / sum(1 / a for a in axes)
+    assert summary["score"]["mean"] == pytest.approx(expected, abs=1e-3)
+    assert data["summary"]["overall"]["new"]["mean"] == pytest.approx(summary["new"]["mean"])
+    board = leaderboard.render_suite("mini-split", [(path, data)])
     assert "new-class acc" in board
 
 
@@ -118,3 +124,21 @@ def test_errors_before_any_work(registry, tmp_path):
     with pytest.raises(ClipbenchError, match="wants a float"):
         runner.execute(request(tmp_path, options={"counting": {"bump": "x"}}), reg, pm)
     assert CountingMethod.calls == [] and not list(tmp_path.iterdir())
+
+
+def test_an_unwritable_cache_warns_and_the_numbers_are_those_of_no_cache(registry, tmp_path, monkeypatch):
+    """A cache folder that cannot be created (a file is in its place): one warning, same numbers as --no-cache."""
+    import warnings
+
+    pm, reg = registry
+    blocked = tmp_path / "cache"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("CLIPBENCH_CACHE_DIR", str(blocked))
+    req = dict(methods=["linear-probe"], suite="mini", shots=2, seeds=[1])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        [a] = runner.execute(runner.RunRequest(out_dir=tmp_path / "a", **req), reg, pm)
+    assert len([w for w in caught if "could not write the embedding cache" in str(w.message)]) == 1
+    [b] = runner.execute(runner.RunRequest(out_dir=tmp_path / "b", cache=False, **req), reg, pm)
+    ca, cb = results.load_result(a)["cells"][0], results.load_result(b)["cells"][0]
+    assert (ca["id"], ca["shifts"], ca["probes"]) == (cb["id"], cb["shifts"], cb["probes"])

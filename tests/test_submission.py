@@ -222,3 +222,32 @@ def test_check_never_raises_on_random_mutations(valid):
             node[path[-1]] = value
             problems = submission.check(d, set(reg.methods), reg.suites)
             assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)
+
+
+MORE_HOSTILE = [
+    ("cost as a list", lambda d: d["cells"][0].__setitem__("cost", [1]), "cells[0].cost: must be an object"),
+    ("a huge parameter count", set_cost("trainable_params", 10 ** 4000), "cells[0].cost.trainable_params"),
+    ("chance of 100", lambda d: d["reference"]["shape"]["chance"].__setitem__("id", 100.0),
+     "reference.shape.chance.id"),
+    ("a probe's chance moved next to its accuracy", lambda d: d["reference"]["shape"]["chance"]["probes"].__setitem__(
+        "size", 45.0), "reference.shape.chance.probes.size: 45.0 is not chance for the probe's 2 classes"),
+    ("a tuning seed", set_config("seeds", [1, 10001]), "is a tuning seed"),
+    ("options not in the config", set_config("options", {"bump": 3.0}), "config.options"),
+    ("a tuned option the method lacks", set_config("tuned", {"shape": {"nope": 1}}), "config.tuned"),
+    ("a key with a newline", lambda d: d["provenance"].__setitem__("versions", {"a\nb": "1"}),
+     "a key that is not a short printable string"),
+]
+
+
+@pytest.mark.parametrize("label, mutate, message", MORE_HOSTILE, ids=[h[0] for h in MORE_HOSTILE])
+def test_more_hostile_submissions(valid, label, mutate, message):
+    data, reg = valid
+    data = copy.deepcopy(data)
+    mutate(data)
+    problems = submission.check(data, set(reg.methods), reg.suites)
+    assert any(message in p for p in problems), problems
+
+
+def test_1e400_is_refused_when_read(tmp_path):
+    (tmp_path / "x.json").write_text('{"schema": 1e400}')
+    assert "too large for a number" in submission.check_file(tmp_path / "x.json")[0]

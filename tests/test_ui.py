@@ -19,3 +19,23 @@ def test_a_stage_started_inside_another_keeps_both_bars_until_they_finish():
         adapt(3, 3)
         reporter.stage("eval", 5)
         assert [t.description for t in reporter.progress.tasks] == ["eval"]
+
+
+def test_a_batch_log_gets_one_line_per_cell_with_an_eta(registry, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from clipbench import runner
+    from clipbench.ui import RichReporter
+
+    pm, reg = registry
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=False, width=200)
+    with RichReporter(console, enabled=False) as reporter:
+        runner.execute(runner.RunRequest(["counting"], suite="mini", shots=2, seeds=[1, 2], out_dir=tmp_path),
+                       reg, pm, reporter)
+    lines = [line for line in buf.getvalue().splitlines() if line.startswith("cell ")]
+    assert len(lines) == 2
+    assert lines[0].startswith("cell 1/2 counting shape seed 1: ID ") and "ETA 0:00:0" in lines[0]
+    assert "mean shift" in lines[0] and "mean probe" in lines[0]

@@ -50,7 +50,7 @@ class OrthCRConfig:
     kl_weight: float = 1.0
     cutout_fraction: float = field(default=0.5, metadata={
         "help": "Cutout square side as a fraction of the image side (DeVries & Taylor's CIFAR setting 0.5)",
-        "search": [0.125, 0.5]})
+        "search": [0.125, 0.5], "bounds": (0.0, 1.0)})
     lr: float = field(default=1e-3, metadata={
         "help": "AdamW learning rate of the rotation generators (OFT's range)",
         "search": [1e-4, 3e-4, 1e-3, 3e-3]})
