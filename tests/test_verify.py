@@ -52,3 +52,16 @@ def test_seeds_are_the_verifiers_choice(submitted, registry):
     assert "not in the result's seeds" in verify.verify(submitted, reg, pm, seeds=[9])[0]
     drawn = {verify.draw_seed(submitted) for _ in range(60)}
     assert drawn == {1, 2, 3}
+
+
+@pytest.mark.parametrize("method", ["zeroshot", "linear-probe"])
+def test_a_committed_cell_reproduces_its_numbers_exactly(method):
+    """Accuracies are exact fractions computed once: re-running a published cell gives the same bits."""
+    from pathlib import Path
+
+    from clipbench.plugins import collect, get_plugin_manager
+
+    results_dir = Path(__file__).resolve().parent.parent / "leaderboards" / "results"
+    [path] = list(results_dir.glob(f"default__{method}__*.json"))
+    pm = get_plugin_manager(load_entrypoints=False)
+    assert verify.verify(json.loads(path.read_text()), collect(pm), pm, seeds=[2], tolerance=0.0) == []
