@@ -24,9 +24,13 @@ EPILOG_RUN = """examples:
   clipbench run --method full-ft --option full-ft.lr=1e-4   change one option of a method
   clipbench run --method zeroshot --suite default --task shape --shots 4
   clipbench run --method saft --suite imagenet-dg --model ViT-B-32 --pretrained openai --data ~/datasets
+  clipbench run --method saft lora --suite fewshot11 --model ViT-B-32 --pretrained openai --data ~/datasets \\
+      --executor slurm --partition gpu --gpus 1 --time-min 120 --out results/
 
-Results go to OUT/<suite>__<method>__<model>__<config hash>.json after every cell;
-running the same command again resumes from the cells already done."""
+Results go to OUT/<suite>__<method>__<model>__<run hash>.json, merged after every
+cell from one file per cell in the .cells folder beside it. Running the same
+command again (or with more seeds or tasks) resumes from the cells already done;
+runs of the same setting by several processes or machines merge into one."""
 
 
 MAX_SEED = 2**31 - 1
@@ -123,6 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-cache", action="store_true",
                      help="do not read or write the embedding cache ($CLIPBENCH_CACHE_DIR, default ~/.cache/clipbench)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (also off when not a terminal)")
+    ex = run.add_argument_group("running the cells elsewhere (a suite is a grid of independent cells)")
+    ex.add_argument("--executor", choices=["sequential", "local", "slurm", "ray"], default="sequential",
+                    help="sequential: this process; local: --workers processes here; slurm: one job per cell "
+                         "through submitit (clipbench[slurm]); ray: Ray tasks (clipbench[ray]) (default: %(default)s)")
+    ex.add_argument("--workers", type=_positive_int, default=2, help="local and ray: parallel workers (default: 2)")
+    ex.add_argument("--partition", default=None, help="slurm: partition")
+    ex.add_argument("--gpus", type=int, default=0, help="slurm: GPUs per job (default: 0)")
+    ex.add_argument("--cpus", type=_positive_int, default=4, help="slurm: CPUs per job (default: 4)")
+    ex.add_argument("--mem-gb", type=_positive_int, default=16, help="slurm: memory per job (default: 16)")
+    ex.add_argument("--time-min", type=_positive_int, default=60, help="slurm: time limit per cell job (default: 60)")
+    ex.add_argument("--parallelism", type=_positive_int, default=64,
+                    help="slurm: array jobs running at once (default: 64)")
+    ex.add_argument("--no-wait", action="store_true",
+                    help="slurm: submit and return; run the same command later to merge and resubmit what is missing")
+    ex.add_argument("--ray-address", default=None,
+                    help="ray: address of an existing cluster (e.g. auto); default: start one on this machine")
     hp = run.add_mutually_exclusive_group()
     hp.add_argument("--defaults", action="store_true",
                     help="run the papers' hyper-parameters, ignoring any tuned config (default: use the values "
@@ -286,7 +306,17 @@ def cmd_run(args, console: Console) -> int:
     pm, registry = _registry()
     show = not args.no_progress and console.is_terminal
     with ui.RichReporter(console, enabled=show) as reporter:
-        paths = runner.execute(request, registry, pm, reporter)
+        if args.executor == "sequential":
+            paths = runner.execute(request, registry, pm, reporter)
+        else:
+            from clipbench import sweep
+
+            sweep_options = sweep.SweepOptions(
+                executor=args.executor, workers=args.workers, partition=args.partition, gpus=args.gpus,
+                cpus=args.cpus, mem_gb=args.mem_gb, time_min=args.time_min, parallelism=args.parallelism,
+                wait=not args.no_wait, ray_address=args.ray_address)
+            paths = sweep.execute(request, registry, pm, sweep_options, reporter,
+                                  log=lambda line: console.print(escape(line), highlight=False, soft_wrap=True))
     loaded = [results.load_result(p) for p in paths]
     for r in loaded:
         for table in ui.summary_tables(r):

@@ -1,8 +1,8 @@
-"""The result file: one JSON per (method, suite, model, setting), written atomically after every cell.
+"""The result file: one JSON per run (method, suite, model, setting) with its cells, written atomically.
 
-A run whose file already exists resumes: cells recorded there are kept and
-skipped.  The file carries its config, the config's hash and the provenance
-needed to reproduce and check a leaderboard row.
+The file carries its config, the config's hash and the provenance needed to
+reproduce and check a leaderboard row; :mod:`clipbench.store` keeps the cells it
+is merged from, one file each, so many processes can add to one run.
 """
 
 from __future__ import annotations
@@ -86,12 +86,6 @@ def read_json(path: Path) -> object:
 def config_hash(config: dict) -> str:
     """Stable hash of a run config (sorted keys, no whitespace)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
-
-
-def result_path(out_dir: Path, config: dict) -> Path:
-    model = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{config['model']}-{config.get('pretrained') or 'none'}")
-    suite, method = (re.sub(r"[^A-Za-z0-9_-]+", "_", str(config[k])) for k in ("suite", "method"))
-    return Path(out_dir) / f"{suite}__{method}__{model[:80]}__{config_hash(config)}.json"
 
 
 def package_versions() -> dict:
@@ -200,7 +194,3 @@ def structural_problems(data) -> list[str]:
             problems.append(f"cells[{i}] lacks task/seed/id/shifts/probes/cost")
             break
     return problems
-
-
-def done_cells(data: dict) -> set[tuple[str, int]]:
-    return {(c["task"], c["seed"]) for c in data["cells"]}

@@ -21,6 +21,7 @@ from clipbench.cache import EmbeddingCache
 from clipbench.errors import ClipbenchError
 from clipbench.models import ClipModel, load_model
 from clipbench.plugins import Registry
+from clipbench.store import RunStore
 from clipbench.tasks import Suite, Task, default_data_dir
 
 
@@ -191,11 +192,15 @@ def _config_dict(config) -> dict:
 
 
 def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
-            reporter: protocol.Reporter | None = None) -> list[Path]:
-    """Run every (method, task, seed) cell not already in its result file; return the files."""
+            reporter: protocol.Reporter | None = None, model: ClipModel | None = None) -> list[Path]:
+    """Run every (method, task, seed) cell not already in its run's folder; return the merged result files.
+
+    ``model`` is the already loaded model (a worker running many cells loads it once).
+    """
     reporter = reporter or protocol.SilentReporter()
     p = plan(request, registry)
-    model = load_for(request, p.suite, registry, p.device)
+    if model is None:
+        model = load_for(request, p.suite, registry, p.device)
     model.module.eval()
     attach_data(request, p.suite, p.tasks, model)
     for task in p.tasks:  # fail on too few shots before any training
@@ -208,34 +213,19 @@ def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
     paths = []
     total_cells = len(p.methods) * len(p.tasks) * len(request.seeds)
     finished = 0
+    tuned_over = p.suite.selected(None) + [t for t in p.tasks if t.name not in p.suite.adapt_on]
     for method, config, config_dict in p.methods:
-        tuned, tuning_prov = tuned_values(request, p.suite, p.tasks, method, model_fp)
+        tuned, tuning_prov = tuned_values(request, p.suite, tuned_over, method, model_fp)
         configs = {t.name: method.make_config({**config_dict, **tuned.get(t.name, {})}) for t in p.tasks}
-        own = sorted(request.options.get(method.name, {}))
-        run_config = {
-            "method": method.name,
-            "method_config": config_dict,
-            "options": {k: config_dict[k] for k in own},  # set by hand with --option (neither paper nor tuned)
-            "tuned": tuned,
-            "suite": p.suite.name,
-            "tasks": [t.name for t in p.tasks],
-            "shots": request.shots,
-            "seeds": list(request.seeds),
-            "model": request.model or p.suite.default_model,
-            "architecture": model.name,
-            "pretrained": model.pretrained,
-            "model_fingerprint": model_fp,
-            "precision": request.precision,
-        }
-        path = results.result_path(request.out_dir, run_config)
-        result = load_for_resume(path) if path.exists() else results.new_result(
-            run_config, provenance(model_fp, p, method, p.device, tuning_prov))
-        done = results.done_cells(result)
-        pm.hook.clipbench_run_started(run=result)
+        run_config = run_config_of(request, p, method, config_dict, tuned, model, model_fp)
+        store = RunStore(Path(request.out_dir), run_config)
+        guarded_io(store.merged_path, lambda: store.open(provenance(model_fp, p, method, p.device, tuning_prov)))
+        done = store.done()
+        pm.hook.clipbench_run_started(run=store.merged())
         for task in p.tasks:
-            if task.name not in result["reference"]:
-                result["reference"][task.name] = protocol.zeroshot_reference(model, p.suite, task, evaluator)
-                result["provenance"]["data"].update(data_fingerprints(p.suite, task))
+            if store.reference(task.name) is None:
+                ref = protocol.zeroshot_reference(model, p.suite, task, evaluator)
+                guarded_io(store.merged_path, lambda: store.put_reference(task.name, ref, data_fingerprints(p.suite, task)))
         for task in p.tasks:
             for seed in request.seeds:
                 if (task.name, seed) in done:
@@ -244,37 +234,43 @@ def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
                 cell = protocol.run_cell(method, configs[task.name], model, p.suite, task, seed, request.shots,
                                          evaluator, p.device, reporter)
                 cell["method"] = method.name
-                result["cells"].append(cell)
-                result["summary"] = scoring.summarise(result["cells"], result["reference"])
-                save(path, result)
+                guarded_io(store.merged_path, lambda: (store.put_cell(cell), store.write_merged()))
                 finished += 1
                 reporter.cell_finished(finished, total_cells, method.name, cell)
-                pm.hook.clipbench_cell_finished(run=result, cell=cell)
-        result["summary"] = scoring.summarise(result["cells"], result["reference"])
-        save(path, result)
-        pm.hook.clipbench_run_finished(run=result, summary=result["summary"])
-        paths.append(path)
+                pm.hook.clipbench_cell_finished(run=store.merged(), cell=cell)
+        guarded_io(store.merged_path, store.write_merged)
+        merged = results.load_result(store.merged_path)
+        pm.hook.clipbench_run_finished(run=merged, summary=merged["summary"])
+        paths.append(store.merged_path)
     return paths
 
 
-def load_for_resume(path: Path) -> dict:
-    """An existing result file to resume, checked in full (a damaged one is one sentence, not a traceback)."""
-    from clipbench import submission
+def run_config_of(request: RunRequest, p: Plan, method, config_dict: dict, tuned: dict, model: ClipModel,
+                  model_fp: str) -> dict:
+    """What identifies a run (tasks and seeds are added when cells are merged)."""
+    own = sorted(request.options.get(method.name, {}))
+    return {
+        "method": method.name,
+        "method_config": config_dict,
+        "options": {k: config_dict[k] for k in own},  # set by hand with --option (neither paper nor tuned)
+        "tuned": tuned,
+        "suite": p.suite.name,
+        "shots": request.shots,
+        "model": request.model or p.suite.default_model,
+        "architecture": model.name,
+        "pretrained": model.pretrained,
+        "model_fingerprint": model_fp,
+        "precision": request.precision,
+    }
 
-    data = results.load_result(path)
-    problems = submission.check(data, complete=False)
-    if problems:
-        raise ClipbenchError(f"Result file {path} is damaged: {problems[0]}. Delete it to start that run afresh.")
-    return data
 
-
-def save(path: Path, result: dict) -> None:
-    """Write the result atomically; a failing disk is one sentence (the previous file stays whole)."""
+def guarded_io(path: Path, write) -> None:
+    """Run a write of the run's files; a failing disk is one sentence (what was written before stays whole)."""
     try:
-        results.write_atomic(path, result)
+        write()
     except OSError as exc:
-        raise ClipbenchError(f"Could not write the result file {path} ({exc.strerror or exc}); it still holds "
-                             "every cell saved before this one. Free space (or choose another --out) and run the "
+        raise ClipbenchError(f"Could not write the result file {path} or its cells ({exc.strerror or exc}); every "
+                             "cell saved before this one is kept. Free space (or choose another --out) and run the "
                              "same command again to resume.") from None
 
 

@@ -190,8 +190,8 @@ def _config(p: Problems, cfg) -> bool:
     if not isinstance(tuned, dict) or not all(isinstance(v, dict) for v in tuned.values()):
         p.add("config.tuned: must map task names to the tuned option values")
         ok = False
-    elif isinstance(tasks, list) and any(t not in tasks for t in tuned):
-        p.add("config.tuned: names a task not in config.tasks")
+    elif not all(isinstance(t, str) and results.SAFE_NAME.match(t) for t in tuned):
+        p.add("config.tuned: a key is not a valid task name")
         ok = False
     elif isinstance(cfg.get("method_config"), dict) and any(
             k not in cfg["method_config"] for v in tuned.values() for k in v):

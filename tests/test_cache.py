@@ -93,3 +93,27 @@ def test_entries_get_the_umask_mode(tmp_path):
     finally:
         os.umask(previous)
     assert mode == 0o664  # group-readable, as open() would make it; mkstemp alone gives 0600
+
+
+def _hammer(root: str, rounds: int) -> int:
+    """Read-or-write the same ten entries many times; return how many values came back wrong."""
+    c = EmbeddingCache(root)
+    wrong = 0
+    for r in range(rounds):
+        for i in range(10):
+            value = torch.full((50, 8), float(i))
+            got = c.get_or_compute("m" * 16, f"d{i}", "features-fp32", lambda: value, rows=50)
+            wrong += int(not torch.equal(got, value))
+        if r % 5 == 0:  # entries vanish and come back while the other process reads them
+            for p in (tmp for tmp in c.root.rglob("*.pt")):
+                p.unlink(missing_ok=True)
+    return wrong
+
+
+def test_two_processes_share_one_cache_safely(tmp_path):
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        wrong = pool.starmap(_hammer, [(str(tmp_path), 30), (str(tmp_path), 30)])
+    assert wrong == [0, 0]
+    assert not list(tmp_path.rglob("*.tmp"))

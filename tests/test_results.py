@@ -54,7 +54,10 @@ def test_read_json_refuses_duplicate_keys_and_constants(tmp_path):
         results.read_json(tmp_path / "n.json")
 
 
-def test_result_path_keeps_hostile_names_inside_the_folder(tmp_path):
+def test_run_files_keep_hostile_names_inside_the_folder(tmp_path):
+    from clipbench.store import RunStore
+
     config = {"suite": "../../etc", "method": "a/b", "model": "x", "pretrained": None}
-    path = results.result_path(tmp_path, config)
-    assert path.parent == tmp_path and "/" not in path.name.replace(".json", "")
+    store = RunStore(tmp_path, config)
+    assert store.merged_path.parent == tmp_path and store.folder.parent == tmp_path
+    assert "/" not in store.stem

@@ -19,7 +19,9 @@ def test_result_file_round_trip_and_provenance(registry, tmp_path):
     data = results.load_result(path)
     assert data["schema"] == results.SCHEMA
     assert data["config_hash"] == results.config_hash(data["config"])
-    assert path.name.endswith(data["config_hash"] + ".json")
+    from clipbench.store import run_key
+
+    assert path.name.endswith(results.config_hash(run_key(data["config"])) + ".json")  # the run, not its seeds
     prov = data["provenance"]
     for key in ("model_fingerprint", "data", "versions", "device", "method_citation"):
         assert prov[key], key

@@ -1,0 +1,209 @@
+"""Cell-level run storage: any number of processes, on any machines, add cells to one run.
+
+A *run* is everything a result row shares: method and its config, suite, shots,
+model (weights hash), precision, tuned values.  Tasks and seeds are not part of
+it, so running seeds 1, 2 and 3 separately, or adding a seed or a task later,
+adds cells to the same run.  On disk, beside the merged result file
+``<suite>__<method>__<model>__<run hash>.json`` (what ``report``, the
+leaderboard and submissions read), the folder ``<same stem>.cells/`` holds:
+
+- ``run.json``: the run's config and the provenance of its first writer;
+- ``reference/<task>.json``: the task's zero-shot reference and data fingerprints;
+- ``cells/<task>__seed<k>.json``: one finished cell each, created exclusively
+  (hard link of a complete temporary file), so two writers of the same cell
+  cannot both win: an identical duplicate is kept once, a different one is an
+  error naming the file.
+
+The merged file is rewritten after every cell and can be rebuilt from the folder
+at any time (:func:`merge`); the folder is the truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from clipbench import results, scoring
+from clipbench.errors import ClipbenchError
+
+RUN_SCHEMA = "clipbench.run/1"
+SCORED = ("id", "new", "shifts", "probes", "support_fingerprint", "shots", "method", "task", "seed")
+
+
+def run_key(config: dict) -> dict:
+    """The part of a run config that identifies the run: everything but its tasks and seeds."""
+    return {k: v for k, v in config.items() if k not in ("tasks", "seeds")}
+
+
+def stem(config: dict) -> str:
+    model = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{config['model']}-{config.get('pretrained') or 'none'}")
+    suite, method = (re.sub(r"[^A-Za-z0-9_-]+", "_", str(config[k])) for k in ("suite", "method"))
+    return f"{suite}__{method}__{model[:80]}__{results.config_hash(run_key(config))}"
+
+
+def _write_new(path: Path, data: dict) -> bool:
+    """Create ``path`` holding ``data`` only if it does not exist yet; True if this call created it."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, results.file_mode())
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = results.read_json(path)
+    except results.ResultFileError as exc:
+        raise ClipbenchError(f"{exc} Delete it to recompute what it held.") from None
+    if not isinstance(data, dict):
+        raise ClipbenchError(f"{path} is damaged: not an object. Delete it to recompute what it held.")
+    return data
+
+
+def scored_part(cell: dict) -> dict:
+    """What two computations of the same cell must agree on (costs and timings may differ)."""
+    return {k: cell.get(k) for k in SCORED}
+
+
+class RunStore:
+    """The cells, references and provenance of one run, in its folder beside the merged result file."""
+
+    def __init__(self, out_dir: Path, config: dict):
+        self.out_dir = Path(out_dir)
+        self.config = run_key(config)
+        self.stem = stem(config)
+        self.folder = self.out_dir / f"{self.stem}.cells"
+        self.merged_path = self.out_dir / f"{self.stem}.json"
+
+    # ---------------------------------------------------------------- opening
+
+    def open(self, provenance: dict) -> None:
+        """Create the folder (or check an existing one belongs to this run); adopt cells of an older merged file."""
+        (self.folder / "cells").mkdir(parents=True, exist_ok=True)
+        (self.folder / "reference").mkdir(exist_ok=True)
+        results.remove_stale_temporaries(self.folder / "cells", "*.json.*.tmp")
+        run = {"schema": RUN_SCHEMA, "config": self.config, "provenance": provenance}
+        if not _write_new(self.folder / "run.json", run):
+            existing = _read(self.folder / "run.json")
+            if existing.get("config") != self.config:
+                raise ClipbenchError(f"{self.folder / 'run.json'} belongs to another run (its config differs); "
+                                     "delete the folder or choose another --out.")
+        if self.merged_path.is_file() and not any((self.folder / "cells").iterdir()):
+            self._adopt(self.merged_path)
+
+    def _adopt(self, path: Path) -> None:
+        """Cells and references of a merged result file (a run made before its folder, or copied here)."""
+        from clipbench import submission
+
+        data = results.load_result(path)
+        if submission.check(data, complete=False) or run_key(data["config"]) != self.config:
+            return  # not this run's, or damaged: the folder starts empty and the file is rewritten
+        data_fps = data["provenance"].get("data", {})
+        for task, ref in data["reference"].items():
+            fps = {k: v for k, v in data_fps.items() if k.split("/")[0] == task or k.startswith(f"{task}/")}
+            self.put_reference(task, ref, fps)
+        for cell in data["cells"]:
+            self.put_cell(cell)
+
+    # ---------------------------------------------------------------- references
+
+    def reference(self, task: str) -> dict | None:
+        path = self.folder / "reference" / f"{task}.json"
+        return _read(path)["reference"] if path.is_file() else None
+
+    def put_reference(self, task: str, reference: dict, data_fingerprints: dict) -> None:
+        """Store a task's zero-shot reference; a different one already stored is an error (not the same model)."""
+        path = self.folder / "reference" / f"{task}.json"
+        entry = {"task": task, "reference": reference, "data": data_fingerprints}
+        if not _write_new(path, entry):
+            existing = _read(path)
+            if existing.get("reference") != reference:
+                raise ClipbenchError(f"The zero-shot reference of task {task!r} computed here differs from the one in "
+                                     f"{path}: not the same model, data or code. Use another --out.")
+
+    # ---------------------------------------------------------------- cells
+
+    def cell_path(self, task: str, seed: int) -> Path:
+        return self.folder / "cells" / f"{task}__seed{seed}.json"
+
+    def done(self) -> set[tuple[str, int]]:
+        return {(c["task"], c["seed"]) for c in self.cells()}
+
+    def put_cell(self, cell: dict) -> bool:
+        """Add a finished cell; False if an identical one was already there.  A different one is an error."""
+        path = self.cell_path(cell["task"], cell["seed"])
+        if _write_new(path, cell):
+            return True
+        existing = _read(path)
+        if scored_part(existing) != scored_part(cell):
+            raise ClipbenchError(f"Cell {cell['task']} seed {cell['seed']} was computed twice with different "
+                                 f"numbers: {path} holds one, this process got another. Something differs between "
+                                 "the machines (code, data, library versions); delete one to keep the other.")
+        return False
+
+    def cells(self) -> list[dict]:
+        folder = self.folder / "cells"
+        if not folder.is_dir():
+            return []
+        out = []
+        for path in sorted(folder.glob("*__seed*.json")):
+            cell = _read(path)
+            if path.name != f"{cell.get('task')}__seed{cell.get('seed')}.json":
+                raise ClipbenchError(f"{path} holds the cell of task {cell.get('task')!r} seed {cell.get('seed')!r}, "
+                                     "not the one its name says; delete it.")
+            out.append(cell)
+        return out
+
+    # ---------------------------------------------------------------- the merged result
+
+    def merged(self) -> dict:
+        """The run as one schema-2 result: tasks and seeds are those with cells (or references)."""
+        run = _read(self.folder / "run.json")
+        cells = sorted(self.cells(), key=lambda c: (c["task"], c["seed"]))
+        references, data_fps = {}, {}
+        for path in sorted((self.folder / "reference").glob("*.json")):
+            entry = _read(path)
+            references[entry["task"]] = entry["reference"]
+            data_fps.update(entry["data"])
+        tasks = sorted({c["task"] for c in cells} | set(references))
+        seeds = sorted({c["seed"] for c in cells})
+        config = dict(run["config"], tasks=tasks, seeds=seeds)
+        result = results.new_result(config, dict(run["provenance"], data=dict(sorted(data_fps.items()))))
+        result["reference"] = {t: references[t] for t in tasks if t in references}
+        result["cells"] = cells
+        have_refs = all(c["task"] in references for c in cells)
+        result["summary"] = scoring.summarise(cells, result["reference"]) if cells and have_refs else None
+        return result
+
+    def write_merged(self) -> Path:
+        result = self.merged()
+        if self.merged_path.is_file():  # keep the creation time of the first write: re-merging is idempotent
+            try:
+                result["created"] = results.read_json(self.merged_path).get("created", result["created"])
+            except results.ResultFileError:
+                pass
+        results.write_atomic(self.merged_path, result)
+        return self.merged_path
+
+
+def merge(folder: Path) -> Path:
+    """Rebuild the merged result file of a run folder (``*.cells``) and return its path."""
+    folder = Path(folder)
+    run = _read(folder / "run.json")
+    store = RunStore(folder.parent, run["config"])
+    if store.folder.resolve() != folder.resolve():
+        raise ClipbenchError(f"{folder} is not named after its run ({store.folder.name}); do not rename run folders.")
+    return store.write_merged()

@@ -1,0 +1,246 @@
+"""Running a suite's cells on existing engines: worker processes here, Slurm (submitit), Ray.
+
+A suite is a grid of independent (method, task, seed) cells.  The driver
+(``clipbench run --executor ...``) finds the cells not yet done, hands each to
+an engine as a job, and merges the run folders when they finish.  A job is
+:func:`run_cells`: it loads the model once per process and runs its cells
+through the same runner as a plain ``clipbench run``, writing one file per cell
+(:mod:`clipbench.store`), so jobs on any machine merge into one run, a
+preempted or killed job loses only its unfinished cell, and running the same
+command again resubmits only what is missing.  The engines are optional extras
+(``clipbench[slurm]``, ``clipbench[ray]``); nothing here imports them until asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clipbench.errors import ClipbenchError
+
+EXECUTORS = ("sequential", "local", "slurm", "ray")
+
+
+@dataclass
+class SweepOptions:
+    executor: str = "sequential"
+    workers: int = 2  # local: worker processes
+    partition: str | None = None  # slurm
+    gpus: int = 0  # slurm: GPUs per job
+    cpus: int = 4  # slurm: CPUs per job
+    mem_gb: int = 16  # slurm
+    time_min: int = 60  # slurm: time limit of one cell's job
+    parallelism: int = 64  # slurm: job-array tasks running at once
+    wait: bool = True  # slurm: wait for the jobs (else print how to follow them and return)
+    ray_address: str | None = None  # ray: an existing cluster ("auto", "ray://host:10001"); none: start one here
+    extra: dict = field(default_factory=dict)
+
+
+Cell = tuple[str, str, int]  # (method, task, seed)
+
+
+def request_fields(request) -> dict:
+    """A RunRequest as plain data a job can receive (paths as strings)."""
+    out = dataclasses.asdict(request)
+    for key in ("out_dir", "data", "tuned_dir"):
+        if out.get(key) is not None:
+            out[key] = str(out[key])
+    return out
+
+
+def _request(fields: dict, cell: Cell):
+    from clipbench.runner import RunRequest
+
+    method, task, seed = cell
+    f = dict(fields, methods=[method], tasks=[task], seeds=[seed])
+    for key in ("out_dir", "data", "tuned_dir"):
+        if f.get(key) is not None:
+            f[key] = Path(f[key])
+    return RunRequest(**f)
+
+
+# ------------------------------------------------------------------ what a job runs
+
+_WORKER: dict = {}  # per process: the plugin registry and loaded models, so a worker loads them once
+
+
+def run_cells(fields: dict, cells: list[Cell], threads: int | None = None) -> list[Cell]:
+    """Run ``cells`` of the request ``fields`` in this process; returns the cells it finished."""
+    import torch
+
+    from clipbench import runner
+    from clipbench.plugins import collect, get_plugin_manager
+
+    if threads:
+        torch.set_num_threads(threads)
+    if "registry" not in _WORKER:
+        pm = get_plugin_manager()
+        _WORKER["pm"], _WORKER["registry"] = pm, collect(pm)
+    pm, registry = _WORKER["pm"], _WORKER["registry"]
+    done = []
+    for cell in cells:
+        request = _request(fields, cell)
+        suite = registry.suite(request.suite)
+        key = (request.model, request.pretrained, request.checkpoint, request.device, request.suite)
+        if key not in _WORKER:
+            _WORKER[key] = runner.load_for(request, suite, registry, runner.resolve_device(request.device))
+        runner.execute(request, registry, pm, model=_WORKER[key])
+        done.append(cell)
+    return done
+
+
+class CellJob:
+    """A Slurm job running one cell; requeued by submitit when preempted or timed out (its finished cells
+    are on disk, so the requeued job redoes at most the cell it was in)."""
+
+    def __call__(self, fields: dict, cells: list[Cell], threads: int | None = None) -> list[Cell]:
+        return run_cells(fields, cells, threads)
+
+    def checkpoint(self, fields: dict, cells: list[Cell], threads: int | None = None):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, fields, cells, threads)
+
+
+# ------------------------------------------------------------------ the driver
+
+
+def pending(request, registry) -> tuple[list[Cell], list]:
+    """The cells of ``request`` not yet in their runs' folders, and those runs' stores (for merging)."""
+    from clipbench import runner
+    from clipbench.store import RunStore
+
+    p = runner.plan(request, registry)
+    model = runner.load_for(request, p.suite, registry, p.device)
+    runner.attach_data(request, p.suite, p.tasks, model)
+    for task in p.tasks:
+        from clipbench import protocol
+
+        protocol.sample_fewshot_check(task, request.shots)
+    model_fp = model.fingerprint()
+    tuned_over = p.suite.selected(None) + [t for t in p.tasks if t.name not in p.suite.adapt_on]
+    cells, stores = [], []
+    for method, _, config_dict in p.methods:
+        tuned, _ = runner.tuned_values(request, p.suite, tuned_over, method, model_fp)
+        store = RunStore(Path(request.out_dir), runner.run_config_of(request, p, method, config_dict, tuned, model,
+                                                                     model_fp))
+        stores.append(store)
+        done = store.done() if store.folder.is_dir() else set()
+        cells += [(method.name, t.name, s) for t in p.tasks for s in request.seeds if (t.name, s) not in done]
+    return cells, stores
+
+
+def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lambda line: None) -> list[Path]:
+    """Run the request's pending cells on the chosen engine, then merge its runs; return the merged files."""
+    from clipbench import protocol
+
+    reporter = reporter or protocol.SilentReporter()
+    if options.executor not in EXECUTORS:
+        raise ClipbenchError(f"Unknown executor {options.executor!r}: use {', '.join(EXECUTORS)}.")
+    cells, stores = pending(request, registry)
+    total = len(cells)
+    log(f"{total} cell(s) to run on {options.executor}"
+        + (f" with {options.workers} workers" if options.executor == "local" else ""))
+    fields = request_fields(request)
+    by_method = {store.config["method"]: store for store in stores}
+    finished = []
+
+    def report(cell: Cell) -> None:
+        """One progress line / bar tick per finished cell, its numbers read back from its file."""
+        import json
+
+        method, task, seed = cell
+        finished.append(cell)
+        path = by_method[method].cell_path(task, seed)
+        if path.is_file():
+            reporter.cell_finished(len(finished), total, method, json.loads(path.read_text()))
+
+    if cells:
+        {"local": _local, "slurm": _slurm, "ray": _ray}[options.executor](fields, cells, options, report, log)
+    paths = []
+    for store in stores:
+        if store.folder.is_dir() and store.done():
+            paths.append(store.write_merged())
+    return paths
+
+
+def _local(fields, cells, options, report, log) -> None:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    workers = max(1, options.workers)
+    threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) // workers)
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(run_cells, fields, [cell], threads): cell for cell in cells}
+            remaining = set(futures)
+            while remaining:
+                finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    future.result()  # a failed cell stops the sweep here; the finished ones are saved
+                    report(futures[future])
+    except BrokenProcessPool:
+        raise ClipbenchError("A worker process died (killed, or out of memory) before its cell finished; every "
+                             "finished cell is saved. Run the same command again to run only what is missing.") from None
+
+
+def _slurm(fields, cells, options, report, log) -> None:
+    try:
+        import submitit
+    except ImportError:
+        raise ClipbenchError("--executor slurm needs submitit: pip install 'clipbench[slurm]'.") from None
+    folder = Path(fields["out_dir"]) / ".submitit"
+    executor = submitit.AutoExecutor(folder=folder, cluster=options.extra.get("cluster"))
+    params = dict(timeout_min=options.time_min, mem_gb=options.mem_gb, cpus_per_task=options.cpus,
+                  slurm_array_parallelism=options.parallelism, name="clipbench")
+    if options.gpus:
+        params["gpus_per_node"] = options.gpus
+    if options.partition:
+        params["slurm_partition"] = options.partition
+    executor.update_parameters(**params)
+    jobs = executor.map_array(CellJob(), [fields] * len(cells), [[c] for c in cells], [options.cpus] * len(cells))
+    log(f"submitted {len(jobs)} job(s)" + (f", array {jobs[0].job_id.split('_')[0]}" if jobs else "")
+        + f"; submitit logs in {folder}")
+    if not options.wait:
+        log("not waiting: run the same command again to resubmit what is missing and merge what is done")
+        return
+    failed = []
+    for job, cell in zip(jobs, cells):
+        try:
+            job.result()
+        except Exception as exc:  # a failed job: the others still run and save
+            failed.append(f"{'/'.join(map(str, cell))} ({type(exc).__name__})")
+            continue
+        report(cell)
+    if failed:
+        raise ClipbenchError(f"{len(failed)} cell job(s) failed: {', '.join(failed[:5])}; their logs are in {folder}. "
+                             "Run the same command again to resubmit only what is missing.")
+
+
+def _ray(fields, cells, options, report, log) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ClipbenchError("--executor ray needs ray: pip install 'clipbench[ray]'.") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        if options.ray_address:
+            ray.init(address=options.ray_address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(1, options.workers), include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=1)(run_cells)
+        pending_refs = {remote.remote(fields, [cell], 1): cell for cell in cells}
+        refs = list(pending_refs)
+        while refs:
+            ready, refs = ray.wait(refs, num_returns=1)
+            ray.get(ready[0])
+            report(pending_refs[ready[0]])
+    finally:
+        if started_here:
+            ray.shutdown()
+

@@ -1,0 +1,92 @@
+"""Cell-level run storage: shards merge into one run, duplicates are caught, nothing done is redone."""
+
+import json
+
+import pytest
+
+from clipbench import results, runner
+from clipbench.errors import ClipbenchError
+from clipbench.store import RunStore, merge
+from tests.conftest import CountingMethod
+
+
+def run(reg_pm, out, **kw):
+    pm, reg = reg_pm
+    base = dict(methods=["counting"], suite="mini", shots=2, seeds=[1, 2, 3], out_dir=out)
+    base.update(kw)
+    return runner.execute(runner.RunRequest(**base), reg, pm)
+
+
+def numbers(result):
+    return [(c["task"], c["seed"], c["id"], c["shifts"], c["probes"]) for c in result["cells"]]
+
+
+def scores(result):
+    """The summary without timings and memory (which differ from one computation to the next)."""
+    timing = ("adapt_seconds", "peak_memory_mb")
+    tasks = {t: {k: v for k, v in s.items() if k not in timing} for t, s in result["summary"]["tasks"].items()}
+    return tasks, {k: v for k, v in result["summary"]["overall"].items() if k not in timing}
+
+
+def test_seeds_run_separately_merge_into_the_sequential_run(registry, tmp_path):
+    [sequential] = run(registry, tmp_path / "seq")
+    shards = [run(registry, tmp_path / "shard", seeds=[s])[0] for s in (2, 1, 3)]
+    assert len(set(shards)) == 1  # one run, one file: seeds are not part of a run's identity
+    merged, whole = results.load_result(shards[0]), results.load_result(sequential)
+    assert numbers(merged) == numbers(whole)
+    assert merged["config"] == whole["config"] and scores(merged) == scores(whole)
+
+
+def test_adding_a_seed_reuses_the_cells_done(registry, tmp_path):
+    run(registry, tmp_path, seeds=[1, 2])
+    CountingMethod.calls = []
+    [path] = run(registry, tmp_path, seeds=[1, 2, 3])
+    assert [c[1] for c in CountingMethod.calls] == [3]
+    assert results.load_result(path)["config"]["seeds"] == [1, 2, 3]
+
+
+def test_an_identical_duplicate_is_kept_once_a_different_one_is_an_error(registry, tmp_path):
+    [path] = run(registry, tmp_path, seeds=[1])
+    data = results.load_result(path)
+    store = RunStore(tmp_path, data["config"])
+    cell = dict(data["cells"][0])
+    assert store.put_cell(dict(cell, cost=dict(cell["cost"], adapt_seconds=99.0))) is False  # same numbers
+    with pytest.raises(ClipbenchError, match="computed twice with different numbers") as err:
+        store.put_cell(dict(cell, id=cell["id"] + 1.0))
+    assert str(store.cell_path("shape", 1)) in str(err.value)
+
+
+def test_the_merged_file_is_rebuilt_from_the_folder(registry, tmp_path):
+    [path] = run(registry, tmp_path)
+    before = results.load_result(path)
+    path.unlink()
+    assert merge(RunStore(tmp_path, before["config"]).folder) == path
+    assert numbers(results.load_result(path)) == numbers(before)
+
+
+def test_a_merged_file_without_its_folder_is_adopted(registry, tmp_path):
+    """A result file made elsewhere (or before cell folders existed) seeds the run: its cells are not redone."""
+    import shutil
+
+    [path] = run(registry, tmp_path / "a", seeds=[1, 2])
+    (tmp_path / "b").mkdir()
+    shutil.copy(path, tmp_path / "b" / path.name)
+    CountingMethod.calls = []
+    [again] = run(registry, tmp_path / "b", seeds=[1, 2, 3])
+    assert [c[1] for c in CountingMethod.calls] == [3]
+
+
+def test_a_cell_file_under_another_cells_name_is_refused(registry, tmp_path):
+    [path] = run(registry, tmp_path, seeds=[1, 2])
+    store = RunStore(tmp_path, results.load_result(path)["config"])
+    store.cell_path("shape", 2).write_text(store.cell_path("shape", 1).read_text())
+    with pytest.raises(ClipbenchError, match="not the one its name says"):
+        store.cells()
+
+
+def test_a_damaged_cell_file_is_one_sentence_naming_it(registry, tmp_path):
+    [path] = run(registry, tmp_path, seeds=[1])
+    store = RunStore(tmp_path, results.load_result(path)["config"])
+    store.cell_path("shape", 1).write_text("{broken")
+    with pytest.raises(ClipbenchError, match="not valid JSON.*Delete it to recompute"):
+        run(registry, tmp_path, seeds=[1, 2])

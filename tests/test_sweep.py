@@ -1,0 +1,84 @@
+"""Sweeps on existing engines: worker processes, submitit and Ray run the same cells the sequential run does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from clipbench import results, runner, sweep
+from clipbench.plugins import collect, get_plugin_manager
+
+GRID = dict(methods=["zeroshot", "linear-probe"], suite="default", tasks=["shape", "colour"], seeds=[1, 2], shots=4)
+
+
+def numbers(path: Path) -> list:
+    data = results.load_result(path)
+    return [(c["task"], c["seed"], c["id"], c["shifts"], c["probes"]) for c in data["cells"]], data["config"]
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory):
+    pm = get_plugin_manager(load_entrypoints=False)
+    paths = runner.execute(runner.RunRequest(out_dir=tmp_path_factory.mktemp("seq"), **GRID), collect(pm), pm)
+    return {results.load_result(p)["config"]["method"]: numbers(p) for p in paths}
+
+
+def sweep_run(tmp_path, options):
+    pm = get_plugin_manager(load_entrypoints=False)
+    paths = sweep.execute(runner.RunRequest(out_dir=tmp_path, **GRID), collect(pm), pm, options)
+    return {results.load_result(p)["config"]["method"]: numbers(p) for p in paths}
+
+
+def test_local_workers_give_the_sequential_numbers_and_leave_nothing_pending(sequential, tmp_path):
+    assert sweep_run(tmp_path, sweep.SweepOptions(executor="local", workers=2)) == sequential
+    pm = get_plugin_manager(load_entrypoints=False)
+    cells, _ = sweep.pending(runner.RunRequest(out_dir=tmp_path, **GRID), collect(pm))
+    assert cells == []
+
+
+def test_submitit_gives_the_sequential_numbers(sequential, tmp_path):
+    pytest.importorskip("submitit")
+    options = sweep.SweepOptions(executor="slurm", extra={"cluster": "debug"})
+    assert sweep_run(tmp_path, options) == sequential
+    assert (tmp_path / ".submitit").is_dir()
+
+
+def test_ray_gives_the_sequential_numbers(sequential, tmp_path):
+    pytest.importorskip("ray")
+    assert sweep_run(tmp_path, sweep.SweepOptions(executor="ray", workers=2)) == sequential
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
+
+
+def test_a_killed_worker_loses_only_its_cell_and_resubmission_finishes(tmp_path):
+    argv = [sys.executable, "-m", "clipbench.cli", "run", "--method", "full-ft", "--option", "full-ft.epochs=3",
+            "--seeds", "1,2", "--shots", "4", "--executor", "local", "--workers", "2", "--out", str(tmp_path)]
+    env = dict(os.environ, CLIPBENCH_LOAD_PLUGINS="")
+    driver = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(tmp_path.glob("*.cells/cells/*.json")):
+        time.sleep(0.2)
+    done_before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in tmp_path.glob("*.cells/cells/*.json")}
+    victims = [w for w in _children(driver.pid) if b"spawn_main" in Path(f"/proc/{w}/cmdline").read_bytes()]
+    assert victims, "no worker process found"
+    os.kill(victims[0], signal.SIGKILL)
+    out, err = driver.communicate(timeout=600)
+    assert driver.returncode == 2, (out, err)
+    assert "A worker process died" in err and "Traceback" not in err
+    assert 1 <= len(done_before) < 4
+    rerun = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr
+    after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in tmp_path.glob("*.cells/cells/*.json")}
+    assert len(after) == 4
+    assert all(after[name] == stamp for name, stamp in done_before.items())  # nothing done was recomputed
+    [merged] = list(tmp_path.glob("default__full-ft__*.json"))
+    assert len(results.load_result(merged)["cells"]) == 4
