@@ -6,7 +6,7 @@ registered through exactly the same hooks as third-party ones, which are found
 through the ``clipbench`` entry-point group::
 
     [project.entry-points.clipbench]
-    wiseft = "clipbench_wiseft"
+    l2sp = "clipbench_l2sp"
 
 Registration hooks hand you a ``register`` callback instead of asking for a
 return value, so clipbench keeps control of names: a clash raises a clear error

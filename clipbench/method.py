@@ -64,6 +64,7 @@ class Adapted:
         self.task = task
         self.added = list(added)
         self.generated = set(generated)
+        self.notes: dict = {}  # what a run should know about this adaptation (recorded in the cell)
         self._heads: dict[tuple, torch.Tensor] = {}
 
     def __init_subclass__(cls, **kwargs):

@@ -36,6 +36,12 @@ DEFAULT_PLUGINS = (
     "clipbench.methods.bitfit",
     "clipbench.methods.lora",
     "clipbench.methods.clip_adapter",
+    "clipbench.methods.coop",
+    "clipbench.methods.cocoop",
+    "clipbench.methods.tip_adapter",
+    "clipbench.methods.flyp",
+    "clipbench.methods.lp_ft",
+    "clipbench.methods.wise_ft",
 )
 
 

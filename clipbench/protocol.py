@@ -234,6 +234,8 @@ def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task,
         "eval_images_per_second": round(eval_images / eval_seconds, 1) if eval_seconds > 0 else None,
     }
     cell["support_fingerprint"] = train_task.train.value.subset(fewshot.indices).fingerprint
+    if adapted.notes:
+        cell["notes"] = dict(adapted.notes)
     return cell
 
 

@@ -282,6 +282,11 @@ def _cell(p: Problems, i: int, cell, cfg: dict, refs: dict) -> tuple | None:
         got = _named_accuracies(p, f"{where}.{part}", cell.get(part))
         if got is not None and set(got) != set(ref[part]):
             p.add(f"{where}.{part}: names differ from the reference's")
+    if "notes" in cell:
+        if isinstance(cell["notes"], dict):
+            _free(p, f"{where}.notes", cell["notes"])
+        else:
+            p.add(f"{where}.notes: must be an object")
     cost = cell.get("cost")
     costs_ok = False
     if _mapping(p, f"{where}.cost", cost):

@@ -75,9 +75,12 @@ def finetune(
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     extra_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     after_backward: Callable[[], None] | None = None,
+    loss_fn: Callable[[ClipModel, torch.Tensor, torch.Tensor, Task], torch.Tensor] | None = None,
 ) -> list[float]:
     """Train ``params`` of ``model`` on the support set; returns the per-step losses.
 
+    The loss is cross-entropy over ``logits_fn``'s logits unless ``loss_fn(model,
+    images, labels, task)`` replaces it (FLYP's contrastive loss).
     ``extra_loss(images, labels, logits)`` adds a regulariser; ``after_backward``
     may edit gradients in place (masks) before the optimiser step.
     """
@@ -97,8 +100,11 @@ def finetune(
             x = images[idx]
             if augment is not None:
                 x = augment(x, ctx.generator)
-            logits = logits_fn(model, x, task)
-            loss = F.cross_entropy(logits, labels[idx])
+            if loss_fn is not None:
+                loss, logits = loss_fn(model, x, labels[idx], task), None
+            else:
+                logits = logits_fn(model, x, task)
+                loss = F.cross_entropy(logits, labels[idx])
             if extra_loss is not None:
                 loss = loss + extra_loss(x, labels[idx], logits)
             opt.zero_grad(set_to_none=True)

@@ -269,3 +269,109 @@ def test_a_model_without_the_needed_layers_gets_one_clear_error():
 
     with pytest.raises(ClipbenchError, match=r"no image-tower attention layers at visual\.transformer\.resblocks"):
         attention_layers(NoText())
+
+
+NEW = ["coop", "cocoop", "tip-adapter-f", "flyp", "lp-ft", "wise-ft"]
+
+
+def test_sixteen_builtins_are_registered(reg):
+    from clipbench.plugins import get_plugin_manager, plugin_name
+
+    builtin = [n for n in reg.methods if reg.owners[("method", n)] == "built-in"]
+    assert sorted(builtin) == sorted(ALL + NEW) and len(builtin) == 16
+
+
+def _one_template(task):
+    import dataclasses
+
+    return dataclasses.replace(task, templates=["a photo of a {}."])
+
+
+def test_coop_trains_only_its_context_and_starts_at_the_hand_made_prompt(reg, embedded, shape_task):
+    task = _one_template(shape_task)
+    images = task.test.value.load(torch.arange(32))
+    start, _ = adapt(reg, "coop", embedded, task, epochs=0, n_ctx=4, ctx_init="a photo of a")
+    with torch.inference_mode():
+        assert torch.allclose(start.logits(images, task), Adapted(embedded).logits(images, task), atol=1e-4)
+    trained, _ = adapt(reg, "coop", embedded, task, epochs=5)
+    assert changed(embedded.module, trained.model.module) == {}  # both towers frozen
+    assert trained.trainable == trained.context.numel() == 4 * 128
+    assert "16 context tokens do not fit" in trained.notes["context"]  # the embedded model's 16-token context
+    assert not torch.allclose(trained.context, start.context)
+
+
+def test_cocoop_gives_each_image_its_own_prompts_and_trains_only_context_and_meta_net(reg, embedded, shape_task):
+    adapted, fewshot = adapt(reg, "cocoop", embedded, shape_task, epochs=1)
+    assert changed(embedded.module, adapted.model.module) == {}
+    meta = sum(p.numel() for p in adapted.meta.parameters())
+    assert adapted.trainable == adapted.context.numel() + meta
+    assert [m.__class__.__name__ for m in adapted.meta.net] == ["Linear", "ReLU", "Linear"]
+    assert adapted.meta.net[0].out_features == 64 // 16  # the 1/16 bottleneck of the 64-d image features
+    with torch.inference_mode():
+        feats = embedded.encode_image(fewshot.images[:2])
+        prompts = adapted.prompts_for(feats)
+    assert prompts.shape[:2] == (2, shape_task.num_classes) and not torch.allclose(prompts[0], prompts[1])
+
+
+def test_tip_adapter_starts_training_free_and_is_zero_shot_without_its_cache(reg, embedded, shape_task):
+    from clipbench.methods.tip_adapter import CacheModel
+
+    free, fewshot = adapt(reg, "tip-adapter-f", embedded, shape_task, epochs=0)
+    assert torch.equal(free.keys, fewshot.features(embedded)) and free.trainable == 0  # Tip-Adapter, no training
+    tuned, _ = adapt(reg, "tip-adapter-f", embedded, shape_task, epochs=5)
+    assert not torch.equal(tuned.keys, free.keys) and tuned.trainable == tuned.keys.numel()
+    assert changed(embedded.module, tuned.model.module) == {}
+    silent = CacheModel(tuned.model, shape_task, tuned.keys, tuned.values, 0.0, tuned.beta, trained=True)
+    images = shape_task.test.value.load(torch.arange(32))
+    with torch.inference_mode():
+        assert torch.allclose(silent.logits(images, shape_task), Adapted(embedded).logits(images, shape_task),
+                              atol=1e-5)
+
+
+def test_flyp_loss_is_clips_symmetric_contrastive_loss():
+    from open_clip.loss import ClipLoss
+
+    from clipbench.methods.flyp import contrastive_loss
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(6, 16, generator=g), dim=-1)
+    txt = torch.nn.functional.normalize(torch.randn(6, 16, generator=g), dim=-1)
+    scale = torch.tensor(30.0)
+    assert torch.allclose(contrastive_loss(img, txt, scale), ClipLoss()(img, txt, scale), atol=1e-6)
+    # and not the cross-entropy over the classes that full-ft uses: the text-to-image half matters
+    logits = scale * img @ txt.T
+    ce_only = torch.nn.functional.cross_entropy(logits, torch.arange(6))
+    assert not torch.allclose(contrastive_loss(img, txt, scale), ce_only)
+
+
+def test_flyp_trains_both_towers(reg, embedded, shape_task):
+    adapted, _ = adapt(reg, "flyp", embedded, shape_task, epochs=1, lr=1e-4)
+    diff = changed(embedded.module, adapted.model.module)
+    assert any(k.startswith("visual.") for k in diff) and any(k.startswith("transformer.") for k in diff)
+
+
+def test_lp_ft_probes_first_without_touching_the_encoder_then_tunes_the_image_tower(reg, embedded, shape_task):
+    from clipbench.methods import lp_ft
+    from clipbench.tasks import sample_fewshot
+
+    method = reg.method("lp-ft")
+    fewshot = sample_fewshot(shape_task.train.value, shape_task.num_classes, 4, 1, "shape")
+    model = embedded.clone()
+    before = model.fingerprint()
+    weight, bias, c = lp_ft.linear_probe_stage(model, fewshot, shape_task, method.make_config({}))
+    assert model.fingerprint() == before and weight.shape == (6, 64) and c in method.make_config({}).probe_c
+    adapted, _ = adapt(reg, "lp-ft", embedded, shape_task, epochs=1, lr=1e-4)
+    diff = changed(embedded.module, adapted.model.module)
+    assert diff and all(k.startswith("visual.") for k in diff)  # the head replaces the text side
+
+
+def test_wise_ft_interpolates_weights_and_keeps_the_whole_curve(reg, embedded, shape_task):
+    adapted, _ = adapt(reg, "wise-ft", embedded, shape_task, epochs=1, lr=1e-4)
+    zero_shot = adapted.at(0.0).model.module.state_dict()
+    tuned = adapted.at(1.0).model.module.state_dict()
+    half = adapted.model.module.state_dict()
+    for key in half:
+        if half[key].is_floating_point():
+            assert torch.allclose(zero_shot[key], embedded.module.state_dict()[key], atol=1e-6)
+            assert torch.allclose(half[key], 0.5 * zero_shot[key] + 0.5 * tuned[key], atol=1e-6)
+    assert any(not torch.equal(zero_shot[k], tuned[k]) for k in half)

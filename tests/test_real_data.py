@@ -299,3 +299,17 @@ def test_aclip_and_bitfit_run_on_a_real_suite_with_tuned_rates(root, tmp_path):
                           "--tuned", str(tmp_path / "tuned"))
         assert result["config"]["tuned"] == {"imagenet": record["tasks"]["imagenet"]["values"]}
         assert result["provenance"]["tuning"]["seeds"] == list(tuning.TUNING_SEEDS)
+
+
+@pytest.mark.parametrize("method, epochs", [("coop", 3), ("cocoop", 1)])
+def test_prompt_learners_run_base_to_new_on_the_fewshot11_miniatures(root, tmp_path, method, epochs):
+    """CoOp and CoCoOp learn on the base classes and are scored on the held-out new classes of all eleven."""
+    path, _ = root
+    result = run_json(tmp_path, "--method", method, "--suite", "fewshot11", "--data", str(path),
+                      "--option", f"{method}.epochs={epochs}")
+    tasks = result["summary"]["tasks"]
+    assert set(tasks) == set(real.FEWSHOT11)
+    for name, t in tasks.items():
+        assert "new" in t and "base_new_hm" in t
+    cell = result["cells"][0]
+    assert cell["cost"]["trainable_params"] > 0

@@ -1,0 +1,125 @@
+"""Built-in plugin: CoCoOp, CoOp's context plus an image-conditioned token from a small meta-network.
+
+Zhou, Yang, Loy, Liu, "Conditional Prompt Learning for Vision-Language Models",
+CVPR 2022.  Each image's prompts are ``(v_1 + pi) ... (v_M + pi) <class>.``
+where pi = meta_net(image feature) is one token offset per image, from a
+Linear-ReLU-Linear network with a 1/16 bottleneck; the context and the
+meta-net train, both towers stay frozen.  Defaults from the paper and its
+released config (KaiyangZhou/CoOp, configs/trainers/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1):
+M = 4 context tokens initialised from "a photo of a", SGD lr 0.002, momentum 0.9,
+weight decay 5e-4, batch 1, 10 epochs, cosine after one warm-up epoch at 1e-5.
+Scoring builds every image's own prompts, so it costs one text-tower pass per
+(image, class) pair, as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from clipbench.hookspecs import hookimpl
+from clipbench.method import Adapted, Method
+from clipbench.methods.coop import warmup_then_cosine
+from clipbench.methods.prompts import PromptTokens, check_text_tower, encode_with_context, init_context
+
+
+@dataclass(frozen=True)
+class CoCoOpConfig:
+    n_ctx: int = field(default=4, metadata={"help": "context tokens M (paper: 4)"})
+    ctx_init: str = field(default="a photo of a", metadata={"help": "words the context starts from"})
+    bottleneck: int = field(default=16, metadata={"help": "meta-net hidden width = image feature width / this"})
+    lr: float = field(default=0.002, metadata={"help": "SGD learning rate (paper: 0.002)",
+                                              "search": [2e-4, 6e-4, 2e-3, 6e-3, 2e-2, 6e-2]})
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 1
+    epochs: int = 10
+    warmup_lr: float = 1e-5
+    eval_batch: int = 64
+
+
+class MetaNet(nn.Module):
+    def __init__(self, feature_dim: int, ctx_dim: int, bottleneck: int):
+        super().__init__()
+        hidden = max(1, feature_dim // bottleneck)
+        self.net = nn.Sequential(nn.Linear(feature_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, ctx_dim))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+def conditional_context(context: torch.Tensor, meta: MetaNet, features: torch.Tensor) -> torch.Tensor:
+    """(B, M, width): the shared context shifted by each image's meta-net token."""
+    return context.unsqueeze(0) + meta(features).unsqueeze(1)
+
+
+class ConditionalPrompts(Adapted):
+    """Zero-shot CLIP elsewhere; on the adapted task each image is scored against its own prompts."""
+
+    def __init__(self, model, task, context, meta, prompts, eval_batch):
+        trainable = context.numel() + sum(p.numel() for p in meta.parameters())
+        super().__init__(model, trainable=trainable, task=task, added=[context, meta])
+        self.context, self.meta, self.prompts, self.eval_batch = context, meta.eval(), prompts, eval_batch
+
+    def prompts_for(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C, D) class embeddings of each image's prompts."""
+        return encode_with_context(self.model.module, self.prompts,
+                                   conditional_context(self.context, self.meta, features))
+
+    def logits_from_features(self, features, task):
+        if not self.is_own_task(task):
+            return super().logits_from_features(features, task)
+        out = []
+        for start in range(0, len(features), self.eval_batch):
+            f = features[start:start + self.eval_batch]
+            out.append(self.model.logit_scale * torch.einsum("bd,bcd->bc", f, self.prompts_for(f)))
+        return torch.cat(out)
+
+
+class CoCoOp(Method):
+    name = "cocoop"
+    citation = "Zhou, Yang, Loy, Liu, Conditional Prompt Learning for Vision-Language Models (CoCoOp), CVPR 2022"
+    summary = "CoOp's context plus a per-image token from a Linear-ReLU-Linear meta-net; towers frozen"
+    config_class = CoCoOpConfig
+
+    def adapt(self, model, fewshot, task, config, ctx):
+        module = model.module
+        check_text_tower(module)
+        module.requires_grad_(False)
+        prompts = PromptTokens(model, task.classnames, config.n_ctx)
+        context = init_context(model, config.n_ctx, config.ctx_init, ctx.generator).requires_grad_(True)
+        feats = fewshot.features(model)
+        labels = fewshot.labels.to(feats.device)
+        meta = MetaNet(feats.shape[1], context.shape[1], config.bottleneck).to(feats.device)
+        params = [context, *meta.parameters()]
+        opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        n, batch = len(labels), min(config.batch_size, len(labels))
+        steps_per_epoch = math.ceil(n / batch)
+        sched = warmup_then_cosine(opt, steps_per_epoch, config.epochs, config.lr, config.warmup_lr)
+        scale = model.logit_scale.detach()
+        step, total = 0, steps_per_epoch * config.epochs
+        meta.train()
+        for _ in range(config.epochs):
+            order = torch.randperm(n, generator=ctx.generator).to(feats.device)
+            for start in range(0, n, batch):
+                idx = order[start:start + batch]
+                text = encode_with_context(module, prompts, conditional_context(context, meta, feats[idx]))
+                logits = scale * torch.einsum("bd,bcd->bc", feats[idx], text)
+                loss = F.cross_entropy(logits, labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                ctx.progress(step, total)
+        meta.requires_grad_(False)
+        return ConditionalPrompts(model, task, context.detach(), meta, prompts, config.eval_batch)
+
+
+@hookimpl
+def clipbench_register_methods(register):
+    register(CoCoOp())

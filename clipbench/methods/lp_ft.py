@@ -1,0 +1,106 @@
+"""Built-in plugin: LP-FT, a linear probe first, then fine-tuning the image encoder from that head.
+
+Kumar, Raghunathan, Jones, Ma, Liang, "Fine-Tuning can Distort Pretrained
+Features and Underperform Out-of-Distribution", ICLR 2022.  Stage 1 trains a
+linear head on the frozen image features (L2-regularised logistic regression,
+the paper's probe, with the regularisation strength C chosen on the validation
+split from the grid below); stage 2 fine-tunes the image encoder and that head
+together, starting from it, so the features move less than under fine-tuning
+from a random head.  Stage-2 optimiser: clipbench's FT baseline (AdamW, weight
+decay 0.1, cosine schedule, 20 epochs) with the learning rate chosen by the
+harness; the paper tunes its fine-tuning learning rate on ID validation data too.
+The text tower is not used by the head and stays as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from clipbench.hookspecs import hookimpl
+from clipbench.method import Adapted, Method
+from clipbench.training import Schedule, count_parameters, finetune
+
+
+@dataclass(frozen=True)
+class LPFTConfig:
+    probe_c: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0)  # logistic-regression C grid, chosen on validation
+    lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate of stage 2 (encoder and head)",
+                                             "search": [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4]})
+    weight_decay: float = 0.1
+    batch_size: int = 32
+    epochs: int = 20
+    warmup_fraction: float = 0.1
+
+
+def linear_probe_stage(model, fewshot, task, config) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Stage 1: logistic regression on the frozen features; (weight, bias, chosen C).  Touches no weight."""
+    from sklearn.linear_model import LogisticRegression
+
+    feats = fewshot.features(model).cpu().numpy()
+    val = fewshot.features(model, "val").cpu().numpy()
+    y, y_val = fewshot.labels.numpy(), fewshot.val_labels.numpy()
+    best = None
+    for c in config.probe_c:
+        probe = LogisticRegression(C=c, max_iter=2000).fit(feats, y)
+        acc = float((probe.predict(val) == y_val).mean())
+        if best is None or acc > best[0]:
+            best = (acc, c, probe)
+    _, c, probe = best
+    weight = np.zeros((task.num_classes, feats.shape[1]), dtype=np.float32)
+    bias = np.zeros(task.num_classes, dtype=np.float32)
+    if len(probe.classes_) == 2 and task.num_classes == 2:  # sklearn's binary form: one row for class 1
+        weight[1], bias[1] = probe.coef_[0], probe.intercept_[0]
+    else:
+        weight[probe.classes_], bias[probe.classes_] = probe.coef_, probe.intercept_
+    device = model.device
+    return torch.from_numpy(weight).to(device), torch.from_numpy(bias).to(device), c
+
+
+class ImageHead(Adapted):
+    """Zero-shot CLIP over the (fine-tuned) encoders elsewhere; the trained head on the adapted task."""
+
+    def __init__(self, model, task, weight, bias, trainable):
+        super().__init__(model, trainable=trainable, task=task, added=[weight, bias])
+        self.weight, self.bias = weight, bias
+
+    def logits_from_features(self, features, task):
+        if not self.is_own_task(task):
+            return super().logits_from_features(features, task)
+        return features @ self.weight.T + self.bias
+
+
+class LPFT(Method):
+    name = "lp-ft"
+    citation = ("Kumar et al., Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution, "
+                "ICLR 2022 (LP-FT)")
+    summary = "linear probe on frozen features, then image encoder and head fine-tuned from it"
+    config_class = LPFTConfig
+
+    def adapt(self, model, fewshot, task, config, ctx):
+        weight, bias, c = linear_probe_stage(model, fewshot, task, config)
+        weight.requires_grad_(True)
+        bias.requires_grad_(True)
+        visual = list(model.module.visual.parameters())
+        model.module.requires_grad_(False)
+        for p in visual:
+            p.requires_grad_(True)
+
+        def head_logits(m, images, t):
+            return m.encode_image(images) @ weight.T + bias
+
+        schedule = Schedule("adamw", config.lr, config.weight_decay, batch_size=config.batch_size,
+                            epochs=config.epochs, warmup_fraction=config.warmup_fraction)
+        finetune(model, visual + [weight, bias], fewshot, task, schedule, ctx, logits_fn=head_logits)
+        model.module.requires_grad_(False)
+        weight, bias = weight.detach(), bias.detach()
+        adapted = ImageHead(model, task, weight, bias, count_parameters(visual) + weight.numel() + bias.numel())
+        adapted.notes = {"probe_C": c}
+        return adapted
+
+
+@hookimpl
+def clipbench_register_methods(register):
+    register(LPFT())

@@ -1,0 +1,126 @@
+"""Built-in plugin: Tip-Adapter-F, a key-value cache of the support set whose keys are fine-tuned.
+
+Zhang, Zhang, Fang, Gao, Li, Dai, Qiao, Li, "Tip-Adapter: Training-free Adaption
+of CLIP for Few-shot Classification", ECCV 2022 (code: gaopengcuhk/Tip-Adapter).
+The cache holds the support set's image embeddings as keys F and their one-hot
+labels L as values; an image f is scored
+
+    logits = logit_scale * f W^T  +  alpha * exp(-beta * (1 - f F^T)) L
+
+(zero-shot CLIP plus the cache).  The training-free Tip-Adapter is that cache
+with F the support embeddings; Tip-Adapter-F then fine-tunes the keys F (AdamW
+lr 0.001, eps 1e-4, 20 epochs, cosine, with the paper's initial alpha 1.17 and
+beta 1 of its ImageNet config) while the encoders, values and classifier stay
+frozen.  alpha and beta are then searched on the validation split, over the
+code's grid (beta in [0.1, 7), 200 steps; alpha in [0.1, 3), 20 steps), never on
+test data (the released code also picks its best epoch on the test set; here the
+last epoch is kept).  Not reproduced: the paper's ten augmented views per
+support image when building the cache (the harness gives methods no
+augmentation pipeline): keys are the plain support embeddings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from clipbench.hookspecs import hookimpl
+from clipbench.method import Adapted, Method
+
+
+@dataclass(frozen=True)
+class TipAdapterFConfig:
+    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the cache keys (paper: 0.001)",
+                                             "search": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]})
+    epochs: int = field(default=20, metadata={"help": "fine-tuning epochs; 0 is the training-free Tip-Adapter"})
+    batch_size: int = 256
+    init_alpha: float = 1.17
+    init_beta: float = 1.0
+    search_scale: tuple[float, float] = (7.0, 3.0)  # (beta, alpha) upper ends of the validation search
+    search_steps: tuple[int, int] = (200, 20)
+
+
+def cache_logits(features: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, beta: float) -> torch.Tensor:
+    return torch.exp(-beta * (1.0 - features @ keys.T)) @ values
+
+
+class CacheModel(Adapted):
+    """Zero-shot CLIP elsewhere; on the adapted task the zero-shot logits plus alpha times the cache's."""
+
+    def __init__(self, model, task, keys, values, alpha, beta, trained: bool):
+        super().__init__(model, trainable=keys.numel() if trained else 0, task=task,
+                         added=[keys] if trained else [])
+        self.keys, self.values, self.alpha, self.beta = keys, values, alpha, beta
+
+    def logits_from_features(self, features, task):
+        zero_shot = super().logits_from_features(features, task)
+        if not self.is_own_task(task):
+            return zero_shot
+        return zero_shot + self.alpha * cache_logits(features, self.keys, self.values, self.beta)
+
+
+def search_alpha_beta(zero_shot: torch.Tensor, cache_fn, labels: torch.Tensor, config) -> tuple[float, float]:
+    """The (alpha, beta) of the code's grid with the best validation accuracy (ties: the first)."""
+    betas = [i * (config.search_scale[0] - 0.1) / config.search_steps[0] + 0.1 for i in range(config.search_steps[0])]
+    alphas = [i * (config.search_scale[1] - 0.1) / config.search_steps[1] + 0.1 for i in range(config.search_steps[1])]
+    best = (-1.0, config.init_alpha, config.init_beta)
+    for beta in betas:
+        cached = cache_fn(beta)
+        for alpha in alphas:
+            acc = float(((zero_shot + alpha * cached).argmax(1) == labels).float().mean())
+            if acc > best[0]:
+                best = (acc, alpha, beta)
+    return best[1], best[2]
+
+
+class TipAdapterF(Method):
+    name = "tip-adapter-f"
+    citation = ("Zhang et al., Tip-Adapter: Training-free Adaption of CLIP for Few-shot Classification, ECCV 2022 "
+                "(Tip-Adapter-F; alpha and beta chosen on validation, cache without augmented views)")
+    summary = "a cache of the support embeddings beside zero-shot CLIP; keys fine-tuned, alpha/beta on validation"
+    config_class = TipAdapterFConfig
+
+    def adapt(self, model, fewshot, task, config, ctx):
+        model.module.requires_grad_(False)
+        feats = fewshot.features(model)
+        val = fewshot.features(model, "val")
+        labels = fewshot.labels.to(feats.device)
+        values = F.one_hot(labels, task.num_classes).float()
+        zero_shot = Adapted(model, task=task)
+        with torch.no_grad():
+            zs_train, zs_val = zero_shot.logits_from_features(feats, task), zero_shot.logits_from_features(val, task)
+        keys = feats.clone()  # the training-free Tip-Adapter's cache
+        if config.epochs > 0:
+            keys.requires_grad_(True)
+            opt = torch.optim.AdamW([keys], lr=config.lr, eps=1e-4)
+            n, batch = len(labels), min(config.batch_size, len(labels))
+            total = config.epochs * math.ceil(n / batch)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+            step = 0
+            for _ in range(config.epochs):
+                order = torch.randperm(n, generator=ctx.generator).to(feats.device)
+                for start in range(0, n, batch):
+                    idx = order[start:start + batch]
+                    logits = zs_train[idx] + config.init_alpha * cache_logits(feats[idx], keys, values, config.init_beta)
+                    loss = F.cross_entropy(logits, labels[idx])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    step += 1
+                    ctx.progress(step, total)
+            keys = keys.detach()
+        with torch.no_grad():
+            alpha, beta = search_alpha_beta(zs_val, lambda b: cache_logits(val, keys, values, b),
+                                            fewshot.val_labels.to(val.device), config)
+        adapted = CacheModel(model, task, keys, values, alpha, beta, trained=config.epochs > 0)
+        adapted.notes = {"alpha": round(alpha, 4), "beta": round(beta, 4)}
+        return adapted
+
+
+@hookimpl
+def clipbench_register_methods(register):
+    register(TipAdapterF())
