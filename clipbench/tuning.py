@@ -258,16 +258,14 @@ def guarded(task):
                                shifts={s: forbidden(f"shift {s}") for s in task.shifts}, probes=[])
 
 
-def validation_accuracy(method, config, model, task, seed: int, shots: int, evaluator, device) -> float:
-    """Adapt on the k shots of ``seed`` and score the seed's validation split (the one scoring path)."""
+def validation_accuracy(method, config, model, task, fewshot, device) -> float:
+    """Adapt on a tuning seed's k shots and score its validation split (the one scoring path)."""
     import torch
 
     from clipbench import metrics, protocol
     from clipbench.method import AdaptContext
-    from clipbench.tasks import sample_fewshot
 
-    fewshot = sample_fewshot(task.train.value, task.num_classes, shots, seed, task.name)
-    fewshot.features_from = evaluator.pretrained_features
+    seed = fewshot.seed
     torch.manual_seed(seed)
     adapted = method.adapt(model.clone(), fewshot, task, config, AdaptContext(device=device, seed=seed))
     if hasattr(adapted.model.module, "eval"):
@@ -282,6 +280,7 @@ def execute(request: TuneRequest, registry, pm, reporter=None, log: Callable[[st
     """Tune every method on every task of the request; return the tuned-config files written."""
     from clipbench import protocol, runner
     from clipbench.cache import EmbeddingCache
+    from clipbench.tasks import sample_fewshot
 
     reporter = reporter or protocol.SilentReporter()
     suite = registry.suite(request.suite)
@@ -326,10 +325,15 @@ def execute(request: TuneRequest, registry, pm, reporter=None, log: Callable[[st
                     f"(validation {task_record['val_accuracy']:.1f})")
                 continue
 
-            def trial(values, method=method, view=view):
+            fewshots = []  # sampled (and their images read) once for all trials of this task
+            for seed in TUNING_SEEDS:
+                fewshot = sample_fewshot(view.train.value, view.num_classes, request.shots, seed, task.name)
+                fewshot.features_from = evaluator.pretrained_features
+                fewshots.append(fewshot)
+
+            def trial(values, method=method, view=view, fewshots=fewshots):
                 config = method.make_config(values)
-                accs = [validation_accuracy(method, config, model, view, seed, request.shots, evaluator, device)
-                        for seed in TUNING_SEEDS]
+                accs = [validation_accuracy(method, config, model, view, fewshot, device) for fewshot in fewshots]
                 return round(sum(accs) / len(accs), 4)
 
             def progress(done, total, values, acc, method=method, task=task):

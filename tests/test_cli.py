@@ -80,14 +80,20 @@ def test_list_methods_shows_builtins_and_third_party(capsys):
     assert "built-in" in out
 
 
-def test_corrupt_result_file_names_its_path(capsys, tmp_path):
+def test_a_damaged_cell_file_names_its_path_and_a_damaged_merged_file_is_rebuilt(capsys, tmp_path):
     argv = ["run", "--method", "zeroshot", "--task", "size", "--shots", "1", "--seeds", "1", "--out", str(tmp_path)]
     code, out, _ = run_cli(capsys, *argv)
     assert code == 0 and "size" in out
     [path] = list(tmp_path.glob("*.json"))
-    path.write_text(path.read_text()[:100])
+    good = path.read_text()
+    path.write_text(good[:100])  # the merged file is rebuilt from the run's cell files
     code, out, err = run_cli(capsys, *argv)
-    assert code == 2 and str(path) in err.replace("\n", "") and "not valid JSON" in err.replace("\n", " ")
+    assert code == 0 and path.read_text() != good[:100]
+    [cell] = list(tmp_path.glob("*.cells/cells/*.json"))
+    cell.write_text(cell.read_text()[:50])
+    code, out, err = run_cli(capsys, *argv)
+    text = err.replace("\n", "")
+    assert code == 2 and str(cell) in text and "not valid JSON" in text and "Delete it" in text
 
 
 def test_list_suites_tasks_models(capsys):
