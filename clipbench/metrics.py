@@ -13,10 +13,21 @@ def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> float:
 
     The same predictions always give the same bits, so a re-run reproduces a result file exactly.
     """
+    return accuracy_of(correct(predictions, labels))
+
+
+def correct(predictions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per image, whether its prediction is its label (bool)."""
     if len(labels) == 0:
         raise ValueError("accuracy of an empty set")
-    correct = int((predictions.cpu() == labels.cpu()).sum())
-    return 100.0 * correct / len(labels)
+    return predictions.cpu() == labels.cpu()
+
+
+def accuracy_of(correct: torch.Tensor) -> float:
+    """100 * correct / total in float64 (what scoring.accuracy_from_correct recomputes from the bits)."""
+    if len(correct) == 0:
+        raise ValueError("accuracy of an empty set")
+    return 100.0 * int(correct.sum()) / len(correct)
 
 
 def silhouette_modality(image_emb: torch.Tensor, text_emb: torch.Tensor) -> float:

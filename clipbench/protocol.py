@@ -105,10 +105,19 @@ class Evaluator:
             return fn()
 
     def accuracy(self, adapted: Adapted, images: ImageSet, task: Task, label: str = "") -> float:
-        return self._autocast(lambda: self._accuracy(adapted, images, task, label))
+        return metrics.accuracy_of(self.correct(adapted, images, task, label))
+
+    def score(self, adapted: Adapted, images: ImageSet, task: Task, label: str = "") -> tuple[float, dict]:
+        """Accuracy on a set and which of its images were right (packed, for the bootstrap and checks)."""
+        correct = self.correct(adapted, images, task, label)
+        return metrics.accuracy_of(correct), scoring.pack_correct(correct.tolist())
+
+    def correct(self, adapted: Adapted, images: ImageSet, task: Task, label: str = "") -> torch.Tensor:
+        """Per image of ``images``, whether ``adapted`` classifies it correctly (bool tensor)."""
+        return self._autocast(lambda: self._correct(adapted, images, task, label))
 
     @torch.inference_mode()
-    def _accuracy(self, adapted: Adapted, images: ImageSet, task: Task, label: str = "") -> float:
+    def _correct(self, adapted: Adapted, images: ImageSet, task: Task, label: str = "") -> torch.Tensor:
         """One scoring path: encoder embeddings (cached when the image tower is the pretrained one,
         encoded otherwise) -> ``adapted.logits_from_features`` -> prediction."""
         start = time.perf_counter()
@@ -126,12 +135,14 @@ class Evaluator:
                 tick(sum(len(p) for p in preds), len(images))
         self.images_scored += len(images)
         self.seconds += time.perf_counter() - start
-        return metrics.accuracy(torch.cat(preds), images.labels)
+        return metrics.correct(torch.cat(preds), images.labels)
 
-    def reference(self, pretrained: Adapted, fingerprint: str, images: ImageSet, task: Task, label: str) -> float:
+    def reference(self, pretrained: Adapted, fingerprint: str, images: ImageSet, task: Task,
+                  label: str) -> tuple[float, dict]:
+        """The pretrained model's (accuracy, packed correctness) on a set, computed once per set."""
         key = (fingerprint, images.fingerprint, task.name, tuple(task.classnames), tuple(task.templates))
         if key not in self._reference:
-            self._reference[key] = self.accuracy(pretrained, images, task, f"zero-shot {label}")
+            self._reference[key] = self.score(pretrained, images, task, f"zero-shot {label}")
         return self._reference[key]
 
 
@@ -164,11 +175,11 @@ def sample_fewshot_check(task: Task, shots: int) -> None:
 
 
 def zeroshot_reference(model: ClipModel, suite: Suite, task: Task, evaluator: Evaluator) -> dict:
-    """Pretrained-model accuracies on everything a cell of ``task`` is scored on."""
+    """Pretrained-model accuracies (and per-image correctness) on everything a cell of ``task`` is scored on."""
     pretrained = Adapted(model)
     fp = model.fingerprint()
     train_task, new_task = task_views(task)
-    ref = {
+    scored = {
         "id": evaluator.reference(pretrained, fp, train_task.test.value, train_task, f"{task.name}"),
         "shifts": {s: evaluator.reference(pretrained, fp, lazy.value, train_task, f"{task.name}/{s}")
                    for s, lazy in train_task.shifts.items()},
@@ -176,7 +187,8 @@ def zeroshot_reference(model: ClipModel, suite: Suite, task: Task, evaluator: Ev
                    for p in task.probes},
     }
     if new_task is not None:
-        ref["new"] = evaluator.reference(pretrained, fp, new_task.test.value, new_task, f"{task.name}/new")
+        scored["new"] = evaluator.reference(pretrained, fp, new_task.test.value, new_task, f"{task.name}/new")
+    ref = split_scores(scored)
     ref["chance"] = {
         "id": set_chance(train_task.test.value, train_task),
         "shifts": {s: set_chance(lazy.value, train_task) for s, lazy in train_task.shifts.items()},
@@ -185,6 +197,19 @@ def zeroshot_reference(model: ClipModel, suite: Suite, task: Task, evaluator: Ev
     if new_task is not None:
         ref["chance"]["new"] = set_chance(new_task.test.value, new_task)
     return ref
+
+
+def split_scores(scored: dict) -> dict:
+    """{"id": (acc, packed), "shifts": {...}, ...} -> the record's accuracies plus its ``correct`` sets."""
+    out, correct = {}, {}
+    for key, value in scored.items():
+        if isinstance(value, dict):
+            out[key] = {k: v[0] for k, v in value.items()}
+            correct[key] = {k: v[1] for k, v in value.items()}
+        else:
+            out[key], correct[key] = value
+    out["correct"] = correct
+    return out
 
 
 def set_chance(images: ImageSet, task: Task) -> float:
@@ -212,18 +237,16 @@ def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task,
     if hasattr(adapted.model.module, "eval"):
         adapted.model.module.eval()
     scored_before, seconds_before = evaluator.images_scored, evaluator.seconds
-    cell = {
-        "task": task.name,
-        "seed": seed,
-        "shots": shots,
-        "id": evaluator.accuracy(adapted, train_task.test.value, train_task, task.name),
-        "shifts": {s: evaluator.accuracy(adapted, lazy.value, train_task, f"{task.name}/{s}")
+    scored = {
+        "id": evaluator.score(adapted, train_task.test.value, train_task, task.name),
+        "shifts": {s: evaluator.score(adapted, lazy.value, train_task, f"{task.name}/{s}")
                    for s, lazy in train_task.shifts.items()},
-        "probes": {p: evaluator.accuracy(adapted, suite.task(p).test.value, suite.task(p), f"probe {p}")
+        "probes": {p: evaluator.score(adapted, suite.task(p).test.value, suite.task(p), f"probe {p}")
                    for p in task.probes},
     }
     if new_task is not None:
-        cell["new"] = evaluator.accuracy(adapted, new_task.test.value, new_task, f"{task.name}/new")
+        scored["new"] = evaluator.score(adapted, new_task.test.value, new_task, f"{task.name}/new")
+    cell = {"task": task.name, "seed": seed, "shots": shots, **split_scores(scored)}
     eval_images = evaluator.images_scored - scored_before
     eval_seconds = evaluator.seconds - seconds_before
     cell["cost"] = {

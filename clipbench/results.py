@@ -19,7 +19,9 @@ from pathlib import Path
 
 from clipbench.errors import ClipbenchError
 
-SCHEMA = "clipbench.result/2"  # 2: references carry chance levels; accuracies are exact fractions
+# 2: references carry chance levels; accuracies are exact fractions.
+# 3: every cell and reference keeps per-image correctness ("correct") for the bootstrap and the checks.
+SCHEMA = "clipbench.result/3"
 
 # Names that end up in file names, Markdown and terminals: methods, suites, tasks, shifts and probes;
 # model names and pretrained tags may also hold '.' and '+'.

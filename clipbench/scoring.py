@@ -20,10 +20,15 @@ two scores.  The definition, stated once:
 - The suite score is the mean of the task scores; every other suite number is
   the mean over tasks of the seed means, with the standard deviation over seeds
   of the per-seed mean over tasks.
+- Uncertainty: every scored set keeps which of its images were classified
+  correctly (``correct``: a packed bit string), so accuracies are recomputed from
+  it and :func:`bootstrap` resamples test images and seeds together (paired
+  across methods) to give a 95% interval for every score and every difference.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 import statistics
 from typing import Iterable, Sequence
@@ -114,8 +119,12 @@ def excluded_probes(ref: dict) -> dict[str, str]:
 
 
 def task_score(ref: dict, id_acc: float, new_acc: float | None, shifts: dict[str, float],
-               probes: dict[str, float]) -> tuple[float, dict]:
-    """The score of one task from (seed-mean) accuracies, and the axes it is the harmonic mean of."""
+               probes: dict[str, float], pretrained_probes: dict[str, float] | None = None) -> tuple[float, dict]:
+    """The score of one task from (seed-mean) accuracies, and the axes it is the harmonic mean of.
+
+    Which probes are scored is decided by ``ref``; ``pretrained_probes`` replaces the
+    pretrained accuracies retention is measured against (the bootstrap's resampled ones).
+    """
     ch = reference_chance(ref)
     axes = {"id": above_chance(id_acc, ch["id"])}
     if new_acc is not None:
@@ -123,8 +132,9 @@ def task_score(ref: dict, id_acc: float, new_acc: float | None, shifts: dict[str
     if shifts:
         axes["shift"] = mean(above_chance(shifts[s], ch["shifts"][s]) for s in sorted(shifts))
     kept = [p for p in sorted(probes) if scorable(ref["probes"][p], ch["probes"][p])]
+    before = ref["probes"] if pretrained_probes is None else pretrained_probes
     if kept:
-        axes["retention"] = mean(retention(ref["probes"][p], probes[p], ch["probes"][p]) for p in kept)
+        axes["retention"] = mean(retention(before[p], probes[p], ch["probes"][p]) for p in kept)
     return harmonic_mean(axes.values()), axes
 
 
@@ -223,3 +233,155 @@ def overall(tasks: dict[str, dict], by_task: dict[str, list[dict]], references: 
         out["base_new_hm"] = round(mean(t["base_new_hm"] for t in tasks.values() if "base_new_hm" in t), DIGITS)
     out["excluded_probes"] = sorted({f"{name}:{p}" for name, t in tasks.items() for p in t["excluded_probes"]})
     return out
+
+
+# ------------------------------------------------------------------ per-image correctness
+
+
+def pack_correct(flags: Sequence[bool]) -> dict:
+    """Which images of a set were classified correctly, as {"n": images, "bits": base64, bit i = image i}."""
+    raw = bytearray((len(flags) + 7) // 8)
+    for i, ok in enumerate(flags):
+        if ok:
+            raw[i >> 3] |= 1 << (i & 7)
+    return {"n": len(flags), "bits": base64.b64encode(bytes(raw)).decode("ascii")}
+
+
+def correct_count(packed: dict) -> int:
+    """How many images of a packed set were classified correctly (ValueError if it is malformed)."""
+    n, raw = packed_parts(packed)
+    return int.from_bytes(raw, "little").bit_count()
+
+
+def packed_parts(packed: dict) -> tuple[int, bytes]:
+    """(n, raw bytes) of a packed set, checked: valid base64 of exactly ceil(n/8) bytes, no bit past n."""
+    if not isinstance(packed, dict) or set(packed) != {"n", "bits"}:
+        raise ValueError("must be an object with exactly 'n' and 'bits'")
+    n, bits = packed["n"], packed["bits"]
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10**7:
+        raise ValueError("'n' must be a whole number of images in [1, 10000000]")
+    if not isinstance(bits, str) or len(bits) != 4 * (((n + 7) // 8 + 2) // 3):
+        raise ValueError(f"'bits' must be base64 of {(n + 7) // 8} bytes")
+    try:
+        raw = base64.b64decode(bits, validate=True)
+    except ValueError:
+        raise ValueError("'bits' is not valid base64") from None
+    if len(raw) != (n + 7) // 8 or int.from_bytes(raw, "little") >> n:
+        raise ValueError(f"'bits' must hold exactly {n} bits")
+    return n, raw
+
+
+def images_differing(a: dict, b: dict) -> int | None:
+    """How many images two packed records of one set classify differently (None: different sizes)."""
+    (na, ra), (nb, rb) = packed_parts(a), packed_parts(b)
+    if na != nb:
+        return None
+    return (int.from_bytes(ra, "little") ^ int.from_bytes(rb, "little")).bit_count()
+
+
+def accuracy_from_correct(packed: dict) -> float:
+    """The accuracy a packed set records: 100 * correct / n, computed as ``metrics.accuracy`` computes it."""
+    return 100.0 * correct_count(packed) / packed["n"]
+
+
+def record_sets(record: dict) -> dict[str, dict]:
+    """A cell's or reference's packed sets by flat name: id, new, shifts.<name>, probes.<name>."""
+    correct = record.get("correct") or {}
+    out = {k: correct[k] for k in ("id", "new") if k in correct}
+    for part in ("shifts", "probes"):
+        out.update({f"{part}.{k}": v for k, v in (correct.get(part) or {}).items()})
+    return out
+
+
+def record_accuracies(record: dict) -> dict[str, float]:
+    """A cell's or reference's accuracies by the same flat names as :func:`record_sets`."""
+    out = {k: record[k] for k in ("id", "new") if k in record}
+    for part in ("shifts", "probes"):
+        out.update({f"{part}.{k}": v for k, v in record[part].items()})
+    return out
+
+
+# ------------------------------------------------------------------ the bootstrap
+
+BOOTSTRAP_REPLICATES = 1000
+BOOTSTRAP_SEED = 20261201
+
+
+def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: int = BOOTSTRAP_REPLICATES,
+              seed: int = BOOTSTRAP_SEED) -> dict:
+    """95% intervals of suite scores and of every pairwise score difference: a paired bootstrap.
+
+    ``runs`` maps a name to (cells, references) of runs on the *same* test sets (one
+    suite, one pretrained model): each replicate draws the test images of every
+    scored set with replacement and the seeds with replacement, the same draw for
+    every run and for the zero-shot reference (so differences are paired), then
+    recomputes each run's suite score exactly as :func:`summarise` does from seed
+    means.  Only tasks and seeds every run has enter.  Returns {"score": {name:
+    (lo, hi)}, "difference": {(a, b): (a - b, lo, hi)}, "replicates", "tasks",
+    "seeds"}; a run without per-image correctness gets no interval.
+
+    The draws come from PCG64's raw output (not a numpy distribution method), so
+    the intervals are the same bytes on any numpy version.
+    """
+    import numpy as np
+
+    names = sorted(n for n, (cells, refs) in runs.items() if cells and all("correct" in c for c in cells)
+                   and all("correct" in refs[c["task"]] for c in cells))
+    out = {"score": {}, "difference": {}, "replicates": replicates, "tasks": [], "seeds": []}
+    if not names:
+        return out
+    tasks = sorted(set.intersection(*[{c["task"] for c in runs[n][0]} for n in names]))
+    seeds = sorted(set.intersection(*[{c["seed"] for c in runs[n][0] if c["task"] in tasks} for n in names]))
+    tasks = [t for t in tasks if all(any(c["task"] == t and c["seed"] == s for c in runs[n][0])
+                                     for n in names for s in seeds)]
+    if not tasks or not seeds:
+        return out
+    out["tasks"], out["seeds"] = tasks, seeds
+    bitgen = np.random.PCG64(seed)
+
+    def draw(n: int, size: int) -> np.ndarray:
+        return (bitgen.random_raw(replicates * size) % np.uint64(n)).astype(np.int64).reshape(replicates, size)
+
+    seed_draw = draw(len(seeds), len(seeds))  # (B, S): which seeds each replicate averages over
+    scores = {n: np.zeros(replicates) for n in names}
+    for task in tasks:
+        ref = runs[names[0]][1][task]
+        cell = {n: {c["seed"]: c for c in runs[n][0] if c["task"] == task} for n in names}
+        keys = sorted(record_sets(ref))
+        resampled: dict[str, dict[str, np.ndarray]] = {n: {} for n in names}  # name -> key -> (B,) seed-mean acc
+        pretrained: dict[str, np.ndarray] = {}
+        for key in keys:
+            packed_ref = record_sets(ref)[key]
+            size = packed_ref["n"]
+            rows = draw(size, size) + (np.arange(replicates) * size)[:, None]  # (B, n) images drawn
+            weights = np.bincount(rows.ravel(), minlength=replicates * size).reshape(replicates, size).astype(float)
+            pretrained[key] = 100.0 * weights @ _unpack(packed_ref, np) / size
+            for n in names:
+                per_seed = np.stack([100.0 * weights @ _unpack(record_sets(cell[n][s])[key], np) / size
+                                     for s in seeds], axis=1)  # (B, S)
+                resampled[n][key] = np.take_along_axis(per_seed, seed_draw, axis=1).mean(axis=1)
+        has_new = "new" in ref
+        for n in names:
+            r = resampled[n]
+            for b in range(replicates):
+                score, _ = task_score(
+                    ref, float(r["id"][b]), float(r["new"][b]) if has_new else None,
+                    {s: float(r["shifts." + s][b]) for s in ref["shifts"]},
+                    {p: float(r["probes." + p][b]) for p in ref["probes"]},
+                    {p: float(pretrained["probes." + p][b]) for p in ref["probes"]})
+                scores[n][b] += score / len(tasks)
+    for n in names:
+        lo, hi = np.percentile(scores[n], [2.5, 97.5])
+        out["score"][n] = (round(float(lo), DIGITS), round(float(hi), DIGITS))
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            diff = scores[a] - scores[b]
+            lo, hi = np.percentile(diff, [2.5, 97.5])
+            out["difference"][(a, b)] = (round(float(diff.mean()), DIGITS), round(float(lo), DIGITS),
+                                         round(float(hi), DIGITS))
+    return out
+
+
+def _unpack(packed: dict, np):
+    n, raw = packed_parts(packed)
+    return np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")[:n].astype(np.float64)

@@ -236,6 +236,8 @@ def _reference(p: Problems, task: str, ref) -> bool:
     shifts = _named_accuracies(p, f"{where}.shifts", ref.get("shifts"))
     probes = _named_accuracies(p, f"{where}.probes", ref.get("probes"))
     ok &= shifts is not None and probes is not None
+    if ok:
+        ok &= _correctness(p, where, ref)
     chance = ref.get("chance")
     if not _mapping(p, f"{where}.chance", chance):
         return False
@@ -252,6 +254,41 @@ def _reference(p: Problems, task: str, ref) -> bool:
             continue
         ok &= all([_number(p, f"{where}.chance.{part}.{k}", v, 1e-6, MAX_CHANCE) for k, v in got.items()])
     return bool(ok)
+
+
+def _correctness(p: Problems, where: str, record: dict, ref: dict | None = None) -> bool:
+    """Per-image correctness of every scored set: well-formed, the accuracy recomputes from it exactly,
+    and (for a cell) as many images as the zero-shot reference scored on the same set."""
+    correct = record.get("correct")
+    if not _mapping(p, f"{where}.correct", correct):
+        return False
+    expected = {k for k in ("id", "new") if k in record} | {k for k in ("shifts", "probes")}
+    if set(correct) != expected:
+        p.add(f"{where}.correct: must hold exactly {', '.join(sorted(expected))}")
+        return False
+    for part in ("shifts", "probes"):
+        if not isinstance(correct[part], dict) or set(correct[part]) != set(record[part]):
+            p.add(f"{where}.correct.{part}: must name the same sets as {where}.{part}")
+            return False
+    ok = True
+    accuracies, packed = scoring.record_accuracies(record), scoring.record_sets(record)
+    ref_packed = scoring.record_sets(ref) if ref is not None else {}
+    for key in sorted(accuracies):
+        try:
+            recomputed = scoring.accuracy_from_correct(packed[key])
+        except ValueError as exc:
+            p.add(f"{where}.correct.{key}: {exc}")
+            ok = False
+            continue
+        if recomputed != accuracies[key]:
+            p.add(f"{where}.{key}: {_show(accuracies[key])} is not the accuracy its per-image correctness "
+                  f"records ({recomputed!r})")
+            ok = False
+        if key in ref_packed and isinstance(ref_packed[key], dict) and ref_packed[key].get("n") != packed[key]["n"]:
+            p.add(f"{where}.correct.{key}: scored {packed[key]['n']} images, the zero-shot reference "
+                  f"{_show(ref_packed[key].get('n'))}")
+            ok = False
+    return ok
 
 
 def _cell(p: Problems, i: int, cell, cfg: dict, refs: dict) -> tuple | None:
@@ -278,10 +315,15 @@ def _cell(p: Problems, i: int, cell, cfg: dict, refs: dict) -> tuple | None:
         p.add(f"{where}.new: present in only one of the cell and its task's reference")
     elif "new" in cell:
         _accuracy(p, f"{where}.new", cell["new"])
+    shapes_ok = _is_number(cell.get("id")) and ("new" not in cell or _is_number(cell["new"]))
     for part in ("shifts", "probes"):
         got = _named_accuracies(p, f"{where}.{part}", cell.get(part))
         if got is not None and set(got) != set(ref[part]):
             p.add(f"{where}.{part}: names differ from the reference's")
+            shapes_ok = False
+        shapes_ok &= got is not None
+    if shapes_ok:
+        _correctness(p, where, cell, ref)
     if "notes" in cell:
         if isinstance(cell["notes"], dict):
             _free(p, f"{where}.notes", cell["notes"])

@@ -12,7 +12,7 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from clipbench import results
+from clipbench import results, scoring
 
 
 def draw_seed(data: dict) -> int:
@@ -21,24 +21,29 @@ def draw_seed(data: dict) -> int:
     return seeds[secrets.randbelow(len(seeds))]
 
 
-def _numbers(record: dict) -> dict[str, float]:
-    """The accuracies of a cell or a reference, flattened to name -> value."""
-    out = {"id": record["id"]}
-    if "new" in record:
-        out["new"] = record["new"]
-    out.update({f"shifts.{k}": v for k, v in record["shifts"].items()})
-    out.update({f"probes.{k}": v for k, v in record["probes"].items()})
-    return out
-
-
 def compare(name: str, submitted: dict, fresh: dict, tolerance: float) -> list[str]:
+    """Every accuracy of a cell or reference against the re-run's, and which images were right.
+
+    ``check`` has already recomputed each submitted accuracy from its per-image
+    correctness; here the images themselves must agree: a submission whose
+    accuracies match but whose correct images differ in more than ``tolerance``
+    percent of a set (shuffled bits fool the paired bootstrap) is caught too.
+    """
     problems = []
-    a, b = _numbers(submitted), _numbers(fresh)
+    a, b = scoring.record_accuracies(submitted), scoring.record_accuracies(fresh)
+    bits_a, bits_b = scoring.record_sets(submitted), scoring.record_sets(fresh)
     for key in sorted(set(a) | set(b)):
         if key not in a or key not in b:
             problems.append(f"{name} {key}: present in only one of the submission and the re-run")
         elif abs(a[key] - b[key]) > tolerance:
             problems.append(f"{name} {key}: submitted {a[key]:.2f}, re-run {b[key]:.2f}")
+        elif key in bits_a and key in bits_b:
+            differ = scoring.images_differing(bits_a[key], bits_b[key])
+            if differ is None:
+                problems.append(f"{name} {key}: the submission scored a different number of images")
+            elif 100.0 * differ / bits_b[key]["n"] > tolerance:
+                problems.append(f"{name} {key}: {differ} of {bits_b[key]['n']} images are classified "
+                                "differently by the re-run")
     return problems
 
 

@@ -32,6 +32,29 @@ def test_build_is_deterministic_and_marks_the_best(valid, tmp_path):
     assert "above chance" in text  # the header states the one definition
 
 
+def test_every_score_has_a_bootstrap_interval_and_pairs_are_counted(valid, tmp_path):
+    data, methods, suites, path = valid
+    other = copy.deepcopy(data)  # a second row on the same model: every image right in distribution
+    other["config"]["method_config"] = {"bump": 1.0}
+    other["config_hash"] = results.config_hash(other["config"])
+    for cell in other["cells"]:
+        n = cell["correct"]["id"]["n"]
+        cell["correct"]["id"], cell["id"] = scoring.pack_correct([True] * n), 100.0
+    other["summary"] = scoring.summarise(other["cells"], other["reference"])
+    second = path.parent / "second.json"
+    second.write_text(json.dumps(other))
+    page = leaderboard.render_suite("mini", [(path, data), (second, other)])
+    boot = scoring.bootstrap({"a": (data["cells"], data["reference"]), "b": (other["cells"], other["reference"])})
+    for name, d in (("a", data), ("b", other)):
+        lo, hi = boot["score"][name]
+        score = scoring.summarise(d["cells"], d["reference"])["overall"]["score"]["mean"]
+        assert lo <= score <= hi
+        assert f"[{lo:.1f}, {hi:.1f}]" in page
+    assert "## Which differences are real" in page and "Of the 1 pairs of methods" in page
+    diff, lo, hi = boot["difference"][("a", "b")]
+    assert ("**1** are told apart" in page) == (lo > 0 or hi < 0)
+
+
 def test_report_and_leaderboard_print_the_same_score(valid, capsys):
     """One definition: the score the run summary stores, `report` prints and the page shows are one number."""
     data, methods, suites, path = valid
@@ -74,7 +97,9 @@ def test_reference_conflicts_between_files_are_refused(valid, tmp_path):
     other = copy.deepcopy(data)
     other["config"]["method_config"] = {"bump": 1.0}
     other["config_hash"] = results.config_hash(other["config"])
-    other["reference"]["shape"]["shifts"]["outline"] = 1.0
+    flags = [True] * other["reference"]["shape"]["correct"]["shifts"]["outline"]["n"]  # a consistent forgery
+    other["reference"]["shape"]["correct"]["shifts"]["outline"] = scoring.pack_correct(flags)
+    other["reference"]["shape"]["shifts"]["outline"] = 100.0
     other["summary"] = scoring.summarise(other["cells"], other["reference"])
     (path.parent / "other.json").write_text(json.dumps(other))
     with pytest.raises(ClipbenchError, match="zero-shot reference of 'shape' differs"):

@@ -99,3 +99,98 @@ def test_base_to_new_joins_the_score():
     task = scoring.summarise_task([cell(1, 80.0, {}, {}, new=50.0)], r)
     assert set(task["score_axes"]) == {"id", "new"}
     assert task["base_new_hm"] == round(2 / (1 / 80 + 1 / 50), 4)
+
+
+# ------------------------------------------------------------------ per-image correctness and the bootstrap
+
+
+def test_packed_correctness_round_trips_and_gives_the_exact_accuracy():
+    import random
+
+    import torch
+
+    from clipbench import metrics
+
+    rng = random.Random(0)
+    for n in (1, 7, 8, 9, 600, 1003):
+        flags = [rng.random() < 0.7 for _ in range(n)]
+        packed = scoring.pack_correct(flags)
+        assert packed["n"] == n and scoring.correct_count(packed) == sum(flags)
+        # bit for bit the number metrics.accuracy computes from the predictions themselves
+        preds, labels = torch.tensor([0 if f else 1 for f in flags]), torch.zeros(n, dtype=torch.long)
+        assert scoring.accuracy_from_correct(packed) == metrics.accuracy(preds, labels)
+
+
+@pytest.mark.parametrize("packed, message", [
+    ({"n": 8}, "exactly 'n' and 'bits'"),
+    ({"n": 0, "bits": ""}, "'n' must be a whole number"),
+    ({"n": True, "bits": "AA=="}, "'n' must be a whole number"),
+    ({"n": 8, "bits": "AAAAAAAA"}, "base64 of 1 bytes"),
+    ({"n": 8, "bits": "AAAA"}, "exactly 8 bits"),  # right length, but 3 bytes
+    ({"n": 8, "bits": "!!=="}, "not valid base64"),
+    ({"n": 3, "bits": "/w=="}, "exactly 3 bits"),  # 0xff: bits set past n
+])
+def test_malformed_correctness_is_refused(packed, message):
+    with pytest.raises(ValueError, match=message):
+        scoring.correct_count(packed)
+
+
+def _bits(flags):
+    return scoring.pack_correct(flags)
+
+
+def _run(id_flags, shift_flags, probe_flags, ref_probe_flags, seeds=(1, 2, 3)):
+    """A one-task run whose every seed has the given per-image correctness (lists of 0/1)."""
+    acc = lambda f: 100.0 * sum(f) / len(f)
+    r = ref(id_=50.0, shifts={"s": 40.0}, probes={"p": acc(ref_probe_flags)}, classes=4, probe_classes=10)
+    r["correct"] = {"id": _bits([1] * 50 + [0] * 50), "shifts": {"s": _bits([1] * 40 + [0] * 60)},
+                    "probes": {"p": _bits(ref_probe_flags)}}
+    cells = []
+    for seed in seeds:
+        c = cell(seed, acc(id_flags[seed]), {"s": acc(shift_flags[seed])}, {"p": acc(probe_flags[seed])})
+        c["correct"] = {"id": _bits(id_flags[seed]), "shifts": {"s": _bits(shift_flags[seed])},
+                        "probes": {"p": _bits(probe_flags[seed])}}
+        cells.append(c)
+    return cells, {"t": r}
+
+
+def _flags(p, n=100, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    return [int(rng.random() < p) for _ in range(n)]
+
+
+def test_the_bootstrap_interval_holds_the_score_and_a_run_is_never_apart_from_itself():
+    probe = _flags(0.7, seed=9)
+    a = _run({s: _flags(0.8, seed=s) for s in (1, 2, 3)}, {s: _flags(0.5, seed=10 + s) for s in (1, 2, 3)},
+             {s: _flags(0.65, seed=20 + s) for s in (1, 2, 3)}, probe)
+    out = scoring.bootstrap({"a": a, "a again": a}, replicates=200)
+    score = scoring.summarise(*a)["overall"]["score"]["mean"]
+    lo, hi = out["score"]["a"]
+    assert lo <= score <= hi and hi - lo > 1.0
+    assert out["difference"][("a", "a again")] == (0.0, 0.0, 0.0)
+    assert out["tasks"] == ["t"] and out["seeds"] == [1, 2, 3]
+    assert scoring.bootstrap({"a": a, "a again": a}, replicates=200) == out  # the same bytes every time
+
+
+def test_the_paired_bootstrap_separates_a_real_gap_and_not_noise():
+    probe = _flags(0.7, seed=9)
+    shift = {s: _flags(0.5, seed=10 + s) for s in (1, 2, 3)}
+    probes = {s: _flags(0.65, seed=20 + s) for s in (1, 2, 3)}
+    base = {s: _flags(0.6, seed=s) for s in (1, 2, 3)}
+    better = {s: [1 if i < 25 else f for i, f in enumerate(base[s])] for s in base}  # right on 25 more images
+    tiny = {s: [1 if i == 0 else f for i, f in enumerate(base[s])] for s in base}  # at most one more image
+    runs = {"base": _run(base, shift, probes, probe), "better": _run(better, shift, probes, probe),
+            "tiny": _run(tiny, shift, probes, probe)}
+    out = scoring.bootstrap(runs, replicates=300)
+    diff, lo, hi = out["difference"][("base", "better")]
+    assert diff < 0 and hi < 0  # told apart
+    diff, lo, hi = out["difference"][("base", "tiny")]
+    assert lo <= 0 <= hi  # not told apart
+
+
+def test_runs_without_correctness_get_no_interval():
+    r = ref()
+    cells = [cell(1, 70.0, {"s": 50.0}, {"p": 70.0})]
+    assert scoring.bootstrap({"old": (cells, {"t": r})})["score"] == {}

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from clipbench import results, runner, submission
+from clipbench import results, runner, scoring, submission
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +96,23 @@ HOSTILE = [
     ("fingerprint mismatch", lambda d: d["provenance"].__setitem__("model_fingerprint", "ab" * 8),
      "provenance.model_fingerprint: differs"),
     ("not an object", None, "top level is not an object"),
+    # per-image correctness: every accuracy must be what its bits record
+    ("accuracy above its bits", lambda d: d["cells"][0].__setitem__("id", d["cells"][0]["id"] + 1.0),
+     "cells[0].id: "),
+    ("correctness missing", lambda d: d["cells"][0].pop("correct"), "cells[0].correct: must be an object"),
+    ("correctness of a shift missing", lambda d: d["cells"][0]["correct"]["shifts"].pop("outline"),
+     "cells[0].correct.shifts: must name the same sets"),
+    ("bits not base64", lambda d: d["cells"][0]["correct"]["id"].__setitem__(
+        "bits", "%" * len(d["cells"][0]["correct"]["id"]["bits"])),
+     "cells[0].correct.id: 'bits' is not valid base64"),
+    ("bits as a list", lambda d: d["cells"][0]["correct"]["id"].__setitem__("bits", [1, 0]),
+     "cells[0].correct.id: 'bits' must be base64"),
+    ("a set scored on fewer images", lambda d: d["cells"][0]["correct"].__setitem__(
+        "id", scoring.pack_correct([True] * 3)) or d["cells"][0].__setitem__("id", 100.0),
+     "cells[0].correct.id: scored 3 images, the zero-shot reference"),
+    ("reference bits disagree", lambda d: d["reference"]["shape"]["correct"]["probes"].__setitem__(
+        "size", scoring.pack_correct([False] * d["reference"]["shape"]["correct"]["probes"]["size"]["n"])),
+     "reference.shape.probes.size: "),
 ]
 
 
@@ -129,12 +146,28 @@ def test_unknown_method_suite_and_tasks_the_suite_lacks(valid):
     assert any("covers every task suite 'mini' adapts on" in p for p in problems), problems
 
 
+def lower_reference_consistently(d, task="shape"):
+    """A careful forger: one more image wrong in the reference's ID set, accuracy and bits both changed."""
+    ref = d["reference"][task]
+    n, raw = scoring.packed_parts(ref["correct"]["id"])
+    value = int.from_bytes(raw, "little")
+    value &= ~(1 << next(i for i in range(n) if value >> i & 1))
+    flags = [bool(value >> i & 1) for i in range(n)]
+    ref["correct"]["id"] = scoring.pack_correct(flags)
+    ref["id"] = scoring.accuracy_from_correct(ref["correct"]["id"])
+
+
 def test_a_lowered_zero_shot_reference_is_caught_without_a_rerun(valid):
     data, reg = valid
     known = {data["config"]["model_fingerprint"]: {"mini": copy.deepcopy(data["reference"])}}
     d = copy.deepcopy(data)
     d["reference"]["shape"]["id"] -= 5.0
-    d["summary"] = None
+    problems = submission.check(d, set(reg.methods), reg.suites, known)
+    assert any("reference.shape.id" in p and "is not the accuracy its per-image correctness records" in p
+               for p in problems), problems
+    d = copy.deepcopy(data)
+    lower_reference_consistently(d)
+    d["summary"] = scoring.summarise(d["cells"], d["reference"])
     problems = submission.check(d, set(reg.methods), reg.suites, known)
     assert any("reference.shape.id" in p and "what this pretrained model scores" in p for p in problems), problems
     d = copy.deepcopy(data)

@@ -32,6 +32,21 @@ def test_inflating_the_seeds_after_the_first_is_caught(submitted, registry):
     assert any("shape seed 3 id: submitted" in p for p in problems), problems
 
 
+def test_shuffled_correctness_with_the_same_accuracy_is_caught(submitted, registry):
+    """Bits that still add up to the accuracy but mark other images right would fool the paired bootstrap."""
+    from clipbench import scoring
+
+    pm, reg = registry
+    tampered = copy.deepcopy(submitted)
+    cell = next(c for c in tampered["cells"] if c["seed"] == 1 and c["task"] == "shape")
+    n, raw = scoring.packed_parts(cell["correct"]["id"])
+    flags = [bool(int.from_bytes(raw, "little") >> i & 1) for i in range(n)]
+    assert 0 < sum(flags) < n
+    cell["correct"]["id"] = scoring.pack_correct(flags[::-1] if flags[::-1] != flags else flags[1:] + flags[:1])
+    problems = verify.verify(tampered, reg, pm, seeds=[1])
+    assert any("shape seed 1 id:" in p and "classified differently" in p for p in problems), problems
+
+
 def test_a_lowered_zero_shot_reference_is_caught(submitted, registry):
     pm, reg = registry
     tampered = copy.deepcopy(submitted)
