@@ -1,10 +1,45 @@
 """clipbench: benchmark parameter-efficient fine-tuning of CLIP.
 
-Plugins implement the hooks in :mod:`clipbench.hookspecs`, marked with
-:data:`hookimpl`; methods subclass :class:`clipbench.method.Method`.
+The public API a plugin imports (everything else is internal)::
+
+    from clipbench import (hookimpl, Method, Adapted, AdaptContext, MethodConfig, AdamWRecipe, SGDRecipe,
+                           option, finetune, Schedule, count_parameters, FewShot, Task, Suite)
+
+- :data:`hookimpl` marks a plugin's hook implementations (the hooks: :mod:`clipbench.hookspecs`);
+- :class:`Method` is what a method plugin registers; ``adapt`` returns an :class:`Adapted`;
+- :class:`MethodConfig` (or a shared recipe, :class:`AdamWRecipe` / :class:`SGDRecipe`) is the base of a
+  method's config dataclass, :func:`option` declares a field with its help, source and search grid;
+- :func:`finetune` is the shared training loop, run by a :class:`Schedule` (``config.schedule()``);
+- :class:`FewShot`, :class:`AdaptContext`, :class:`Task` and :class:`Suite` are what methods and suites
+  receive and build.
+
+Names are imported on first use, so ``import clipbench`` (and ``clipbench --help``) stays fast.
 """
 
 from clipbench.hookspecs import hookimpl
 
-__all__ = ["hookimpl"]
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Method": "clipbench.method", "Adapted": "clipbench.method", "AdaptContext": "clipbench.method",
+    "MethodConfig": "clipbench.config", "AdamWRecipe": "clipbench.config", "SGDRecipe": "clipbench.config",
+    "option": "clipbench.config",
+    "finetune": "clipbench.training", "Schedule": "clipbench.training", "count_parameters": "clipbench.training",
+    "FewShot": "clipbench.tasks", "Task": "clipbench.tasks", "Suite": "clipbench.tasks",
+}
+
+__all__ = ["hookimpl", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'clipbench' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +63,45 @@ def clip_logits(model: ClipModel, images: torch.Tensor, task: Task) -> torch.Ten
     return model.logit_scale * model.encode_image(images) @ class_text_features(model, task).T
 
 
+def minibatches(n: int, batch_size: int, epochs: int, generator: torch.Generator,
+                device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
+    """Index batches of ``epochs`` shuffled passes over ``n`` examples (the order drawn from ``generator``)."""
+    batch = min(batch_size, n)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator).to(device)
+        for start in range(0, n, batch):
+            yield order[start:start + batch]
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return math.ceil(n / min(batch_size, n))
+
+
+def full_batch(optimizer: torch.optim.Optimizer, loss_fn: Callable[[], torch.Tensor], steps: int) -> None:
+    """``steps`` full-batch optimiser steps on ``loss_fn()``: the loop of the methods that train on features."""
+    for _ in range(steps):
+        loss = loss_fn()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+Choice = TypeVar("Choice")
+
+
+def best_on_validation(candidates: Sequence[Choice], fit_and_score: Callable[[Choice], tuple[tuple, object]],
+                       progress: Callable[[int, int], None] = lambda done, total: None) -> tuple[Choice, object]:
+    """Fit each candidate setting and keep the one whose validation score (a tuple, compared as such) is
+    highest; the earlier candidate wins ties.  Returns (setting, what its fit returned)."""
+    best = None
+    for i, candidate in enumerate(candidates):
+        score, fitted = fit_and_score(candidate)
+        if best is None or score > best[0]:
+            best = (score, candidate, fitted)
+        progress(i + 1, len(candidates))
+    return best[1], best[2]
+
+
 def finetune(
     model: ClipModel,
     params: Iterable[torch.nn.Parameter],
@@ -87,37 +126,33 @@ def finetune(
     params = [p for p in params if p.requires_grad]
     opt = make_optimizer(params, schedule)
     n = len(fewshot.labels)
-    batch = min(schedule.batch_size, n)
     total = schedule.total_steps(n)
     sched = warmup_cosine(opt, total, schedule.warmup_fraction)
     images, labels = fewshot.images.to(ctx.device), fewshot.labels.to(ctx.device)
     model.module.train()
     losses, step = [], 0
-    for _ in range(schedule.epochs):
-        order = torch.randperm(n, generator=ctx.generator).to(ctx.device)
-        for start in range(0, n, batch):
-            idx = order[start:start + batch]
-            x = images[idx]
-            if augment is not None:
-                x = augment(x, ctx.generator)
-            if loss_fn is not None:
-                loss, logits = loss_fn(model, x, labels[idx], task), None
-            else:
-                logits = logits_fn(model, x, task)
-                loss = F.cross_entropy(logits, labels[idx])
-            if extra_loss is not None:
-                loss = loss + extra_loss(x, labels[idx], logits)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if after_backward is not None:
-                after_backward()
-            if schedule.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, schedule.grad_clip)
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            step += 1
-            ctx.progress(step, total)
+    for idx in minibatches(n, schedule.batch_size, schedule.epochs, ctx.generator, ctx.device):
+        x = images[idx]
+        if augment is not None:
+            x = augment(x, ctx.generator)
+        if loss_fn is not None:
+            loss, logits = loss_fn(model, x, labels[idx], task), None
+        else:
+            logits = logits_fn(model, x, task)
+            loss = F.cross_entropy(logits, labels[idx])
+        if extra_loss is not None:
+            loss = loss + extra_loss(x, labels[idx], logits)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if after_backward is not None:
+            after_backward()
+        if schedule.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, schedule.grad_clip)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        step += 1
+        ctx.progress(step, total)
     opt.zero_grad(set_to_none=True)  # an adapted model carries no gradients into evaluation
     model.module.eval()
     return losses

@@ -12,23 +12,19 @@ cross-entropy over logit_scale * image . text^T with one prompt template.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 from clipbench.methods.attention import attention_layers
-from clipbench.training import Schedule, finetune_only
+from clipbench.config import SGDRecipe, option
+from clipbench.training import finetune_only
 
 
 @dataclass(frozen=True)
-class AClipConfig:
-    lr: float = field(default=1e-6, metadata={
-        "help": "SGD learning rate (the authors' full-data 1e-6 leaves 16-shot training at zero-shot)",
-        "search": [1e-6, 1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]})
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    batch_size: int = 128
-    epochs: int = 30
+class AClipConfig(SGDRecipe):
+    lr: float = option(1e-6, "SGD learning rate (the authors' full-data 1e-6 leaves 16-shot training at zero-shot)",
+                       search=[1e-6, 1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1], source="A-CLIP code: 1e-6")
 
 
 class AClip(Method):
@@ -40,9 +36,8 @@ class AClip(Method):
 
     def adapt(self, model, fewshot, task, config, ctx):
         params = [attn.in_proj_weight for _, attn in attention_layers(model.module)]
-        schedule = Schedule("sgd", config.lr, config.weight_decay, config.momentum, config.batch_size,
-                            config.epochs, warmup_fraction=0.0)
-        return Adapted(model, trainable=finetune_only(model, params, fewshot, task, schedule, ctx), task=task)
+        return Adapted(model, trainable=finetune_only(model, params, fewshot, task, config.schedule(), ctx),
+                       task=task)
 
 
 @hookimpl

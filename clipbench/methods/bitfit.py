@@ -10,25 +10,21 @@ decay 1e-4, batch 128, 30 epochs) with BitFit's larger learning rate 1e-4.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from clipbench.errors import ClipbenchError
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
-from clipbench.training import Schedule, finetune_only
+from clipbench.config import SGDRecipe, option
+from clipbench.training import finetune_only
 
 BIAS = re.compile(r"resblocks\.\d+\..*bias$")
 
 
 @dataclass(frozen=True)
-class BitFitConfig:
-    lr: float = field(default=1e-4, metadata={
-        "help": "SGD learning rate of the biases (1e-4 in the A-CLIP comparison)",
-        "search": [1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]})
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    batch_size: int = 128
-    epochs: int = 30
+class BitFitConfig(SGDRecipe):
+    lr: float = option(1e-4, "SGD learning rate of the biases", search=[1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0],
+                       source="A-CLIP paper's BitFit comparison: 1e-4")
 
 
 class BitFit(Method):
@@ -42,9 +38,8 @@ class BitFit(Method):
         params = [p for n, p in model.module.named_parameters() if BIAS.search(n)]
         if not params:
             raise ClipbenchError("BitFit found no parameters matching resblocks.*bias in this model.")
-        schedule = Schedule("sgd", config.lr, config.weight_decay, config.momentum, config.batch_size,
-                            config.epochs, warmup_fraction=0.0)
-        return Adapted(model, trainable=finetune_only(model, params, fewshot, task, schedule, ctx), task=task)
+        return Adapted(model, trainable=finetune_only(model, params, fewshot, task, config.schedule(), ctx),
+                       task=task)
 
 
 @hookimpl

@@ -12,26 +12,26 @@ could be read here; the common re-implementation value).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
-from clipbench.training import count_parameters, warmup_cosine
+from clipbench.training import count_parameters, minibatches, steps_per_epoch, warmup_cosine
 
 
 @dataclass(frozen=True)
-class ClipAdapterConfig:
-    reduction: int = 4
-    ratio: float = 0.2
-    lr: float = field(default=1e-3, metadata={
-        "help": "AdamW learning rate of the adapters (common re-implementation value)",
-        "search": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]})
-    batch_size: int = 32
-    epochs: int = 200
+class ClipAdapterConfig(MethodConfig):
+    reduction: int = option(4, "bottleneck width = feature width / this", source="CLIP-Adapter: 4")
+    ratio: float = option(0.2, "residual ratio: how much of the adapted feature is mixed in", source="CLIP-Adapter: 0.2")
+    lr: float = option(1e-3, "AdamW learning rate of the adapters", search=[1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+                       source="common re-implementation value")
+    batch_size: int = option(32, "features per step", source="CLIP-Adapter: 32")
+    epochs: int = option(200, "passes over the support set", source="CLIP-Adapter: 200")
 
 
 class Bottleneck(nn.Module):
@@ -77,25 +77,19 @@ class ClipAdapter(Method):
         text_adapter = Bottleneck(dim, config.reduction).to(feats.device)
         params = list(image_adapter.parameters()) + list(text_adapter.parameters())
         opt = torch.optim.AdamW(params, lr=config.lr)
-        n, batch = len(feats), min(config.batch_size, len(feats))
-        total = config.epochs * ((n + batch - 1) // batch)
+        total = config.epochs * steps_per_epoch(len(feats), config.batch_size)
         sched = warmup_cosine(opt, total, 0.0)
         labels = fewshot.labels.to(feats.device)
         scale = float(model.logit_scale.detach())
-        step = 0
-        for _ in range(config.epochs):
-            order = torch.randperm(n, generator=ctx.generator).to(feats.device)
-            for start in range(0, n, batch):
-                idx = order[start:start + batch]
-                logits = scale * blend(feats[idx], image_adapter, config.ratio) @ blend(
-                    text, text_adapter, config.ratio).T
-                loss = F.cross_entropy(logits, labels[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                ctx.progress(step, total)
+        for step, idx in enumerate(minibatches(len(feats), config.batch_size, config.epochs, ctx.generator,
+                                               feats.device), start=1):
+            logits = scale * blend(feats[idx], image_adapter, config.ratio) @ blend(text, text_adapter, config.ratio).T
+            loss = F.cross_entropy(logits, labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            ctx.progress(step, total)
         return AdaptedFeatures(model, task, image_adapter, text_adapter, config.ratio)
 
 

@@ -15,12 +15,13 @@ Scoring builds every image's own prompts, so it costs one text-tower pass per
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 from clipbench.methods.coop import warmup_then_cosine
@@ -28,18 +29,18 @@ from clipbench.methods.prompts import PromptTokens, check_text_tower, encode_wit
 
 
 @dataclass(frozen=True)
-class CoCoOpConfig:
-    n_ctx: int = field(default=4, metadata={"help": "context tokens M (paper: 4)"})
-    ctx_init: str = field(default="a photo of a", metadata={"help": "words the context starts from"})
-    bottleneck: int = field(default=16, metadata={"help": "meta-net hidden width = image feature width / this"})
-    lr: float = field(default=0.002, metadata={"help": "SGD learning rate (paper: 0.002)",
-                                              "search": [2e-4, 6e-4, 2e-3, 6e-3, 2e-2, 6e-2]})
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 1
-    epochs: int = 10
-    warmup_lr: float = 1e-5
-    eval_batch: int = 64
+class CoCoOpConfig(MethodConfig):
+    n_ctx: int = option(4, "context tokens M", source="CoCoOp: 4")
+    ctx_init: str = option("a photo of a", "words the context starts from", source="CoCoOp: 'a photo of a'")
+    bottleneck: int = option(16, "meta-net hidden width = image feature width / this", source="CoCoOp: 16")
+    lr: float = option(0.002, "SGD learning rate", search=[2e-4, 6e-4, 2e-3, 6e-3, 2e-2, 6e-2],
+                       source="CoCoOp: 0.002")
+    momentum: float = option(0.9, "SGD momentum", source="CoCoOp: 0.9")
+    weight_decay: float = option(5e-4, "SGD weight decay", source="CoCoOp: 5e-4")
+    batch_size: int = option(1, "images per step", source="CoCoOp: 1")
+    epochs: int = option(10, "passes over the support set", source="CoCoOp: 10")
+    warmup_lr: float = option(1e-5, "constant learning rate of the warm-up epoch", source="CoCoOp: 1e-5")
+    eval_batch: int = option(64, "images per batch when scoring (each image builds its own prompts)")
 
 
 class MetaNet(nn.Module):

@@ -19,11 +19,12 @@ hand-crafted prompt; its 4-token variant), and the cell's notes say so.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 from clipbench.methods.prompts import PromptTokens, check_text_tower, encode_with_context, fits, init_context
@@ -32,16 +33,15 @@ SHORT_CONTEXT = (4, "a photo of a")  # the 4-token variant CoOp also reports
 
 
 @dataclass(frozen=True)
-class CoOpConfig:
-    n_ctx: int = field(default=16, metadata={"help": "context tokens M (paper: 16; 4 where 16 do not fit)"})
-    ctx_init: str = field(default="", metadata={"help": "words to initialise the context from ('' = random)"})
-    lr: float = field(default=0.002, metadata={"help": "SGD learning rate (paper: 0.002)",
-                                              "search": [2e-4, 6e-4, 2e-3, 6e-3, 2e-2, 6e-2]})
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 32
-    epochs: int = 200
-    warmup_lr: float = 1e-5
+class CoOpConfig(MethodConfig):
+    n_ctx: int = option(16, "context tokens M (4 where 16 do not fit)", source="CoOp: 16")
+    ctx_init: str = option("", "words to initialise the context from ('' = random)", source="CoOp: random")
+    lr: float = option(0.002, "SGD learning rate", search=[2e-4, 6e-4, 2e-3, 6e-3, 2e-2, 6e-2], source="CoOp: 0.002")
+    momentum: float = option(0.9, "SGD momentum", source="CoOp: 0.9")
+    weight_decay: float = option(5e-4, "SGD weight decay", source="CoOp: 5e-4")
+    batch_size: int = option(32, "images per step", source="CoOp: 32")
+    epochs: int = option(200, "passes over the support set", source="CoOp: 200 for 16 shots")
+    warmup_lr: float = option(1e-5, "constant learning rate of the warm-up epoch", source="CoOp: 1e-5")
 
 
 def context_setting(model, task, config) -> tuple[int, str, dict]:

@@ -14,24 +14,20 @@ trains with the towers, as in pretraining.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
-from clipbench.training import Schedule, count_parameters, finetune
+from clipbench.config import FINETUNE_LR_GRID, AdamWRecipe, option
+from clipbench.training import count_parameters, finetune
 
 
 @dataclass(frozen=True)
-class FLYPConfig:
-    lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate (paper: 1e-5)",
-                                             "search": [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4]})
-    weight_decay: float = 0.1
-    batch_size: int = 32
-    epochs: int = 20
-    warmup_fraction: float = 0.1
+class FLYPConfig(AdamWRecipe):
+    lr: float = option(1e-5, "AdamW learning rate", search=FINETUNE_LR_GRID, source="FLYP paper: 1e-5")
 
 
 def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -55,9 +51,7 @@ class FLYP(Method):
 
     def adapt(self, model, fewshot, task, config, ctx):
         params = list(model.module.parameters())
-        schedule = Schedule("adamw", config.lr, config.weight_decay, batch_size=config.batch_size,
-                            epochs=config.epochs, warmup_fraction=config.warmup_fraction)
-        finetune(model, params, fewshot, task, schedule, ctx, loss_fn=flyp_loss)
+        finetune(model, params, fewshot, task, config.schedule(), ctx, loss_fn=flyp_loss)
         return Adapted(model, trainable=count_parameters(params), task=task)
 
 

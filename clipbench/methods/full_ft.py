@@ -10,22 +10,17 @@ optimiser settings are taken from FLYP's fine-tuning recipe (Goyal et al., CVPR
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
-from clipbench.training import Schedule, count_parameters, finetune
+from clipbench.config import FINETUNE_LR_GRID, AdamWRecipe, option
+from clipbench.training import count_parameters, finetune
 
 
 @dataclass(frozen=True)
-class FullFTConfig:
-    lr: float = field(default=1e-5, metadata={
-        "help": "AdamW learning rate (FLYP's 1e-5)",
-        "search": [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4]})
-    weight_decay: float = 0.1
-    batch_size: int = 32
-    epochs: int = 20
-    warmup_fraction: float = 0.1
+class FullFTConfig(AdamWRecipe):
+    lr: float = option(1e-5, "AdamW learning rate", search=FINETUNE_LR_GRID, source="FLYP's recipe: 1e-5")
 
 
 class FullFineTune(Method):
@@ -37,9 +32,7 @@ class FullFineTune(Method):
 
     def adapt(self, model, fewshot, task, config, ctx):
         params = list(model.module.parameters())
-        schedule = Schedule("adamw", config.lr, config.weight_decay, batch_size=config.batch_size,
-                            epochs=config.epochs, warmup_fraction=config.warmup_fraction)
-        finetune(model, params, fewshot, task, schedule, ctx)
+        finetune(model, params, fewshot, task, config.schedule(), ctx)
         return Adapted(model, trainable=count_parameters(params), task=task)
 
 

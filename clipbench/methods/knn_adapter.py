@@ -27,16 +27,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
+from clipbench.training import best_on_validation, full_batch
 
 
 @dataclass(frozen=True)
-class KNNAdapterConfig:
-    neighbours: int = 8
-    radii: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
-    lr: float = 1e-2
-    steps: int = 300
+class KNNAdapterConfig(MethodConfig):
+    neighbours: int = option(8, "support embeddings that vote for a query")
+    radii: tuple[float, ...] = option((0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6),
+                                      "radii (cosine distance) tried; one is chosen on validation")
+    lr: float = option(1e-2, "Adam learning rate of the offsets (full batch)")
+    steps: int = option(300, "full-batch steps")
 
 
 def local_weights(query: torch.Tensor, keys: torch.Tensor, radius: float, k: int) -> torch.Tensor:
@@ -80,26 +83,22 @@ class KNNAdapter(Method):
         labels, val_labels = fewshot.labels.to(keys.device), fewshot.val_labels.to(keys.device)
         scale = float(model.logit_scale.detach())
         k = min(config.neighbours, len(keys))
-        best = None
-        for i, radius in enumerate(config.radii):
+
+        def fit_and_score(radius):
             offsets = torch.zeros_like(keys, requires_grad=True)
             opt = torch.optim.Adam([offsets], lr=config.lr)
-            for _ in range(config.steps):
-                logits = scale * apply_offsets(keys, keys, offsets, radius, k) @ head.T
-                loss = F.cross_entropy(logits, labels)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+            full_batch(opt, lambda: F.cross_entropy(scale * apply_offsets(keys, keys, offsets, radius, k) @ head.T,
+                                                    labels), config.steps)
             offsets = offsets.detach()
             with torch.no_grad():
                 val_logits = scale * apply_offsets(val, keys, offsets, radius, k) @ head.T
             # accuracy first; the validation loss breaks the ties a handful of images leaves
             score = (float((val_logits.argmax(1) == val_labels).float().mean()),
                      -float(F.cross_entropy(val_logits, val_labels)))
-            if best is None or score > best[0]:
-                best = (score, radius, offsets)
-            ctx.progress(i + 1, len(config.radii))
-        return LocalLatentAdapter(model, task, keys, best[2], best[1], k)
+            return score, offsets
+
+        radius, offsets = best_on_validation(config.radii, fit_and_score, ctx.progress)
+        return LocalLatentAdapter(model, task, keys, offsets, radius, k)
 
 
 @hookimpl

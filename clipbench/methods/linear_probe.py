@@ -17,17 +17,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
+from clipbench.training import best_on_validation, full_batch
 
 
 @dataclass(frozen=True)
-class LinearProbeConfig:
+class LinearProbeConfig(MethodConfig):
     """Full-batch AdamW on cached features; ``penalties`` is the grid searched on validation."""
 
-    lr: float = 1e-3
-    steps: int = 300
-    penalties: tuple[float, ...] = (0.0, 0.01, 0.1, 1.0, 10.0)
+    lr: float = option(1e-3, "AdamW learning rate of the head (full batch)")
+    steps: int = option(300, "full-batch steps")
+    penalties: tuple[float, ...] = option((0.0, 0.01, 0.1, 1.0, 10.0),
+                                          "strengths of the L2 pull toward the zero-shot head; one is chosen "
+                                          "on validation")
 
 
 class LinearHead(Adapted):
@@ -56,26 +60,20 @@ class LinearProbe(Method):
         with torch.no_grad():
             w0 = Adapted(model).text_head(task)
         scale = float(model.logit_scale.detach())
-        best = None
-        for i, penalty in enumerate(config.penalties):
-            w, b = self._train(feats, fewshot.labels.to(feats.device), w0, scale, penalty, config)
-            val_acc = float(((scale * val_feats @ w.T + b).argmax(1).cpu() == fewshot.val_labels).float().mean())
-            if best is None or val_acc > best[0]:
-                best = (val_acc, w, b)
-            ctx.progress(i + 1, len(config.penalties))
-        return LinearHead(model, task, best[1], best[2])
+        labels = fewshot.labels.to(feats.device)
 
-    @staticmethod
-    def _train(feats, labels, w0, scale, penalty, config):
-        w = w0.clone().requires_grad_(True)
-        b = torch.zeros(len(w0), device=w0.device, requires_grad=True)
-        opt = torch.optim.AdamW([w, b], lr=config.lr, weight_decay=0.0)
-        for _ in range(config.steps):
-            loss = F.cross_entropy(scale * feats @ w.T + b, labels) + penalty * (w - w0).pow(2).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        return w.detach(), b.detach()
+        def fit_and_score(penalty):
+            w = w0.clone().requires_grad_(True)
+            b = torch.zeros(len(w0), device=w0.device, requires_grad=True)
+            opt = torch.optim.AdamW([w, b], lr=config.lr, weight_decay=0.0)
+            full_batch(opt, lambda: F.cross_entropy(scale * feats @ w.T + b, labels) + penalty * (w - w0).pow(2).sum(),
+                       config.steps)
+            w, b = w.detach(), b.detach()
+            val_acc = float(((scale * val_feats @ w.T + b).argmax(1).cpu() == fewshot.val_labels).float().mean())
+            return (val_acc,), (w, b)
+
+        _, (w, b) = best_on_validation(config.penalties, fit_and_score, ctx.progress)
+        return LinearHead(model, task, w, b)
 
 
 @hookimpl

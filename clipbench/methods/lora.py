@@ -10,25 +10,25 @@ with LoRA's usual learning rate 1e-4 (AdamW).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 from clipbench.methods.attention import add_lora, attention_layers, merge_parametrizations
-from clipbench.training import Schedule, count_parameters, finetune
+from clipbench.config import MethodConfig, option
+from clipbench.training import count_parameters, finetune
 
 
 @dataclass(frozen=True)
-class LoRAConfig:
-    rank: int = 16
-    scaling: float = 0.2
-    lr: float = field(default=1e-4, metadata={
-        "help": "AdamW learning rate of the low-rank factors (LoRA's usual 1e-4)",
-        "search": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]})
-    weight_decay: float = 1e-4
-    batch_size: int = 128
-    epochs: int = 30
-    merge: bool = True
+class LoRAConfig(MethodConfig):
+    rank: int = option(16, "rank of each update", source="the A-CLIP paper's LoRA comparison: 16")
+    scaling: float = option(0.2, "alpha / rank, the update's scale")
+    lr: float = option(1e-4, "AdamW learning rate of the low-rank factors",
+                       search=[1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2], source="LoRA's usual 1e-4")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    batch_size: int = option(128, "images per step")
+    epochs: int = option(30, "passes over the support set")
+    merge: bool = option(True, "merge the update into the weights after training")
 
 
 class LoRA(Method):
@@ -42,9 +42,7 @@ class LoRA(Method):
         layers = attention_layers(model.module)
         loras = [add_lora(attn, config.rank, config.scaling) for _, attn in layers]
         params = [p for lora in loras for p in lora.parameters()]
-        schedule = Schedule("adamw", config.lr, config.weight_decay, batch_size=config.batch_size,
-                            epochs=config.epochs)
-        finetune(model, params, fewshot, task, schedule, ctx)
+        finetune(model, params, fewshot, task, config.schedule(), ctx)
         trainable = count_parameters(params)
         if config.merge:
             merge_parametrizations(model.module)

@@ -14,25 +14,23 @@ The text tower is not used by the head and stays as it is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
-from clipbench.training import Schedule, count_parameters, finetune
+from clipbench.config import FINETUNE_LR_GRID, AdamWRecipe, option
+from clipbench.training import count_parameters, finetune
 
 
 @dataclass(frozen=True)
-class LPFTConfig:
-    probe_c: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0)  # logistic-regression C grid, chosen on validation
-    lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate of stage 2 (encoder and head)",
-                                             "search": [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4]})
-    weight_decay: float = 0.1
-    batch_size: int = 32
-    epochs: int = 20
-    warmup_fraction: float = 0.1
+class LPFTConfig(AdamWRecipe):
+    lr: float = option(1e-5, "AdamW learning rate of stage 2 (encoder and head)", search=FINETUNE_LR_GRID,
+                       source="clipbench's FT baseline (FLYP's recipe)")
+    probe_c: tuple[float, ...] = option((0.1, 1.0, 10.0, 100.0, 1000.0),
+                                        "stage 1: logistic-regression C values, one chosen on validation")
 
 
 def linear_probe_stage(model, fewshot, task, config) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -91,9 +89,7 @@ class LPFT(Method):
         def head_logits(m, images, t):
             return m.encode_image(images) @ weight.T + bias
 
-        schedule = Schedule("adamw", config.lr, config.weight_decay, batch_size=config.batch_size,
-                            epochs=config.epochs, warmup_fraction=config.warmup_fraction)
-        finetune(model, visual + [weight, bias], fewshot, task, schedule, ctx, logits_fn=head_logits)
+        finetune(model, visual + [weight, bias], fewshot, task, config.schedule(), ctx, logits_fn=head_logits)
         model.module.requires_grad_(False)
         weight, bias = weight.detach(), bias.detach()
         adapted = ImageHead(model, task, weight, bias, count_parameters(visual) + weight.numel() + bias.numel())

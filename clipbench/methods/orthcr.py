@@ -30,7 +30,7 @@ Cutout of a square half the image side (DeVries & Taylor's CIFAR setting).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -41,22 +41,22 @@ from clipbench.errors import ClipbenchError
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 from clipbench.methods.attention import attention_layers, merge_parametrizations
-from clipbench.training import Schedule, clip_logits, count_parameters, finetune
+from clipbench.config import MethodConfig, option
+from clipbench.training import clip_logits, count_parameters, finetune
 
 
 @dataclass(frozen=True)
-class OrthCRConfig:
-    block_size: int = 32
-    kl_weight: float = 1.0
-    cutout_fraction: float = field(default=0.5, metadata={
-        "help": "Cutout square side as a fraction of the image side (DeVries & Taylor's CIFAR setting 0.5)",
-        "search": [0.125, 0.5], "bounds": (0.0, 1.0)})
-    lr: float = field(default=1e-3, metadata={
-        "help": "AdamW learning rate of the rotation generators (OFT's range)",
-        "search": [1e-4, 3e-4, 1e-3, 3e-3]})
-    weight_decay: float = 0.0
-    batch_size: int = 32
-    epochs: int = 20
+class OrthCRConfig(MethodConfig):
+    block_size: int = option(32, "side of each diagonal block of the rotation")
+    kl_weight: float = option(1.0, "weight of the KL pull toward the frozen branch (cross-regularisation)")
+    cutout_fraction: float = option(0.5, "Cutout square side as a fraction of the image side",
+                                    search=[0.125, 0.5], bounds=(0.0, 1.0),
+                                    source="DeVries & Taylor's CIFAR setting: 0.5")
+    lr: float = option(1e-3, "AdamW learning rate of the rotation generators", search=[1e-4, 3e-4, 1e-3, 3e-3],
+                       source="OFT's range")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    batch_size: int = option(32, "images per step")
+    epochs: int = option(20, "passes over the support set")
 
 
 def cayley(skew: torch.Tensor) -> torch.Tensor:
@@ -158,8 +158,7 @@ class OrthCR(Method):
             return config.kl_weight * F.kl_div(F.log_softmax(logits, -1), F.log_softmax(target, -1),
                                                log_target=True, reduction="batchmean")
 
-        schedule = Schedule("adamw", config.lr, config.weight_decay, batch_size=config.batch_size,
-                            epochs=config.epochs)
+        schedule = config.schedule()
         finetune(model, params, fewshot, task, schedule, ctx, logits_fn=clip_logits,
                  augment=lambda x, g: cutout(x, size, g)[0], extra_loss=regulariser)
         merge_parametrizations(model.module)

@@ -18,28 +18,29 @@ per-tensor top-k candidates, so no concatenated dense score vector is built.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
-from clipbench.training import Schedule, clip_logits, finetune
+from clipbench.config import MethodConfig, option
+from clipbench.training import clip_logits, finetune
 
 EXCLUDED = ("logit_scale",)  # not part of either tower
 
 
 @dataclass(frozen=True)
-class SAFTConfig:
-    sparsity: float = 0.001
-    lr: float = field(default=5e-6, metadata={
-        "help": "AdamW learning rate of the masked entries (paper: 5e-6)",
-        "search": [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3]})
-    batch_size: int = 32
-    epochs: int = 20
-    grad_clip: float = 1.0
-    mask_batch_size: int = 128
+class SAFTConfig(MethodConfig):
+    sparsity: float = option(0.001, "share of all weights in the mask (the largest zero-shot gradients)",
+                             source="SAFT: 0.1%")
+    lr: float = option(5e-6, "AdamW learning rate of the masked entries",
+                       search=[1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3], source="SAFT: 5e-6")
+    batch_size: int = option(32, "images per step")
+    epochs: int = option(20, "passes over the support set")
+    grad_clip: float = option(1.0, "gradient norm clip")
+    mask_batch_size: int = option(128, "images per gradient pass while choosing the mask (the sum is the same)")
 
 
 def tower_parameters(module: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
@@ -109,8 +110,7 @@ class SAFT(Method):
                 flat[idx] = kept
 
         # No weight decay: AdamW's decoupled decay would move every entry of a tensor, masked or not.
-        schedule = Schedule("adamw", config.lr, 0.0, batch_size=config.batch_size, epochs=config.epochs,
-                            grad_clip=config.grad_clip)
+        schedule = config.schedule(weight_decay=0.0)
         finetune(model, [p for p, _ in trained], fewshot, task, schedule, ctx, after_backward=mask_gradients)
         model.module.requires_grad_(False)
         adapted = Adapted(model, trainable=k, task=task)

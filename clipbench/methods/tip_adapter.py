@@ -22,25 +22,28 @@ augmentation pipeline): keys are the plain support embeddings.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 
 
 @dataclass(frozen=True)
-class TipAdapterFConfig:
-    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the cache keys (paper: 0.001)",
-                                             "search": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]})
-    epochs: int = field(default=20, metadata={"help": "fine-tuning epochs; 0 is the training-free Tip-Adapter"})
-    batch_size: int = 256
-    init_alpha: float = 1.17
-    init_beta: float = 1.0
-    search_scale: tuple[float, float] = (7.0, 3.0)  # (beta, alpha) upper ends of the validation search
-    search_steps: tuple[int, int] = (200, 20)
+class TipAdapterFConfig(MethodConfig):
+    lr: float = option(1e-3, "AdamW learning rate of the cache keys", search=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+                       source="Tip-Adapter: 0.001")
+    epochs: int = option(20, "fine-tuning epochs; 0 is the training-free Tip-Adapter", source="Tip-Adapter-F: 20")
+    batch_size: int = option(256, "cache entries per step", source="Tip-Adapter-F: 256")
+    init_alpha: float = option(1.17, "residual ratio alpha before the validation search", source="released configs")
+    init_beta: float = option(1.0, "sharpness beta before the validation search", source="released configs")
+    search_scale: tuple[float, float] = option((7.0, 3.0), "(beta, alpha) upper ends of the validation search",
+                                               source="released configs")
+    search_steps: tuple[int, int] = option((200, 20), "(beta, alpha) grid points of the validation search",
+                                           source="released configs")
 
 
 def cache_logits(features: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, beta: float) -> torch.Tensor:

@@ -12,24 +12,21 @@ available: ``adapted.at(alpha)`` is the model at any other mixing coefficient.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
-from clipbench.training import Schedule, count_parameters, finetune
+from clipbench.config import FINETUNE_LR_GRID, AdamWRecipe, option
+from clipbench.training import count_parameters, finetune
 
 
 @dataclass(frozen=True)
-class WiseFTConfig:
-    alpha: float = field(default=0.5, metadata={"help": "mixing coefficient (paper: 0.5); 0 zero-shot, 1 fine-tuned"})
-    lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate of the fine-tuning run",
-                                             "search": [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4]})
-    weight_decay: float = 0.1
-    batch_size: int = 32
-    epochs: int = 20
-    warmup_fraction: float = 0.1
+class WiseFTConfig(AdamWRecipe):
+    lr: float = option(1e-5, "AdamW learning rate of the fine-tuning run", search=FINETUNE_LR_GRID,
+                       source="FLYP's recipe, as clipbench's FT baseline")
+    alpha: float = option(0.5, "mixing coefficient: 0 is zero-shot, 1 the fine-tuned model", source="WiSE-FT: 0.5")
 
 
 class WeightEnsemble(Adapted):
@@ -58,9 +55,7 @@ class WiseFT(Method):
     def adapt(self, model, fewshot, task, config, ctx):
         zero_shot = {k: v.detach().clone() for k, v in model.module.state_dict().items() if v.is_floating_point()}
         params = list(model.module.parameters())
-        schedule = Schedule("adamw", config.lr, config.weight_decay, batch_size=config.batch_size,
-                            epochs=config.epochs, warmup_fraction=config.warmup_fraction)
-        finetune(model, params, fewshot, task, schedule, ctx)
+        finetune(model, params, fewshot, task, config.schedule(), ctx)
         direction = {}
         with torch.no_grad():
             for key, value in model.module.state_dict().items():

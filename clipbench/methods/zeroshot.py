@@ -2,12 +2,13 @@
 
 from dataclasses import dataclass
 
+from clipbench.config import MethodConfig
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 
 
 @dataclass(frozen=True)
-class ZeroShotConfig:
+class ZeroShotConfig(MethodConfig):
     """No options: prompts are the task's templates, averaged per class (Radford et al. 2021, sec. 3.1.4)."""
 
 

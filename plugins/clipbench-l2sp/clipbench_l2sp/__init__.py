@@ -4,24 +4,21 @@ Li, Grandvalet, Davoine, "Explicit Inductive Bias for Transfer Learning with
 Convolutional Networks", ICML 2018: the loss adds alpha / 2 * ||w - w0||^2 over
 the pretrained weights w0 (the paper's L2-SP; its beta term on new layers does
 not apply, CLIP adds none).  alpha = 0.01 as in the paper's main setting.
+
+A complete third-party method: it imports only from ``clipbench`` (the public API).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import torch
-
-from clipbench import hookimpl
-from clipbench.method import Adapted, Method
-from clipbench.training import Schedule, count_parameters, finetune
+from clipbench import Adapted, AdamWRecipe, Method, count_parameters, finetune, hookimpl, option
 
 
 @dataclass(frozen=True)
-class L2SPConfig:
-    alpha: float = field(default=0.01, metadata={"help": "strength of the pull toward the pretrained weights"})
+class L2SPConfig(AdamWRecipe):
+    alpha: float = option(0.01, "strength of the pull toward the pretrained weights", source="L2-SP: 0.01")
     # the search space `clipbench tune` chooses from on validation data, like a built-in's
-    lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate", "search": [1e-6, 1e-5, 1e-4, 1e-3]})
-    batch_size: int = 32
-    epochs: int = 20
+    lr: float = option(1e-5, "AdamW learning rate", search=[1e-6, 1e-5, 1e-4, 1e-3])
+    weight_decay: float = option(0.0, "no decay: the pull toward w0 replaces it")
 
 
 class L2SP(Method):
@@ -37,8 +34,7 @@ class L2SP(Method):
         def pull(images, labels, logits):
             return config.alpha / 2 * sum((p - s).pow(2).sum() for p, s in zip(params, start))
 
-        schedule = Schedule("adamw", config.lr, 0.0, batch_size=config.batch_size, epochs=config.epochs)
-        finetune(model, params, fewshot, task, schedule, ctx, extra_loss=pull)
+        finetune(model, params, fewshot, task, config.schedule(), ctx, extra_loss=pull)
         return Adapted(model, trainable=count_parameters(params), task=task)
 
 
