@@ -10,8 +10,15 @@ through the ``clipbench`` entry-point group::
 
 Registration hooks hand you a ``register`` callback instead of asking for a
 return value, so clipbench keeps control of names: a clash raises a clear error
-naming both plugins.  Reporting hooks are called for every plugin; their return
-values are ignored.
+naming both plugins.  Every hook is called through pluggy, so ``tryfirst`` /
+``trylast`` and hook wrappers work as in pytest.
+
+Reporting hooks (``clipbench_run_*``, ``clipbench_cell_finished``,
+``clipbench_epoch_finished``) are for trackers and loggers: they are called for
+every plugin, their return values are ignored, and the records they receive are
+read-only views (mutating one raises ``TypeError``; ``json.dumps`` works on them).
+A *run* is one method on one suite with one model and setting: one result file.
+A command with three methods runs three runs, one after the other.
 """
 
 from __future__ import annotations
@@ -71,10 +78,18 @@ def clipbench_register_models(register: Callable) -> None:
 
 @hookspec
 def clipbench_run_started(run: dict) -> None:
-    """Called once before the first cell of a run, with the run's config and provenance.
+    """Called once per run, before its first cell is computed (also when resuming a run whose cells are
+    partly done: ``run["cells"]`` holds those), with the run's config and provenance.
 
     Use it to open an experiment in an external tracker.
     """
+
+
+@hookspec
+def clipbench_epoch_finished(run: dict, task: str, seed: int, epoch: int, epochs: int, loss: float) -> None:
+    """Called after every epoch of a method that trains with the shared loop (``clipbench.finetune``),
+    with the mean training loss of that epoch: a tracker's loss curve.  Methods with their own loops
+    report through ``ctx.epoch_finished(epoch, epochs, loss)``, which calls this hook."""
 
 
 @hookspec
@@ -88,4 +103,12 @@ def clipbench_cell_finished(run: dict, cell: dict) -> None:
 
 @hookspec
 def clipbench_run_finished(run: dict, summary: dict) -> None:
-    """Called once when every cell of a run is done, with the per-task summary."""
+    """Called once when every cell of a run is done, with the merged result (``run``: what the result file
+    holds) and its summary (``clipbench.scoring.summarise``)."""
+
+
+@hookspec
+def clipbench_run_failed(run: dict, error: str) -> None:
+    """Called when a run stops on an error (a cell that raised, a disk that filled) before the error
+    reaches the user; ``error`` is its one-line message.  Cells finished before it are saved.  Not called
+    on Ctrl-C."""

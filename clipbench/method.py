@@ -34,12 +34,15 @@ class AdaptContext:
     """What the harness hands a method besides its inputs.
 
     ``progress(done, total)`` reports training progress (the CLI draws the bar);
-    ``generator`` is seeded from the cell's seed, for every random draw a method makes.
+    ``epoch_finished(epoch, epochs, loss)`` reports an epoch's mean training loss
+    (trackers plot it; the shared loop calls it for you); ``generator`` is seeded
+    from the cell's seed, for every random draw a method makes.
     """
 
     device: torch.device
     seed: int
     progress: Callable[[int, int], None] = lambda done, total: None
+    epoch_finished: Callable[[int, int, float], None] = lambda epoch, epochs, loss: None
 
     def __post_init__(self) -> None:
         self.generator = torch.Generator().manual_seed(self.seed)

@@ -25,7 +25,7 @@ EMBEDDED = "clipbench-tiny"
 EMBEDDED_CONFIG = ASSETS / f"{EMBEDDED}.json"
 EMBEDDED_WEIGHTS = ASSETS / f"{EMBEDDED}.pt.xz"
 EMBEDDED_SHA256 = ASSETS / f"{EMBEDDED}.pt.xz.sha256"
-EMBEDDED_TAG = "world"
+EMBEDDED_TAG = "world-real"  # pretrained on the procedural world and the shipped real images
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -260,6 +260,30 @@ def _load_open_clip(name: str, pretrained: str | None, checkpoint: str | None, d
     mean = tuple(norm.mean) if norm is not None else OPENAI_MEAN
     std = tuple(norm.std) if norm is not None else OPENAI_STD
     return ClipModel(module, open_clip.get_tokenizer(name), name, source or "random", mean, std)
+
+
+def open_clip_catalogue() -> list[tuple[str, list[str], list[str]]]:
+    """Every open_clip architecture with its pretrained tags and the tags whose weights are already on this
+    machine (the Hugging Face hub cache or open_clip's URL cache): (arch, tags, offline tags)."""
+    import open_clip
+
+    cache = Path(_hf_cache_dir())
+    cached = {p.name for p in cache.glob("models--*")} if cache.is_dir() else set()
+    by_arch: dict[str, list[str]] = {}
+    for arch, tag in open_clip.list_pretrained():
+        by_arch.setdefault(arch, []).append(tag)
+    out = []
+    for arch in sorted(by_arch):
+        offline = []
+        for tag in by_arch[arch]:
+            cfg = open_clip.get_pretrained_cfg(arch, tag) or {}
+            parts = cfg.get("hf_hub", "").strip("/").split("/")
+            repo = f"models--{parts[0]}--{parts[1]}" if len(parts) >= 2 and parts[1] else None
+            url_file = Path.home() / ".cache" / "clip" / Path(cfg.get("url") or "-").name
+            if (repo and repo in cached) or url_file.is_file():
+                offline.append(tag)
+        out.append((arch, by_arch[arch], offline))
+    return out
 
 
 def _first_line(exc: Exception) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -82,12 +83,40 @@ def plugin_name(pm: pluggy.PluginManager, plugin: object) -> str:
     return repr(plugin)
 
 
+class FrozenDict(dict):
+    """A dict that refuses changes: what reporting hooks receive (``json.dumps`` still works on it)."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("clipbench hands hooks read-only records; copy one (copy.deepcopy) to change it")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
+
+    def __deepcopy__(self, memo):
+        import copy
+
+        return {k: copy.deepcopy(v, memo) for k, v in self.items()}
+
+
+def frozen(record):
+    """A read-only deep view of a result record: dicts frozen, lists as tuples."""
+    if isinstance(record, dict):
+        return FrozenDict({k: frozen(v) for k, v in record.items()})
+    if isinstance(record, (list, tuple)):
+        return tuple(frozen(v) for v in record)
+    return record
+
+
 @dataclass
 class ModelSource:
+    """A model a plugin contributes: how to load it, and the pretrained tags it knows (with whether each is
+    available offline; None: unknown)."""
+
     name: str
     loader: Callable
     description: str
     plugin: str
+    tags: tuple[str, ...] = ()
+    available: bool | None = None
 
 
 @dataclass
@@ -138,14 +167,28 @@ def collect(pm: pluggy.PluginManager | None = None) -> Registry:
         table[name] = value
         reg.owners[(kind, name)] = plugin
 
-    for impl in pm.hook.clipbench_register_methods.get_hookimpls():
-        owner = plugin_name(pm, impl.plugin)
-        impl.function(register=lambda m, owner=owner: add("method", reg.methods, getattr(m, "name", None), m, owner))
-    for impl in pm.hook.clipbench_register_suites.get_hookimpls():
-        owner = plugin_name(pm, impl.plugin)
-        impl.function(register=lambda s, owner=owner: add("suite", reg.suites, getattr(s, "name", None), s, owner))
-    for impl in pm.hook.clipbench_register_models.get_hookimpls():
-        owner = plugin_name(pm, impl.plugin)
-        impl.function(register=lambda name, loader, description="", owner=owner: add(
-            "model", reg.models, name, ModelSource(name, loader, description, owner), owner))
+    # Each registration hook is called through pluggy (so hook wrappers and tryfirst/trylast apply); to name
+    # owners in a clash, ``register`` finds which plugin's implementation called it on the call stack.
+    for hook, kind, table in (("clipbench_register_methods", "method", reg.methods),
+                              ("clipbench_register_suites", "suite", reg.suites),
+                              ("clipbench_register_models", "model", reg.models)):
+        caller = getattr(pm.hook, hook)
+        owners = {impl.function.__code__: plugin_name(pm, impl.plugin) for impl in caller.get_hookimpls()}
+
+        def owner() -> str:
+            frame = sys._getframe(2)
+            while frame is not None:
+                if frame.f_code in owners:
+                    return owners[frame.f_code]
+                frame = frame.f_back
+            return "an unknown plugin"
+
+        if kind == "model":
+            def register(name, loader, description="", *, tags=(), available=None, table=table):
+                who = owner()
+                add("model", table, name, ModelSource(name, loader, description, who, tuple(tags), available), who)
+        else:
+            def register(obj, kind=kind, table=table):
+                add(kind, table, getattr(obj, "name", None), obj, owner())
+        caller(register=register)
     return reg

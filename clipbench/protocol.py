@@ -218,13 +218,16 @@ def set_chance(images: ImageSet, task: Task) -> float:
 
 
 def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task, seed: int, shots: int,
-             evaluator: Evaluator, device: torch.device, reporter: Reporter) -> dict:
-    """Adapt on one k-shot sample and score the adapted model everywhere."""
+             evaluator: Evaluator, device: torch.device, reporter: Reporter,
+             on_epoch: Callable[[int, int, float], None] | None = None) -> dict:
+    """Adapt on one k-shot sample and score the adapted model everywhere (``on_epoch``: training losses)."""
     train_task, new_task = task_views(task)
     fewshot = sample_fewshot(train_task.train.value, train_task.num_classes, shots, seed, task.name)
     fewshot.features_from = evaluator.pretrained_features
     torch.manual_seed(seed)
     ctx = AdaptContext(device=device, seed=seed, progress=reporter.stage(f"adapt {method.name} on {task.name}", 1))
+    if on_epoch is not None:
+        ctx.epoch_finished = on_epoch
     working = model.clone()
     total_params = working.num_parameters()
     with PeakMemory(device) as mem:

@@ -16,11 +16,11 @@ from pathlib import Path
 import pluggy
 import torch
 
-from clipbench import protocol, results, scoring, tuning
+from clipbench import protocol, results, tuning
 from clipbench.cache import EmbeddingCache
 from clipbench.errors import ClipbenchError
 from clipbench.models import ClipModel, load_model
-from clipbench.plugins import Registry
+from clipbench.plugins import Registry, frozen
 from clipbench.store import RunStore
 from clipbench.tasks import Suite, Task, default_data_dir
 
@@ -221,26 +221,38 @@ def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
         store = RunStore(Path(request.out_dir), run_config)
         guarded_io(store.merged_path, lambda: store.open(provenance(model_fp, p, method, p.device, tuning_prov)))
         done = store.done()
-        pm.hook.clipbench_run_started(run=store.merged())
-        for task in p.tasks:
-            if store.reference(task.name) is None:
-                ref = protocol.zeroshot_reference(model, p.suite, task, evaluator)
-                guarded_io(store.merged_path, lambda: store.put_reference(task.name, ref, data_fingerprints(p.suite, task)))
-        for task in p.tasks:
-            for seed in request.seeds:
-                if (task.name, seed) in done:
+        pm.hook.clipbench_run_started(run=frozen(store.merged()))
+        try:
+            for task in p.tasks:
+                if store.reference(task.name) is None:
+                    ref = protocol.zeroshot_reference(model, p.suite, task, evaluator)
+                    guarded_io(store.merged_path,
+                               lambda: store.put_reference(task.name, ref, data_fingerprints(p.suite, task)))
+            for task in p.tasks:
+                for seed in request.seeds:
+                    if (task.name, seed) in done:
+                        finished += 1
+                        continue
+                    run_view = frozen(store.merged())
+
+                    def on_epoch(epoch, epochs, loss, task=task.name, seed=seed, run_view=run_view):
+                        pm.hook.clipbench_epoch_finished(run=run_view, task=task, seed=seed, epoch=epoch,
+                                                         epochs=epochs, loss=float(loss))
+
+                    cell = protocol.run_cell(method, configs[task.name], model, p.suite, task, seed, request.shots,
+                                             evaluator, p.device, reporter, on_epoch=on_epoch)
+                    cell["method"] = method.name
+                    guarded_io(store.merged_path, lambda: (store.put_cell(cell), store.write_merged()))
                     finished += 1
-                    continue
-                cell = protocol.run_cell(method, configs[task.name], model, p.suite, task, seed, request.shots,
-                                         evaluator, p.device, reporter)
-                cell["method"] = method.name
-                guarded_io(store.merged_path, lambda: (store.put_cell(cell), store.write_merged()))
-                finished += 1
-                reporter.cell_finished(finished, total_cells, method.name, cell)
-                pm.hook.clipbench_cell_finished(run=store.merged(), cell=cell)
-        guarded_io(store.merged_path, store.write_merged)
+                    reporter.cell_finished(finished, total_cells, method.name, cell)
+                    pm.hook.clipbench_cell_finished(run=frozen(store.merged()), cell=frozen(cell))
+            guarded_io(store.merged_path, store.write_merged)
+        except Exception as exc:
+            pm.hook.clipbench_run_failed(run=frozen(store.merged()), error=str(exc).splitlines()[0] if str(exc)
+                                         else type(exc).__name__)
+            raise
         merged = results.load_result(store.merged_path)
-        pm.hook.clipbench_run_finished(run=merged, summary=merged["summary"])
+        pm.hook.clipbench_run_finished(run=frozen(merged), summary=frozen(merged["summary"]))
         paths.append(store.merged_path)
     return paths
 

@@ -496,6 +496,9 @@ def _against_known(p: Problems, cfg: dict, refs: dict, known: dict) -> None:
                           "this pretrained model scores")
         if "chance" in want and ref.get("chance") != want["chance"]:
             p.add(f"reference.{task}.chance: differs from the task's chance levels")
+        if "correct" in want and ref.get("correct") != want["correct"]:
+            p.add(f"reference.{task}.correct: the images the pretrained model gets right differ from what this "
+                  "pretrained model is known to get right")
 
 
 def _close(a, b, tol: float = 1e-3) -> bool:

@@ -188,12 +188,69 @@ def _local(fields, cells, options, report, log) -> None:
                              "finished cell is saved. Run the same command again to run only what is missing.") from None
 
 
+ACTIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED",
+                       "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT"}
+SUBMITTED = "submitted.json"  # in OUT/.submitit: cell -> job id of the last submission
+
+
+def _cell_key(cell: Cell) -> str:
+    return "/".join(map(str, cell))
+
+
+def _job_state(folder: Path, job_id: str) -> str:
+    """Slurm's state of a submitted job (through submitit, which asks sacct/squeue); UNKNOWN if it cannot tell."""
+    import submitit
+
+    try:
+        return str(submitit.SlurmJob(folder=folder, job_id=job_id).state).split()[0].upper()
+    except Exception:  # no Slurm here, or the job is long gone from its accounting
+        return "UNKNOWN"
+
+
+def still_queued(folder: Path, cells: list[Cell], state=_job_state) -> dict[Cell, str]:
+    """Cells whose last submission is still pending or running on Slurm: resubmitting them would run them twice."""
+    import json
+
+    try:
+        submitted = json.loads((folder / SUBMITTED).read_text())
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for cell in cells:
+        job_id = submitted.get(_cell_key(cell)) if isinstance(submitted, dict) else None
+        if isinstance(job_id, str) and state(folder, job_id) in ACTIVE_SLURM_STATES:
+            out[cell] = job_id
+    return out
+
+
+def _record_submitted(folder: Path, jobs, cells: list[Cell]) -> None:
+    import json
+
+    path = folder / SUBMITTED
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        record = {}
+    record.update({_cell_key(c): str(j.job_id) for j, c in zip(jobs, cells)})
+    from clipbench import results
+
+    results.write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
 def _slurm(fields, cells, options, report, log) -> None:
     try:
         import submitit
     except ImportError:
         raise ClipbenchError("--executor slurm needs submitit: pip install 'clipbench[slurm]'.") from None
     folder = Path(fields["out_dir"]) / ".submitit"
+    folder.mkdir(parents=True, exist_ok=True)
+    queued = still_queued(folder, cells) if options.extra.get("cluster") in (None, "slurm") else {}
+    if queued:
+        log(f"{len(queued)} cell(s) are still queued or running from an earlier submission (jobs "
+            f"{', '.join(sorted(set(queued.values()))[:5])}): not submitted again")
+        cells = [c for c in cells if c not in queued]
+        if not cells:
+            return
     executor = submitit.AutoExecutor(folder=folder, cluster=options.extra.get("cluster"))
     params = dict(timeout_min=options.time_min, mem_gb=options.mem_gb, cpus_per_task=options.cpus,
                   slurm_array_parallelism=options.parallelism, name="clipbench")
@@ -203,6 +260,7 @@ def _slurm(fields, cells, options, report, log) -> None:
         params["slurm_partition"] = options.partition
     executor.update_parameters(**params)
     jobs = executor.map_array(CellJob(), [fields] * len(cells), [[c] for c in cells], [options.cpus] * len(cells))
+    _record_submitted(folder, jobs, cells)
     log(f"submitted {len(jobs)} job(s)" + (f", array {jobs[0].job_id.split('_')[0]}" if jobs else "")
         + f"; submitit logs in {folder}")
     if not options.wait:
@@ -238,7 +296,16 @@ def _ray(fields, cells, options, report, log) -> None:
         refs = list(pending_refs)
         while refs:
             ready, refs = ray.wait(refs, num_returns=1)
-            ray.get(ready[0])
+            try:
+                ray.get(ready[0])
+            except Exception as exc:  # RayTaskError wraps the cell's own error; the finished cells are saved
+                cause = getattr(exc, "cause", None) or exc
+                if isinstance(cause, ClipbenchError):
+                    raise cause from None
+                raise ClipbenchError(f"The cell {_cell_key(pending_refs[ready[0]])} failed on Ray "
+                                     f"({type(cause).__name__}: {str(cause).splitlines()[0][:200] if str(cause) else ''}); "
+                                     "every finished cell is saved. Run the same command again to run only what "
+                                     "is missing.") from None
             report(pending_refs[ready[0]])
     finally:
         if started_here:

@@ -22,7 +22,6 @@ import pytest
 
 def parameter_changes(before, after, skip=()) -> tuple[int, int]:
     """(entries that differ, entries of the tensors that differ) between two modules' parameters."""
-    import torch
 
     a, b = dict(before.named_parameters()), dict(after.named_parameters())
     assert a.keys() == b.keys(), "adapt() must keep the model's parameter names (merge parametrizations)"

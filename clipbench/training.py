@@ -131,6 +131,7 @@ def finetune(
     images, labels = fewshot.images.to(ctx.device), fewshot.labels.to(ctx.device)
     model.module.train()
     losses, step = [], 0
+    per_epoch = steps_per_epoch(n, schedule.batch_size)
     for idx in minibatches(n, schedule.batch_size, schedule.epochs, ctx.generator, ctx.device):
         x = images[idx]
         if augment is not None:
@@ -153,6 +154,8 @@ def finetune(
         losses.append(float(loss.detach()))
         step += 1
         ctx.progress(step, total)
+        if step % per_epoch == 0:
+            ctx.epoch_finished(step // per_epoch, schedule.epochs, sum(losses[-per_epoch:]) / per_epoch)
     opt.zero_grad(set_to_none=True)  # an adapted model carries no gradients into evaluation
     model.module.eval()
     return losses

@@ -130,16 +130,19 @@ def comparison_table(results: list[dict]) -> Table:
     """One row per result: the suite numbers of scoring.py (mean over tasks of seed means, ± std over seeds)."""
     from clipbench import scoring
 
-    table = Table(title="Suite means over tasks (each a mean over seeds; ± std over seeds)")
-    for col in ("method", "ID", "+ID", "shift", "+OOD", "forget", "score", "train%", "adapt s"):
-        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=col == "method")
+    table = Table(title="Suite means over tasks (each a mean over seeds; ± std over seeds)",
+                  caption="score 95%: bootstrap over test images and seeds")
+    for col in ("method", "ID", "+ID", "shift", "+OOD", "forget", "score", "score 95%", "train%", "adapt s"):
+        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=col in ("method", "score 95%"))
     for r in results:
         o = scoring.summarise(r["cells"], r["reference"])["overall"]
+        ci = scoring.bootstrap({"run": (r["cells"], r["reference"])})["score"].get("run")
 
         def cell(key, digits=1):
             return fmt(o.get(key), digits)
 
         table.add_row(escape(r["config"]["method"]), cell("id"), cell("id_gain"), cell("mean_shift"),
-                      cell("ood_gain"), cell("mean_forgetting"), cell("score"), cell("trainable_pct", 3),
+                      cell("ood_gain"), cell("mean_forgetting"), cell("score"),
+                      f"[{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "-", cell("trainable_pct", 3),
                       cell("adapt_seconds"))
     return table

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from clipbench import results, scoring
+from clipbench.models import EMBEDDED
 
 
 def draw_seed(data: dict) -> int:
@@ -62,7 +63,7 @@ def verify(data: dict, registry, pm, seeds: list[int] | None = None, tolerance: 
     with tempfile.TemporaryDirectory() as tmp:
         request = runner.RunRequest(methods=[cfg["method"]], suite=cfg["suite"], tasks=cfg["tasks"],
                                     shots=cfg["shots"], seeds=list(seeds), model=cfg["model"],
-                                    pretrained=None if cfg["pretrained"] in ("world", "random") else cfg["pretrained"],
+                                    pretrained=None if cfg["model"] == EMBEDDED or cfg["pretrained"] == "random" else cfg["pretrained"],
                                     out_dir=Path(tmp), options={cfg["method"]: options},
                                     precision=cfg.get("precision", "fp32"), data=data_root,
                                     tuned=cfg.get("tuned") or {})

@@ -23,7 +23,7 @@ def test_help_explains_every_run_option(capsys):
     (["run", "--method", "sfat"], "Unknown method 'sfat'"),
     (["run", "--method", "zeroshot", "--suite", "nope"], "Unknown suite 'nope'"),
     (["run", "--method", "zeroshot", "--task", "shapes"], "Unknown task 'shapes'"),
-    (["run", "--method", "zeroshot", "--task", "size", "--shots", "500"], "Use --shots"),
+    (["run", "--method", "zeroshot", "--task", "shape", "--shots", "500"], "Use --shots"),
     (["run", "--method", "zeroshot", "--checkpoint", "/nonexistent/w.pt"], "looked for /nonexistent/w.pt"),
     (["run", "--method", "zeroshot", "--device", "tpu"], "Unknown device 'tpu'"),
     (["run", "--method", "zeroshot", "--option", "full-ft.lr=1"], "not among --method"),
@@ -65,7 +65,7 @@ def test_bad_arguments_are_one_line_and_exit_2(capsys, argv, message):
 
 
 def test_seeds_are_a_list_never_a_count():
-    from clipbench.cli import _seed_list
+    from clipbench.commands.common import seed_list as _seed_list
 
     assert _seed_list("2") == [2]  # seed 2, not seeds 1 and 2: --seeds $SLURM_ARRAY_TASK_ID runs one seed
     assert _seed_list("1-3,7") == [1, 2, 3, 7]
@@ -81,9 +81,9 @@ def test_list_methods_shows_builtins_and_third_party(capsys):
 
 
 def test_a_damaged_cell_file_names_its_path_and_a_damaged_merged_file_is_rebuilt(capsys, tmp_path):
-    argv = ["run", "--method", "zeroshot", "--task", "size", "--shots", "1", "--seeds", "1", "--out", str(tmp_path)]
+    argv = ["run", "--method", "zeroshot", "--task", "shape", "--shots", "1", "--seeds", "1", "--out", str(tmp_path)]
     code, out, _ = run_cli(capsys, *argv)
-    assert code == 0 and "size" in out
+    assert code == 0 and "shape" in out
     [path] = list(tmp_path.glob("*.json"))
     good = path.read_text()
     path.write_text(good[:100])  # the merged file is rebuilt from the run's cell files
@@ -116,7 +116,7 @@ def test_report_shows_runs_and_plots(capsys, tmp_path):
 
 
 def _result_file(tmp_path, capsys):
-    argv = ["run", "--method", "zeroshot", "--task", "size", "--shots", "1", "--seeds", "1", "--out", str(tmp_path)]
+    argv = ["run", "--method", "zeroshot", "--task", "shape", "--shots", "1", "--seeds", "1", "--out", str(tmp_path)]
     code, _, _ = run_cli(capsys, *argv)
     assert code == 0
     [path] = list(tmp_path.glob("*.json"))
@@ -243,7 +243,7 @@ def test_a_full_disk_loses_no_finished_cell(capsys, tmp_path, monkeypatch):
         return real(path, data)
 
     monkeypatch.setattr(results, "write_atomic", full)
-    argv = ["run", "--method", "zeroshot", "--task", "size", "--shots", "1", "--seeds", "1,2", "--out", str(tmp_path)]
+    argv = ["run", "--method", "zeroshot", "--task", "shape", "--shots", "1", "--seeds", "1,2", "--out", str(tmp_path)]
     code, out, err = run_cli(capsys, *argv)
     [path] = list(tmp_path.glob("*.json"))
     assert code == 2 and "Could not write the result file" in err and path.name in err.replace("\n", "")

@@ -375,3 +375,36 @@ def test_wise_ft_interpolates_weights_and_keeps_the_whole_curve(reg, embedded, s
             assert torch.allclose(zero_shot[key], embedded.module.state_dict()[key], atol=1e-6)
             assert torch.allclose(half[key], 0.5 * zero_shot[key] + 0.5 * tuned[key], atol=1e-6)
     assert any(not torch.equal(zero_shot[k], tuned[k]) for k in half)
+
+
+# lp-ft is absent: its head is a logistic-regression probe on image features, never a class prompt
+TRAINS_AGAINST_CLASS_PROMPTS = ["full-ft", "aclip", "saft", "orthcr", "bitfit", "lora", "clip-adapter", "flyp",
+                                "wise-ft"]
+
+
+@pytest.mark.parametrize("name", TRAINS_AGAINST_CLASS_PROMPTS)
+def test_training_uses_the_tasks_training_prompt_not_its_first_template(reg, embedded, shape_task, name,
+                                                                          monkeypatch):
+    """ImageNet's first template is "itap of a {}."; CoOp, CoCoOp, CLIP-Adapter and the A-CLIP authors' code
+    train with "a photo of a {}.", the task's train_template (SAFT's mask gradient and OrthCR's KL included)."""
+    import dataclasses
+
+    from clipbench.models import ClipModel
+
+    task = dataclasses.replace(shape_task, templates=["itap of a {}.", "a drawing of a {}."],
+                               train_template="a photo of a {}.")
+    seen = []
+    original = ClipModel.tokenize
+    monkeypatch.setattr(ClipModel, "tokenize", lambda self, texts: (seen.extend(texts), original(self, texts))[1])
+    adapt(reg, name, embedded, task, shots=2, epochs=1)
+    assert seen, f"{name} encoded no class prompt"
+    assert not any(t.startswith("itap of a") for t in seen), sorted(set(seen))[:5]
+    assert "a photo of a circle." in seen
+
+
+def test_citations_say_what_is_implemented_and_what_only_resembles(reg):
+    """Honest names: full-ft is not FLYP's loss, linear-probe is not LP++, the kNN adapter is a reconstruction."""
+    assert "not" in reg.method("full-ft").citation and "FLYP" in reg.method("full-ft").citation
+    assert "LP++" in reg.method("linear-probe").citation and "not" in reg.method("linear-probe").citation
+    assert "reconstruct" in reg.method("knn-adapter").citation.lower()
+    assert "contrastive" in reg.method("flyp").summary.lower()

@@ -24,7 +24,7 @@ def test_a_plugin_object_adds_method_suite_and_model(registry):
 
 
 def test_duplicate_names_are_refused_with_both_owners(fake_plugin):
-    from tests.conftest import FakePlugin
+    from tests.fakes import FakePlugin
 
     pm = get_plugin_manager(load_entrypoints=False, extra=[fake_plugin, FakePlugin()])
     with pytest.raises(ClipbenchError, match="Two plugins register the method 'counting'"):
@@ -90,39 +90,117 @@ def test_entry_point_plugins_are_discovered_and_can_be_blocked(monkeypatch, fake
     assert "counting" in collect(get_plugin_manager()).methods
 
 
-def test_every_hookspec_is_documented_and_exercised():
+def _hooks_implemented_in_tests() -> set[str]:
+    """Hook names defined as functions (hook implementations) inside test_* functions of tests/*.py:
+    a test that implements the hook, not a mention in a comment or a string."""
+    import ast
+    from pathlib import Path
+
+    found = set()
+    for path in Path(__file__).parent.glob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                found |= {n.name for n in ast.walk(node) if isinstance(n, ast.FunctionDef)
+                          and n.name.startswith("clipbench_")}
+    return found
+
+
+def test_every_hookspec_is_documented_and_implemented_by_a_test():
     specs = [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("clipbench_")]
-    assert len(specs) >= 6
-    tests = "".join(open(__file__.replace("test_plugins", n)).read() for n in ("test_plugins", "test_runner", "conftest"))
+    assert len(specs) >= 8
+    tested = _hooks_implemented_in_tests()
     for name in specs:
         assert len(inspect.getdoc(getattr(hookspecs, name)) or "") > 60, f"{name} needs a docstring"
-        assert name in tests or name.replace("clipbench_", "") in tests, f"{name} has no test"
+        assert name in tested, f"no test implements the hook {name}"
 
 
-def test_reporting_hooks_are_called(registry, tmp_path):
-    # clipbench_run_started, clipbench_cell_finished and clipbench_run_finished
+def test_registration_goes_through_pluggy_with_wrappers_and_ordering(fake_plugin):
+    from clipbench import hookimpl
+
+    calls = []
+
+    class Ordered:
+        @hookimpl(wrapper=True)
+        def clipbench_register_methods(self, register):
+            calls.append("wrapper before")
+            result = yield
+            calls.append("wrapper after")
+            return result
+
+        @hookimpl(tryfirst=True)
+        def clipbench_register_suites(self, register):
+            calls.append("suites first")
+
+        @hookimpl
+        def clipbench_register_models(self, register):
+            register("tagged-model", lambda **kw: None, "a model with tags", tags=["a", "b"], available=False)
+
+    pm = get_plugin_manager(load_entrypoints=False, extra=[fake_plugin, Ordered()])
+    reg = collect(pm)
+    assert calls[:2] == ["wrapper before", "wrapper after"] and "suites first" in calls
+    assert "counting" in reg.methods  # the wrapped hook still reached every implementation
+    src = reg.models["tagged-model"]
+    assert src.tags == ("a", "b") and src.available is False and src.plugin != "built-in"
+
+
+def test_reporting_hooks_see_every_event_as_read_only_records(registry, tmp_path):
+    import json
+
     from clipbench import hookimpl, runner
 
     seen = []
 
-    class Logger:
+    class Tracker:
         @hookimpl
         def clipbench_run_started(self, run):
             seen.append(("started", run["config"]["method"]))
+            with pytest.raises(TypeError):
+                run["config"]["method"] = "forged"
+            json.dumps(run)
+
+        @hookimpl
+        def clipbench_epoch_finished(self, run, task, seed, epoch, epochs, loss):
+            seen.append(("epoch", task, seed, epoch, epochs))
+            assert loss > 0
 
         @hookimpl
         def clipbench_cell_finished(self, run, cell):
             seen.append(("cell", cell["task"], cell["seed"]))
+            with pytest.raises(TypeError):
+                cell["id"] = 100.0
 
         @hookimpl
         def clipbench_run_finished(self, run, summary):
             seen.append(("finished", sorted(summary["tasks"])))
 
     pm, reg = registry
-    pm.register(Logger())
-    runner.execute(runner.RunRequest(["counting"], suite="mini", shots=2, seeds=[1, 2], out_dir=tmp_path),
-                   reg, pm)
-    assert seen == [("started", "counting"), ("cell", "shape", 1), ("cell", "shape", 2), ("finished", ["shape"])]
+    pm.register(Tracker())
+    runner.execute(runner.RunRequest(["full-ft"], suite="mini", shots=2, seeds=[1], out_dir=tmp_path,
+                                     options={"full-ft": {"epochs": "2"}}), reg, pm)
+    assert seen == [("started", "full-ft"), ("epoch", "shape", 1, 1, 2), ("epoch", "shape", 1, 2, 2),
+                    ("cell", "shape", 1), ("finished", ["shape"])]
+
+
+def test_a_failing_run_is_reported_before_the_error_reaches_the_user(registry, tmp_path, monkeypatch):
+    from clipbench import hookimpl, runner
+    from tests.fakes import CountingMethod
+
+    failures = []
+
+    class Tracker:
+        @hookimpl
+        def clipbench_run_failed(self, run, error):
+            failures.append((run["config"]["method"], error))
+
+    def broken(self, *args):
+        raise RuntimeError("the method broke\nsecond line")
+
+    monkeypatch.setattr(CountingMethod, "adapt", broken)
+    pm, reg = registry
+    pm.register(Tracker())
+    with pytest.raises(RuntimeError):
+        runner.execute(runner.RunRequest(["counting"], suite="mini", shots=2, seeds=[1], out_dir=tmp_path), reg, pm)
+    assert failures == [("counting", "the method broke")]
 
 
 def test_default_plugins_are_modules_with_hooks():

@@ -4,7 +4,7 @@ import pytest
 
 from clipbench import leaderboard, results, runner
 from clipbench.errors import ClipbenchError
-from tests.conftest import CountingMethod
+from tests.fakes import CountingMethod
 
 
 def request(tmp_path, **kw):

@@ -52,7 +52,7 @@ def test_base_new_split_is_cocoop(default_suite):
 
 
 def test_restrict_relabels_and_filters():
-    from tests.conftest import mini_suite
+    from tests.fakes import mini_suite
 
     task = mini_suite().task("shape")
     sub = task.restrict([3, 4, 5], "new")

@@ -7,7 +7,7 @@ import pytest
 from clipbench import results, runner
 from clipbench.errors import ClipbenchError
 from clipbench.store import RunStore, merge
-from tests.conftest import CountingMethod
+from tests.fakes import CountingMethod
 
 
 def run(reg_pm, out, **kw):

@@ -14,7 +14,7 @@ from clipbench import results, runner, scoring, submission
 def valid(tmp_path_factory):
     """One honest result of the fake method on the miniature suite (each test mutates a deep copy)."""
     from clipbench.plugins import collect, get_plugin_manager
-    from tests.conftest import FakePlugin
+    from tests.fakes import FakePlugin
 
     pm = get_plugin_manager(extra=[FakePlugin()])
     reg = collect(pm)

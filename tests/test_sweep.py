@@ -61,6 +61,7 @@ def _children(pid: int) -> list[int]:
 
 def test_a_killed_worker_loses_only_its_cell_and_resubmission_finishes(tmp_path):
     argv = [sys.executable, "-m", "clipbench.cli", "run", "--method", "full-ft", "--option", "full-ft.epochs=3",
+            "--task", "shape", "colour",
             "--seeds", "1,2", "--shots", "4", "--executor", "local", "--workers", "2", "--out", str(tmp_path)]
     env = dict(os.environ, CLIPBENCH_LOAD_PLUGINS="")
     driver = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -82,3 +83,26 @@ def test_a_killed_worker_loses_only_its_cell_and_resubmission_finishes(tmp_path)
     assert all(after[name] == stamp for name, stamp in done_before.items())  # nothing done was recomputed
     [merged] = list(tmp_path.glob("default__full-ft__*.json"))
     assert len(results.load_result(merged)["cells"]) == 4
+
+
+def test_a_cell_still_queued_on_slurm_is_not_submitted_twice(tmp_path):
+    """`--no-wait`, then the same command again: cells whose job is still pending or running are skipped."""
+    import json
+
+    folder = tmp_path / ".submitit"
+    folder.mkdir()
+    (folder / sweep.SUBMITTED).write_text(json.dumps({"saft/shape/1": "41_0", "saft/shape/2": "41_1",
+                                                      "saft/colour/1": "41_2"}))
+    states = {"41_0": "RUNNING", "41_1": "FAILED", "41_2": "PENDING"}
+    cells = [("saft", "shape", 1), ("saft", "shape", 2), ("saft", "colour", 1), ("saft", "colour", 2)]
+    queued = sweep.still_queued(folder, cells, state=lambda f, job: states[job])
+    assert queued == {("saft", "shape", 1): "41_0", ("saft", "colour", 1): "41_2"}
+    (folder / sweep.SUBMITTED).write_text("not json")
+    assert sweep.still_queued(folder, cells, state=lambda f, job: "RUNNING") == {}
+
+
+def test_the_core_never_imports_an_engine():
+    out = subprocess.run([sys.executable, "-c", "import sys, clipbench.cli, clipbench.runner, clipbench.sweep; "
+                          "print(sorted(m for m in ('submitit', 'ray') if m in sys.modules))"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

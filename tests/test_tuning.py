@@ -114,7 +114,7 @@ def test_a_third_party_method_is_tuned_without_touching_a_test_set_and_ranked_as
     assert shape["values"]["scale"] > 0
 
     from clipbench.plugins import collect, get_plugin_manager
-    from tests.conftest import FakePlugin
+    from tests.fakes import FakePlugin
 
     pm = get_plugin_manager(load_entrypoints=False, extra=[FakePlugin(), ScalePlugin()])
     reg = collect(pm)  # fresh suites: evaluation may read the test sets

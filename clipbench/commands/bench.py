@@ -1,0 +1,51 @@
+"""`clipbench bench`: the timed kernels against this machine's matmul peak."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from clipbench.errors import ClipbenchError
+
+
+def add_parser(sub) -> None:
+    bench = sub.add_parser("bench", help="run the timed kernels (pytest-benchmark) and print their table",
+                           description="Times image encoding, the methods' kernels and the metrics, each "
+                                       "beside this machine's fp32 matmul peak measured in the same run.")
+    bench.add_argument("pytest_args", nargs="*", help="extra pytest arguments, e.g. -k encoding")
+
+
+def main(args, console: Console) -> int:
+    import pytest
+
+    where = Path(__file__).resolve().parent.parent / "tests" / "benchmarks"
+    if not where.is_dir():
+        raise ClipbenchError(f"The timed kernels live in the source checkout (looked in {where}); "
+                             "run `clipbench bench` from a clone of the repository.")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "bench.json"
+        code = int(pytest.main([str(where), "-m", "benchmarks", "-q", "--benchmark-columns=min,median",
+                                "--benchmark-sort=name", f"--benchmark-json={report}", *args.pytest_args]))
+        if not report.is_file():
+            return code or 1
+        data = json.loads(report.read_text())
+    table = Table(title="timed kernels (best of rounds) against this machine's fp32 matmul peak, same run")
+    for col in ("kernel", "best ms", "items/s", "GFLOP/s", "peak GFLOP/s", "of peak", "ratio"):
+        table.add_column(col, justify="left" if col in ("kernel", "ratio") else "right", no_wrap=col == "kernel")
+    for b in sorted(data["benchmarks"], key=lambda b: b["name"]):
+        info = b.get("extra_info", {})
+        rate = next((v for k, v in info.items() if k.endswith("_per_second")), None)
+        ratio = f"{info['ratio']}x {info.get('ratio_of', '')}" if "ratio" in info else ""
+        table.add_row(escape(b["name"].removeprefix("test_").replace("_of_a_frozen_encoder_method", "")),
+                      f"{b['stats']['min'] * 1000:.1f}",
+                      "-" if rate is None else f"{rate:,.0f}",
+                      *(f"{info[k]:{f}}" if k in info else "-" for k, f in
+                        (("gflops", ".1f"), ("peak_gflops", ".1f"), ("fraction_of_peak", ".0%"))), ratio)
+    console.print(table)
+    return code

@@ -1,0 +1,53 @@
+"""`clipbench export`: result files as CSV or JSON lines, one row per cell, per task and per run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from clipbench.errors import ClipbenchError
+
+
+def add_parser(sub) -> None:
+    exp = sub.add_parser("export", help="result files as CSV or JSON lines (for pandas, spreadsheets, papers)",
+                         description="One row per cell (task x seed), per task summary and per run, each with "
+                                     "the run's method, suite, model, fingerprints and hyper-parameter source; "
+                                     "rows of many files stack into one table (pandas.read_csv).")
+    exp.add_argument("files", nargs="+", type=Path, help="result files, or folders of them")
+    exp.add_argument("--format", choices=["csv", "jsonl"], default="csv", help="default: %(default)s")
+    exp.add_argument("--out", type=Path, default=None, help="file to write (default: standard output)")
+
+
+def main(args, console: Console) -> int:
+    from clipbench import export, results, submission
+
+    files = []
+    for f in args.files:
+        files += sorted(f.glob("*.json")) if f.is_dir() else [f]
+    if not files:
+        raise ClipbenchError(f"No result files in {', '.join(map(str, args.files))}.")
+    all_rows = []
+    for f in files:
+        try:
+            data = results.read_json(f)
+        except results.ResultFileError as exc:
+            raise ClipbenchError(str(exc)) from None
+        problems = submission.check(data, complete=False)
+        if problems:
+            raise ClipbenchError(f"{f} cannot be exported: {problems[0]} (`clipbench leaderboard check` lists "
+                                 "every problem).")
+        all_rows += export.rows(data)
+    text = export.to_csv(all_rows) if args.format == "csv" else export.to_jsonl(all_rows)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    if args.out.is_dir():
+        raise ClipbenchError(f"--out {args.out} is a folder: name the file to write, e.g. {args.out}/results.csv.")
+    if not args.out.parent.is_dir():
+        raise ClipbenchError(f"--out {args.out}: the folder {args.out.parent} does not exist.")
+    results.write_text_atomic(args.out, text)
+    console.print(f"wrote {len(all_rows)} rows from {len(files)} file(s) to {escape(str(args.out))}", highlight=False)
+    return 0

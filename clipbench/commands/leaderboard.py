@@ -1,0 +1,92 @@
+"""`clipbench leaderboard build | check | verify`: Markdown tables from checked result files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from clipbench.commands.common import (load_plugins, seed_list)
+from clipbench.errors import ClipbenchError
+
+
+def add_parser(sub) -> None:
+    board = sub.add_parser("leaderboard", help="build the Markdown leaderboards or check a submission")
+    board_sub = board.add_subparsers(dest="action", metavar="ACTION", required=True)
+    build = board_sub.add_parser("build", help="leaderboards/results/*.json -> leaderboards/<suite>.md")
+    build.add_argument("--results", type=Path, default=Path("leaderboards/results"),
+                       help="folder of result files (default: %(default)s)")
+    build.add_argument("--out", type=Path, default=Path("leaderboards"), help="default: %(default)s")
+    build.add_argument("--check-current", action="store_true",
+                       help="write nothing; exit 1 if the Markdown differs from a fresh build (for CI)")
+    chk = board_sub.add_parser("check", help="validate result files before submitting them")
+    chk.add_argument("files", nargs="+", type=Path)
+    ver = board_sub.add_parser("verify", help="re-run a result's seeds from its stored config and compare",
+                               description="Check a result file, then re-run its seeds from the stored config "
+                                           "and compare every accuracy and the zero-shot reference.")
+    ver.add_argument("file", type=Path)
+    which = ver.add_mutually_exclusive_group()
+    which.add_argument("--seeds", type=seed_list, default=None, metavar="LIST",
+                       help="seeds to re-run, e.g. 2 or 1,3 (default: every seed of the result)")
+    which.add_argument("--draw", action="store_true", help="re-run one seed drawn at random by the verifier")
+    ver.add_argument("--tolerance", type=float, default=0.5, help="points (default: %(default)s)")
+    ver.add_argument("--data", type=Path, default=None, metavar="ROOT",
+                     help="root of the real datasets, for results on real-data suites (default: $CLIPBENCH_DATA_DIR)")
+
+
+def main(args, console: Console) -> int:
+    from clipbench import leaderboard, submission
+
+    pm, registry = load_plugins()
+    checks = dict(known_methods=set(registry.methods), suites=registry.suites,
+                  known_references=submission.shipped_references())
+    if args.action == "verify":
+        from clipbench import results, verify
+
+        try:
+            data = results.read_json(args.file)
+        except results.ResultFileError as exc:
+            raise ClipbenchError(str(exc)) from None
+        problems = submission.check(data, **checks)
+        if problems:
+            raise ClipbenchError(f"{args.file} cannot be verified: {problems[0]} (`clipbench leaderboard check` "
+                                 "lists every problem).")
+        if not problems:
+            seeds = [verify.draw_seed(data)] if args.draw else args.seeds
+            if args.draw:
+                console.print(f"re-running seed {seeds[0]} (drawn at random)", highlight=False)
+            problems = verify.verify(data, registry, pm, seeds, args.tolerance, data_root=args.data)
+        for p in problems:
+            console.print(f"  {p}", highlight=False, markup=False)
+        console.print("[green]verified[/]" if not problems else f"[red]{len(problems)} problem(s)[/]")
+        return 1 if problems else 0
+    if args.action == "check":
+        bad = 0
+        for f in args.files:
+            problems = submission.check_file(f, **checks)
+            name = escape(str(f))
+            if problems:
+                bad += 1
+                console.print(f"[red]{name}: {len(problems)} problem(s)[/]", highlight=False)
+                for p in problems:
+                    console.print(f"  {p}", highlight=False, markup=False)
+            else:
+                console.print(f"[green]{name}: ok[/]", highlight=False)
+        return 1 if bad else 0
+    if not args.results.is_dir():
+        raise ClipbenchError(f"No result folder at {args.results}: put result files there "
+                             "(clipbench run --out leaderboards/results).")
+    if args.check_current:
+        stale = leaderboard.stale_pages(args.results, args.out, **checks)
+        if stale:
+            console.print(f"[red]stale:[/] {escape(', '.join(stale))}; run `clipbench leaderboard build`",
+                          highlight=False)
+            return 1
+        console.print("leaderboards are current")
+        return 0
+    if not args.out.is_dir():
+        raise ClipbenchError(f"No leaderboard folder at {args.out}: create it or pass --out FOLDER.")
+    for path in leaderboard.build(args.results, args.out, **checks):
+        console.print(f"wrote {escape(str(path))}", highlight=False)
+    return 0

@@ -1,0 +1,54 @@
+"""`clipbench list` and `clipbench show`: every listing fits 80 columns and never cuts a name a user types."""
+
+import pytest
+
+from clipbench.cli import main
+
+
+def _listing(capsys, monkeypatch, *argv) -> list[str]:
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(list(argv)) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize("what", ["methods", "suites", "tasks", "models"])
+def test_every_listing_fits_80_columns(capsys, monkeypatch, what):
+    lines = _listing(capsys, monkeypatch, "list", what)
+    assert max(len(line) for line in lines) <= 80
+
+
+def test_names_a_user_types_are_never_truncated(capsys, monkeypatch):
+    from clipbench.plugins import collect, get_plugin_manager
+
+    reg = collect(get_plugin_manager())
+    text = "\n".join(_listing(capsys, monkeypatch, "list", "methods"))
+    assert "…" not in text and all(f" {name} " in f" {text} ".replace("\n", " ") for name in reg.methods)
+    tasks = "\n".join(_listing(capsys, monkeypatch, "list", "tasks"))
+    words = set(tasks.split())
+    for suite in reg.suites.values():
+        assert suite.name in words
+        assert all(t in words for t in suite.tasks), suite.name
+
+
+def test_list_methods_is_compact_and_verbose_adds_citations(capsys, monkeypatch):
+    compact = _listing(capsys, monkeypatch, "list", "methods")
+    verbose = _listing(capsys, monkeypatch, "list", "methods", "--verbose")
+    assert len(compact) <= 50 and "Zhou" not in "\n".join(compact)
+    assert "Zhou" in "\n".join(verbose)
+
+
+def test_list_models_shows_what_is_available_here_first(capsys, monkeypatch):
+    lines = _listing(capsys, monkeypatch, "list", "models")
+    assert len(lines) <= 20 and any("clipbench-tiny" in line and "world-real" in line for line in lines)
+    assert any("--all" in line for line in lines)
+    everything = _listing(capsys, monkeypatch, "list", "models", "--all")
+    assert any("ViT-B-32" in line for line in everything)
+
+
+def test_show_method_prints_options_defaults_sources_and_search_grid(capsys, monkeypatch):
+    text = "\n".join(_listing(capsys, monkeypatch, "show", "method", "saft"))
+    assert "SAFT" in text or "Nguyen" in text
+    assert "sparsity" in text and "0.001" in text and "SAFT: 0.1%" in text
+    assert "1e-06" in text and "0.003" in text  # the search grid of lr
+    assert main(["show", "method", "sfat"]) == 2  # a misspelt name is one sentence with a suggestion
+    assert "Did you mean: saft?" in capsys.readouterr().err
