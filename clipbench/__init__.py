@@ -11,7 +11,8 @@ The public API a plugin imports (everything else is internal)::
   method's config dataclass, :func:`option` declares a field with its help, source and search grid;
 - :func:`finetune` is the shared training loop, run by a :class:`Schedule` (``config.schedule()``);
 - :class:`FewShot`, :class:`AdaptContext`, :class:`Task` and :class:`Suite` are what methods and suites
-  receive and build.
+  receive and build;
+- :func:`run_id` is a run's stable identity, for tracker plugins (the reporting hooks' ``run`` records).
 
 Names are imported on first use, so ``import clipbench`` (and ``clipbench --help``) stays fast.
 """
@@ -26,6 +27,7 @@ _EXPORTS = {
     "option": "clipbench.config",
     "finetune": "clipbench.training", "Schedule": "clipbench.training", "count_parameters": "clipbench.training",
     "FewShot": "clipbench.tasks", "Task": "clipbench.tasks", "Suite": "clipbench.tasks",
+    "run_id": "clipbench.store",
 }
 
 __all__ = ["hookimpl", *_EXPORTS]

@@ -38,6 +38,12 @@ def run_key(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in ("tasks", "seeds")}
 
 
+def run_id(run: dict) -> str:
+    """A run's stable identity (the hash in its file name): the same from its first cell to its last,
+    while ``config_hash`` changes as tasks and seeds are added.  Trackers key their runs by it."""
+    return results.config_hash(run_key(run["config"]))
+
+
 def stem(config: dict) -> str:
     model = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{config['model']}-{config.get('pretrained') or 'none'}")
     suite, method = (re.sub(r"[^A-Za-z0-9_-]+", "_", str(config[k])) for k in ("suite", "method"))
