@@ -46,6 +46,7 @@ class RunRequest:
     defaults: bool = False  # the paper's hyper-parameters, ignoring any tuned config
     tuned_dir: Path | None = None  # where `clipbench tune` wrote its choices (default ./tuned, then the shipped)
     tuned: dict[str, dict] | None = None  # explicit per-task tuned values (re-running a result: verify)
+    probes: list[str] | None = None  # only these probes (a forgetting suite with some probe datasets absent)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -79,10 +80,7 @@ def attach_data(request: RunRequest, suite: Suite, tasks: list[Task], model: Cli
     Called after the model loads (its input size is the size images are decoded
     to), before any training, so a missing dataset is reported before work starts.
     """
-    if suite.data is not None:
-        suite.data.path = request.data or default_data_dir()
-        suite.data.download = request.download
-        suite.data.image_size = model.image_size
+    suite.bind(request.data or default_data_dir(), request.download, model.image_size)
     for task in tasks:
         task.resolve()
         for probe in task.probes if probes else ():
@@ -101,6 +99,8 @@ class Plan:
 
 def plan(request: RunRequest, registry: Registry) -> Plan:
     suite = registry.suite(request.suite)
+    if request.probes is not None:
+        suite = suite.with_probes(request.probes)
     tasks = suite.selected(request.tasks)
     for task in tasks:
         for probe in task.probes:
@@ -261,7 +261,9 @@ def run_config_of(request: RunRequest, p: Plan, method, config_dict: dict, tuned
                   model_fp: str) -> dict:
     """What identifies a run (tasks and seeds are added when cells are merged)."""
     own = sorted(request.options.get(method.name, {}))
+    restricted = {"probes": sorted(request.probes)} if request.probes is not None else {}
     return {
+        **restricted,  # a run with some probes left out is its own run (and no leaderboard row)
         "method": method.name,
         "method_config": config_dict,
         "options": {k: config_dict[k] for k in own},  # set by hand with --option (neither paper nor tuned)

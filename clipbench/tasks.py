@@ -12,6 +12,7 @@ import abc
 import hashlib
 import math
 import os
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from functools import cached_property
@@ -199,7 +200,29 @@ class Suite:
     description: str = ""
     default_model: str = "clipbench-tiny"
     default_pretrained: str | None = None
-    data: DataRoot | None = None  # set for suites on real datasets (see DataRoot)
+    data: DataRoot | None = None  # suites on datasets under --data hold one (see DataRoot and bind)
+    # What `clipbench data check` checks: objects with a ``title`` and ``check(root, decode) -> status``
+    # (status: ``dataset``, ``path``, ``state`` present/missing/corrupt, ``classes``, ``counts``, ``problems``),
+    # as clipbench.data.real.Dataset; a plugin suite declares its own here.
+    datasets: list = field(default_factory=list)
+
+    def bind(self, path: Path | None, download: bool = False, image_size: int = 224) -> "Suite":
+        """Point the suite at its data: the one call a run makes (after the model loads, whose input size
+        images are decoded to) before any task reads a file.  A suite without data is unchanged."""
+        if self.data is not None:
+            self.data.path, self.data.download, self.data.image_size = path, download, image_size
+        return self
+
+    def with_probes(self, names: list[str]) -> "Suite":
+        """The suite with every task's probes cut to ``names`` (a forgetting suite run with the probe
+        datasets that are present); each name must be a probe of some task."""
+        known = {p for t in self.tasks.values() for p in t.probes}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ClipbenchError(f"--probes names {unknown[0]!r}, which is no probe of suite {self.name!r} "
+                                 f"(its probes: {', '.join(sorted(known)) or 'none'}).")
+        tasks = {k: dataclasses.replace(t, probes=[p for p in t.probes if p in names]) for k, t in self.tasks.items()}
+        return dataclasses.replace(self, tasks=tasks)
 
     def task(self, name: str) -> Task:
         if name not in self.tasks:

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from clipbench.commands.common import (load_plugins)
+from clipbench.commands.common import load_plugins
 from clipbench.errors import ClipbenchError
 
 
@@ -26,24 +26,23 @@ def add_parser(sub) -> None:
 
 
 def main(args, console: Console) -> int:
-    from clipbench.data import real
     from clipbench.tasks import default_data_dir
 
     pm, registry = load_plugins()
     suite = registry.suite(args.suite)
     root = args.data or default_data_dir()
-    if suite.data is None:
-        console.print(escape(f"Suite {suite.name!r} reads no datasets from disk: nothing to check."))
+    if not suite.datasets:
+        console.print(escape(f"Suite {suite.name!r} declares no datasets read from disk: nothing to check."))
         return 0
     if root is None:
         raise ClipbenchError("Pass --data ROOT (the folder that holds your datasets) or set CLIPBENCH_DATA_DIR.")
-    used = real.datasets_of(suite)
+    used = suite.datasets
     table = Table(title=escape(f"datasets of suite {suite.name} under {root}"))
     for col in ("dataset", "state", "classes", "images", "looked in", "problems"):
         table.add_column(col, overflow="fold", ratio=3 if col == "problems" else None)
     states = []
     for ds in used:
-        st = real.check(ds, Path(root), decode=args.decode)
+        st = ds.check(Path(root), decode=args.decode)
         states.append(st.state)
         colour = {"present": "green", "missing": "yellow", "corrupt": "red"}[st.state]
         counts = ", ".join(f"{k} {v:,}" for k, v in st.counts.items()) or "-"
@@ -52,5 +51,5 @@ def main(args, console: Console) -> int:
     console.print(table)
     summary = {s: states.count(s) for s in ("present", "missing", "corrupt")}
     console.print(f"{summary['present']} present, {summary['missing']} missing, {summary['corrupt']} corrupt "
-                  f"of {len(states)} datasets. Expected layouts: README.md, section 'Real datasets'.")
+                  f"of {len(states)} datasets. Expected layouts: README.md, section 'Dataset layouts under ROOT'.")
     return 0 if summary["present"] == len(states) else 1

@@ -36,6 +36,9 @@ def add_parser(sub) -> None:
     run.add_argument("--suite", default="default", help="suite to run (default: %(default)s, the embedded one)")
     run.add_argument("--task", nargs="+", default=[], metavar="NAME",
                      help="only these tasks of the suite (default: all tasks the suite adapts on)")
+    run.add_argument("--probes", nargs="+", default=None, metavar="NAME",
+                     help="only these forgetting probes (e.g. the probe datasets you have for the forgetting "
+                          "suite); such a run is not a leaderboard row (default: every probe of each task)")
     run.add_argument("--shots", type=positive_int, default=16, help="support images per class, k (default: %(default)s)")
     run.add_argument("--seeds", type=seed_list, default=[1, 2, 3], metavar="LIST",
                      help="seeds to run: a list 1,2,3 or a range 1-5; 2 means seed 2 only (default: 1,2,3)")
@@ -90,7 +93,7 @@ def main(args, console: Console) -> int:
                                 checkpoint=args.checkpoint, device=args.device, out_dir=args.out,
                                 options=options, batch_size=args.batch_size, cache=not args.no_cache,
                                 precision=args.precision, data=args.data, download=args.download,
-                                defaults=args.defaults, tuned_dir=args.tuned)
+                                defaults=args.defaults, tuned_dir=args.tuned, probes=args.probes)
     pm, registry = load_plugins()
     show = not args.no_progress and console.is_terminal
     with ui.RichReporter(console, enabled=show) as reporter:

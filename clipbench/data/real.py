@@ -81,6 +81,10 @@ class Dataset:
     def classnames(self, data: DataRoot) -> list[str]:
         return self.read_classnames(self.located(data))
 
+    def check(self, root: Path, decode: bool = False) -> "Status":
+        """Present, missing or corrupt under ``root`` (what `clipbench data check` prints)."""
+        return check(self, root, decode)
+
     def split(self, data: DataRoot, split: str) -> DecodedImageSet:
         return self.read_split(self.located(data), split, data)
 

@@ -41,7 +41,8 @@ def fewshot11() -> Suite:
     data = DataRoot()
     tasks = {key: dataset_task(ds, data, class_split=True) for key, ds in real.FEWSHOT11.items()}
     return Suite("fewshot11", tasks, list(tasks), "CoOp's eleven datasets, base-to-new generalisation (CoCoOp)",
-                 default_model=REAL_MODEL, default_pretrained=REAL_PRETRAINED, data=data)
+                 default_model=REAL_MODEL, default_pretrained=REAL_PRETRAINED, data=data,
+                 datasets=list(real.FEWSHOT11.values()))
 
 
 def imagenet_dg() -> Suite:
@@ -49,7 +50,8 @@ def imagenet_dg() -> Suite:
     task = dataset_task(real.IMAGENET, data, shifts=real.IMAGENET_SHIFTS)
     return Suite("imagenet-dg", {"imagenet": task}, ["imagenet"],
                  "16-shot ImageNet scored on ImageNet-V2, -Sketch, -A, -R (domain generalisation)",
-                 default_model=REAL_MODEL, default_pretrained=REAL_PRETRAINED, data=data)
+                 default_model=REAL_MODEL, default_pretrained=REAL_PRETRAINED, data=data,
+                 datasets=[real.IMAGENET, *real.IMAGENET_SHIFTS.values()])
 
 
 def forgetting() -> Suite:
@@ -57,8 +59,10 @@ def forgetting() -> Suite:
     keys = list(real.PROBES)
     tasks = {key: dataset_task(real.PROBES[key], data, probes=[k for k in keys if k != key]) for key in keys}
     return Suite("forgetting", tasks, keys,
-                 "adapt on one of CIFAR-10/100, STL-10, MNIST, SVHN; zero-shot probes on the other four",
-                 default_model=REAL_MODEL, default_pretrained=REAL_PRETRAINED, data=data)
+                 "adapt on one of CIFAR-10/100, STL-10, MNIST, SVHN; zero-shot probes on the other four "
+                 "(--probes: only those present)",
+                 default_model=REAL_MODEL, default_pretrained=REAL_PRETRAINED, data=data,
+                 datasets=list(real.PROBES.values()))
 
 
 @hookimpl
