@@ -230,6 +230,8 @@ def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task,
         ctx.epoch_finished = on_epoch
     working = model.clone()
     total_params = working.num_parameters()
+    cache = evaluator.cache
+    before = (cache.hits, cache.misses) if cache is not None and cache.enabled else None
     with PeakMemory(device) as mem:
         start = time.perf_counter()
         adapted = method.adapt(working, fewshot, train_task, config, ctx)
@@ -258,11 +260,24 @@ def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task,
         "adapt_seconds": round(adapt_seconds, 3),
         "peak_memory_mb": round(mem.peak_mb, 1),
         "eval_images_per_second": round(eval_images / eval_seconds, 1) if eval_seconds > 0 else None,
+        # whether adapt_seconds include encoding the support set: its embeddings came from a warm cache,
+        # were encoded into a cold one, the method encodes images itself (unused), or there is no cache
+        "cache": cache_state(before, cache),
     }
     cell["support_fingerprint"] = train_task.train.value.subset(fewshot.indices).fingerprint
     if adapted.notes:
         cell["notes"] = dict(adapted.notes)
     return cell
+
+
+CACHE_STATES = ("warm", "cold", "unused", "off")
+
+
+def cache_state(before: tuple[int, int] | None, cache) -> str:
+    if before is None:
+        return "off"
+    hits, misses = cache.hits - before[0], cache.misses - before[1]
+    return "cold" if misses else "warm" if hits else "unused"
 
 
 class PeakMemory:

@@ -339,6 +339,9 @@ def _cell(p: Problems, i: int, cell, cfg: dict, refs: dict) -> tuple | None:
             _number(p, f"{where}.cost.peak_memory_mb", cost.get("peak_memory_mb"), 0.0, MAX_MEMORY_MB),
             _number(p, f"{where}.cost.eval_images_per_second", cost.get("eval_images_per_second"), 0.0,
                     MAX_IMAGES_PER_SECOND, allow_none=True)])
+        if cost.get("cache", "off") not in ("warm", "cold", "unused", "off"):
+            p.add(f"{where}.cost.cache: must be warm, cold, unused or off, got {_show(cost.get('cache'))}")
+            costs_ok = False
     return task, seed, costs_ok
 
 

@@ -72,20 +72,16 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def fmt(stat: dict | None, digits: int = 1) -> str:
-    if not stat:
-        return "-"
-    mean, std = stat.get("mean"), stat.get("std")
-    if mean is None:
-        return "-"
-    if std is None:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+def fmt(stat: dict | None, digits: int = 1, seeds: int | None = None) -> str:
+    from clipbench.formatting import mean_std
+
+    return mean_std(stat, digits, seeds)
 
 
 def summary_tables(result: dict) -> list[Table]:
     """One narrow table per task: each measure for zero-shot and for the method, and the change."""
     from clipbench import scoring
+    from clipbench.formatting import share
 
     cfg = result["config"]
     tables = []
@@ -100,10 +96,12 @@ def summary_tables(result: dict) -> list[Table]:
                              ("change", "right")):
             table.add_column(col, justify=justify)
 
+        seeds = len(s["seeds"])
+
         def row(label, before, stat, style=None):
             delta = 0.0 if before is None or stat is None else round(stat["mean"] - before, 1) + 0.0
             change = "" if before is None or stat is None else f"{delta:+.1f}"
-            table.add_row(label, "-" if before is None else f"{before:.1f}", fmt(stat), change, style=style)
+            table.add_row(label, "-" if before is None else f"{before:.1f}", fmt(stat, 1, seeds), change, style=style)
 
         row("ID accuracy", ref["id"], s["id"], style="bold")
         for shift, stat in s["shifts"].items():
@@ -113,15 +111,18 @@ def summary_tables(result: dict) -> list[Table]:
         for probe, stat in s["probes"].items():
             row(f"  probe {escape(probe)}", ref["probes"][probe], stat)
         if s.get("mean_forgetting"):
-            table.add_row("mean forgetting (pts)", "", fmt(s["mean_forgetting"]), "", style="bold")
+            table.add_row("mean forgetting (pts)", "0.0", fmt(s["mean_forgetting"], 1, seeds), "", style="bold")
         for probe, why in (s.get("excluded_probes") or {}).items():
             table.add_row(f"  probe {escape(probe)} left out", "", "", "", style="dim")
         if s.get("new"):
             row("new classes", ref.get("new"), s["new"])
             table.add_row("base/new H", "", f"{s['base_new_hm']:.1f}", "")
-        table.add_row("score (H above chance)", "", fmt(s["score"]), "", style="bold")
-        table.add_row("trainable %", "", fmt(s["trainable_pct"], 4), "")
-        table.add_row("adapt seconds", "", fmt(s["adapt_seconds"]), "")
+        zero_shot_score, _ = scoring.task_score(ref, ref["id"], ref.get("new"), ref["shifts"], ref["probes"])
+        row("score (H above chance)", zero_shot_score, s["score"], style="bold")
+        table.add_row("trainable %", "", share(s["trainable_pct"]["mean"]), "")
+        caches = sorted({c["cost"].get("cache", "off") for c in result["cells"] if c["task"] == name})
+        table.add_row("adapt seconds", "", fmt(s["adapt_seconds"], 1, seeds),
+                      f"cache {'/'.join(caches)}" if caches != ["unused"] else "")
         tables.append(table)
     return tables
 
@@ -129,6 +130,7 @@ def summary_tables(result: dict) -> list[Table]:
 def comparison_table(results: list[dict]) -> Table:
     """One row per result: the suite numbers of scoring.py (mean over tasks of seed means, ± std over seeds)."""
     from clipbench import scoring
+    from clipbench.formatting import share
 
     table = Table(title="Suite means over tasks (each a mean over seeds; ± std over seeds)",
                   caption="score 95%: bootstrap over test images and seeds")
@@ -143,6 +145,6 @@ def comparison_table(results: list[dict]) -> Table:
 
         table.add_row(escape(r["config"]["method"]), cell("id"), cell("id_gain"), cell("mean_shift"),
                       cell("ood_gain"), cell("mean_forgetting"), cell("score"),
-                      f"[{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "-", cell("trainable_pct", 3),
+                      f"[{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "-", share((o.get("trainable_pct") or {}).get("mean")),
                       cell("adapt_seconds"))
     return table

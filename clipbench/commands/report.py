@@ -14,10 +14,15 @@ def add_parser(sub) -> None:
     rep = sub.add_parser("report", help="show one result file in the terminal, optionally plot it")
     rep.add_argument("files", nargs="+", type=Path, help="result files (one per method)")
     rep.add_argument("--plot", type=Path, default=None,
-                     help="write a PNG of ID accuracy vs forgetting per method (needs matplotlib)")
+                     help="write a PNG of ID accuracy vs forgetting per method, seed std as error bars, zero-shot "
+                          "as the anchor (needs matplotlib: pip install 'clipbench[plot]')")
 
 
 def main(args, console: Console) -> int:
+    if args.plot:  # the install hint before any work, where it is seen
+        from clipbench.plot import require_matplotlib
+
+        require_matplotlib()
     from clipbench import results, submission, ui
 
     loaded = []
