@@ -60,3 +60,25 @@ def test_restrict_relabels_and_filters():
     assert sub.classnames == task.classnames[3:]
     assert set(test.labels.tolist()) == {0, 1, 2}
     assert len(test) == 3 * 6
+
+
+def test_with_probes_cuts_every_tasks_probes_and_leaves_the_suite_alone():
+    from tests.fakes import mini_suite
+
+    suite = mini_suite()
+    cut = suite.with_probes([])
+    assert cut.task("shape").probes == [] and suite.task("shape").probes == ["size"]
+    import pytest
+
+    from clipbench.errors import ClipbenchError
+
+    with pytest.raises(ClipbenchError, match="no probe of suite"):
+        suite.with_probes(["shape"])
+
+
+def test_bind_points_a_data_suite_at_its_root_in_one_call(tmp_path):
+    from clipbench.plugins import collect, get_plugin_manager
+
+    suite = collect(get_plugin_manager(load_entrypoints=False)).suite("forgetting")
+    assert suite.bind(tmp_path, download=False, image_size=64) is suite
+    assert (suite.data.path, suite.data.image_size) == (tmp_path, 64)

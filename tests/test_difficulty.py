@@ -1,0 +1,35 @@
+"""Task difficulty (A-CLIP): both silhouettes and the cosine per task, and their rank correlation with
+measured outcomes across the suite's tasks."""
+
+import math
+
+from clipbench import difficulty
+from clipbench.cli import main
+
+
+def test_every_default_task_gets_the_three_measures(embedded, default_suite):
+    for name in default_suite.adapt_on:
+        row = difficulty.task_difficulty(embedded, default_suite.task(name))
+        assert row["task"] == name and row["images"] == len(default_suite.task(name).test.value)
+        assert -1 <= row["silhouette_modality"] <= 1 and -1 <= row["silhouette_class"] <= 1
+        assert -1 <= row["cosine"] <= 1
+
+
+def test_correlation_needs_three_tasks_and_follows_spearman():
+    rows = [{"task": t, "silhouette_modality": s, "silhouette_class": -s, "cosine": c}
+            for t, s, c in (("a", 0.1, 0.5), ("b", 0.2, 0.4), ("c", 0.3, 0.45), ("d", 0.4, 0.3))]
+    result = {"config": {"method": "m"}, "summary": {"tasks": {
+        t: {"id_gain": {"mean": g}, "mean_forgetting": {"mean": f}}
+        for t, g, f in (("a", 1.0, 4.0), ("b", 2.0, 3.0), ("c", 3.0, 2.0), ("d", 4.0, 1.0))}}}
+    [gain, forgetting] = difficulty.correlate(rows, [result])
+    assert gain["tasks"] == 4 and gain["silhouette_modality"] == 1.0 and gain["silhouette_class"] == -1.0
+    assert forgetting["silhouette_modality"] == -1.0
+    few = {"config": {"method": "m"}, "summary": {"tasks": {t: result["summary"]["tasks"][t] for t in ("a", "b")}}}
+    assert math.isnan(difficulty.correlate(rows, [few])[0]["cosine"])
+
+
+def test_the_command_names_both_silhouettes_and_which_way_is_harder(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["difficulty", "--task", "shape", "digits"]) == 0
+    out = capsys.readouterr().out
+    assert "silhouette by modality" in out and "silhouette by class" in out and "harder" in out

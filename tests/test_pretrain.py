@@ -1,0 +1,52 @@
+"""Pretraining the embedded model: the batch mix, the captions, and a short run end to end."""
+
+import json
+
+import numpy as np
+import torch
+
+from clipbench import pretrain
+from clipbench.data import shipped
+
+
+def test_real_batches_follow_the_mix_and_never_use_a_tasks_images():
+    pools = pretrain.real_pools()
+    for name in shipped.COLLECTIONS:
+        images, _ = shipped.split(name, "pretrain")
+        assert torch.equal(pools[name][0], torch.from_numpy(shipped.to_canvas(images)))
+    rng = np.random.default_rng(0)
+    images, texts = pretrain.real_batch(rng, pools, 2000, (0.4, 0.2, 0.4))
+    assert images.shape == (2000, 3, 32, 32) and images.dtype == torch.uint8
+    digits = sum(any(w in t.split() for w in ("zero", "one", "two", "three", "four", "five", "six", "seven",
+                                               "eight", "nine", "number", "digit") + tuple("0123456789"))
+                 for t in texts)
+    assert 0.15 < digits / 2000 < 0.25  # the mnist share of the mix (0.2)
+
+
+def test_rare_task_words_are_rare():
+    rng = np.random.default_rng(0)
+    texts = [shipped.caption("mnist", 5, rng) for _ in range(3000)] + \
+            [shipped.caption("mnist", 4, rng) for _ in range(3000)]
+    rare = sum("5" in t.split() for t in texts[:3000]) / 3000
+    common = sum("4" in t.split() for t in texts[3000:]) / 3000
+    assert rare < 0.03 < 0.2 < common
+
+
+def test_the_vocabulary_covers_every_prompt_of_the_default_suite(default_suite):
+    words = pretrain.vocabulary()
+    for task in default_suite.tasks.values():
+        for c in task.classnames:
+            for t in task.templates + [task.train_template]:
+                assert set(t.format(c).replace(".", " ").split()) <= words, t.format(c)
+
+
+def test_a_short_pretraining_run_writes_weights_that_load(tmp_path):
+    from clipbench.models import load_embedded
+
+    cfg = pretrain.PretrainConfig(steps=3, batch_size=16, corpus=64, warmup=1)
+    out = tmp_path / "tiny.pt.xz"
+    info = pretrain.pretrain(cfg, out, evaluate=lambda m: {"ok": 1}, eval_every=2)
+    assert out.is_file() and (tmp_path / "tiny.pt.xz.sha256").read_text().startswith(info["sha256"])
+    assert [h["step"] for h in info["history"]] == [2, 3]
+    assert json.loads(json.dumps(info))["config"]["real_fraction"] == cfg.real_fraction
+    load_embedded(out)
