@@ -37,6 +37,30 @@ def test_seeds_run_separately_merge_into_the_sequential_run(registry, tmp_path):
     assert merged["config"] == whole["config"] and scores(merged) == scores(whole)
 
 
+def test_a_hand_sharded_sweep_is_the_same_leaderboard_row_as_a_sequential_run(registry, tmp_path):
+    """Seeds run by separate processes into one folder render exactly the sequential run's row."""
+    from clipbench import leaderboard
+
+    [sequential] = run(registry, tmp_path / "seq")
+    [sharded] = {run(registry, tmp_path / "shard", seeds=[s])[0] for s in (3, 1, 2)}
+    assert sharded.name == sequential.name
+    pages = [leaderboard.render_suite("mini", [(p, results.load_result(p))]) for p in (sequential, sharded)]
+    rows = [[line for line in page.splitlines() if line.startswith("| counting")] for page in pages]
+    assert rows[0] == rows[1] and rows[0]
+
+
+def test_adding_a_task_reuses_the_cells_done(registry, tmp_path):
+    from clipbench import runner
+
+    pm, reg = registry
+    request = dict(suite="mini-split", shots=2, seeds=[1], out_dir=tmp_path)
+    runner.execute(runner.RunRequest(["counting"], tasks=["shape"], **request), reg, pm)
+    CountingMethod.calls = []
+    [path] = runner.execute(runner.RunRequest(["counting"], tasks=["shape", "size"], **request), reg, pm)
+    assert [c[0] for c in CountingMethod.calls] == ["size"]  # shape's cell was not recomputed
+    assert results.load_result(path)["config"]["tasks"] == ["shape", "size"]
+
+
 def test_adding_a_seed_reuses_the_cells_done(registry, tmp_path):
     run(registry, tmp_path, seeds=[1, 2])
     CountingMethod.calls = []
