@@ -265,3 +265,30 @@ def test_a_plain_state_dict_loads_as_the_embedded_model(tmp_path):
                tmp_path / "training.pt")
     for name in ("plain.pt", "training.pt"):
         assert load_model("clipbench-tiny", checkpoint=str(tmp_path / name)).fingerprint() == shipped.fingerprint()
+
+
+def test_a_tuple_option_is_accepted_as_a_comma_separated_list(capsys, tmp_path):
+    """--option linear-probe.penalties=0.1,1 used to be a TypeError after work had started."""
+    code, out, err = run_cli(capsys, "run", "--method", "linear-probe", "--task", "shape", "--shots", "1", "--seeds",
+                             "1", "--option", "linear-probe.penalties=0.1,1", "--out", str(tmp_path))
+    assert code == 0, err
+    from clipbench import results
+
+    [path] = list(tmp_path.glob("*.json"))
+    assert results.load_result(path)["config"]["method_config"]["penalties"] == [0.1, 1.0]
+
+
+def test_the_plot_install_hint_is_printed_literally(capsys, tmp_path, monkeypatch):
+    """'clipbench[plot]' must not be eaten as rich markup, and it comes before any work."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    code, out, err = run_cli(capsys, "report", str(tmp_path / "missing.json"), "--plot", str(tmp_path / "p.png"))
+    assert code == 2 and "pip install 'clipbench[plot]'" in err and "not found" not in err

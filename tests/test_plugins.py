@@ -209,3 +209,30 @@ def test_default_plugins_are_modules_with_hooks():
     for name in DEFAULT_PLUGINS:
         module = importlib.import_module(name)
         assert any(n.startswith("clipbench_") for n in dir(module)), name
+
+
+@pytest.mark.parametrize("kind, name", [("method", "../x"), ("method", "a b"), ("suite", "[/b]"),
+                                        ("model", "x|<script>")])
+def test_plugins_may_register_only_safe_names(kind, name):
+    from clipbench import hookimpl
+    from clipbench.errors import ClipbenchError
+    from tests.fakes import CountingMethod, mini_suite
+
+    class Unsafe:
+        @hookimpl
+        def clipbench_register_methods(self, register):
+            if kind == "method":
+                register(type("M", (CountingMethod,), {"name": name})())
+
+        @hookimpl
+        def clipbench_register_suites(self, register):
+            if kind == "suite":
+                register(mini_suite(name))
+
+        @hookimpl
+        def clipbench_register_models(self, register):
+            if kind == "model":
+                register(name, lambda **kw: None, "unsafe")
+
+    with pytest.raises(ClipbenchError, match="names are letters, digits"):
+        collect(get_plugin_manager(load_entrypoints=False, extra=[Unsafe()]))

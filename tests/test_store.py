@@ -114,3 +114,16 @@ def test_a_damaged_cell_file_is_one_sentence_naming_it(registry, tmp_path):
     store.cell_path("shape", 1).write_text("{broken")
     with pytest.raises(ClipbenchError, match="not valid JSON.*Delete it to recompute"):
         run(registry, tmp_path, seeds=[1, 2])
+
+
+def test_cell_files_get_the_umask_mode(registry, tmp_path):
+    import os
+
+    previous = os.umask(0o002)
+    try:
+        [path] = run(registry, tmp_path, seeds=[1])
+    finally:
+        os.umask(previous)
+    cells = list(tmp_path.glob("*.cells/cells/*.json"))
+    assert cells and all(c.stat().st_mode & 0o777 == 0o664 for c in cells)
+    assert path.stat().st_mode & 0o777 == 0o664

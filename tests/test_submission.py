@@ -144,6 +144,14 @@ def test_unknown_method_suite_and_tasks_the_suite_lacks(valid):
     d["reference"]["size"] = copy.deepcopy(d["reference"]["shape"])
     problems = submission.check(d, set(reg.methods), reg.suites)
     assert any("covers every task suite 'mini' adapts on" in p for p in problems), problems
+    d = copy.deepcopy(data)  # a task the suite does not have at all
+    d["config"]["tasks"] = ["invented"]
+    rehash(d)
+    d["reference"] = {"invented": d["reference"]["shape"]}
+    for c in d["cells"]:
+        c["task"] = "invented"
+    problems = submission.check(d, set(reg.methods), reg.suites)
+    assert any("suite 'mini' has no task 'invented'" in p for p in problems), problems
 
 
 def lower_reference_consistently(d, task="shape"):
