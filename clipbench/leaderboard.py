@@ -190,11 +190,10 @@ def _separation(rows, boot: dict[tuple, dict]) -> list[str]:
                 f"of their score difference excludes zero (bootstrap over the test images of every scored set "
                 f"and the seeds {', '.join(map(str, b['seeds']))}). Neighbours in the ranking:", ""]
         table = []
-        for (d1, p1, _), (d2, p2, _) in zip(group, group[1:]):
+        for (d1, p1, s1), (d2, p2, s2) in zip(group, group[1:]):
             a, c = _row_name(p1), _row_name(p2)
-            diff, lo, hi = pairs[(a, c)] if (a, c) in pairs else tuple(-x for x in (pairs[(c, a)][0],
-                                                                                     pairs[(c, a)][2],
-                                                                                     pairs[(c, a)][1]))
+            _, lo, hi = pairs[(a, c)] if (a, c) in pairs else (None, -pairs[(c, a)][2], -pairs[(c, a)][1])
+            diff = s1["overall"]["score"]["mean"] - s2["overall"]["score"]["mean"]  # the shown scores' difference
             table.append([f"{label[a]} − {label[c]}", f"{diff:+.1f}", f"[{lo:+.1f}, {hi:+.1f}]",
                           "yes" if lo > 0 or hi < 0 else "no"])
         out += [tabulate(table, headers=["pair", "score difference", "95% interval", "told apart"],

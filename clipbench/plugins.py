@@ -87,14 +87,27 @@ class FrozenDict(dict):
     """A dict that refuses changes: what reporting hooks receive (``json.dumps`` still works on it)."""
 
     def _refuse(self, *args, **kwargs):
-        raise TypeError("clipbench hands hooks read-only records; copy one (copy.deepcopy) to change it")
+        raise TypeError("clipbench hands hooks read-only records; copy.deepcopy(record) gives an editable one")
 
     __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
 
-    def __deepcopy__(self, memo):
-        import copy
+    def __copy__(self):
+        return dict(self)
 
-        return {k: copy.deepcopy(v, memo) for k, v in self.items()}
+    def __deepcopy__(self, memo):
+        return thaw(self)
+
+    def __reduce__(self):  # pickles (to a worker process, a queue) as the plain record
+        return (dict, (thaw(self),))
+
+
+def thaw(record):
+    """A plain, editable copy of a frozen record: dicts and lists again."""
+    if isinstance(record, dict):
+        return {k: thaw(v) for k, v in record.items()}
+    if isinstance(record, (list, tuple)):
+        return [thaw(v) for v in record]
+    return record
 
 
 def frozen(record):
@@ -173,13 +186,16 @@ def collect(pm: pluggy.PluginManager | None = None) -> Registry:
                               ("clipbench_register_suites", "suite", reg.suites),
                               ("clipbench_register_models", "model", reg.models)):
         caller = getattr(pm.hook, hook)
-        owners = {impl.function.__code__: plugin_name(pm, impl.plugin) for impl in caller.get_hookimpls()}
+        impls = [(getattr(impl.function, "__code__", None), getattr(impl.function, "__self__", None),
+                  plugin_name(pm, impl.plugin)) for impl in caller.get_hookimpls()]
 
-        def owner() -> str:
+        def owner(impls=impls) -> str:
             frame = sys._getframe(2)
             while frame is not None:
-                if frame.f_code in owners:
-                    return owners[frame.f_code]
+                for code, bound_to, name in impls:
+                    # the implementation's code, run for the very object it is bound to (instances share code)
+                    if code is frame.f_code and (bound_to is None or frame.f_locals.get("self") is bound_to):
+                        return name
                 frame = frame.f_back
             return "an unknown plugin"
 

@@ -236,6 +236,7 @@ def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task,
         start = time.perf_counter()
         adapted = method.adapt(working, fewshot, train_task, config, ctx)
         adapt_seconds = time.perf_counter() - start
+    adapt_cache = cache_state(before, cache)  # of the adaptation alone, before evaluation reads the cache
     ctx.progress(1, 1)  # the adapt bar is finished even if the method never reported progress
     if not isinstance(adapted, Adapted):
         raise ClipbenchError(f"Method {method.name!r} returned {type(adapted).__name__}, not an Adapted model.")
@@ -262,7 +263,7 @@ def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task,
         "eval_images_per_second": round(eval_images / eval_seconds, 1) if eval_seconds > 0 else None,
         # whether adapt_seconds include encoding the support set: its embeddings came from a warm cache,
         # were encoded into a cold one, the method encodes images itself (unused), or there is no cache
-        "cache": cache_state(before, cache),
+        "cache": adapt_cache,
     }
     cell["support_fingerprint"] = train_task.train.value.subset(fewshot.indices).fingerprint
     if adapted.notes:

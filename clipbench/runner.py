@@ -248,8 +248,11 @@ def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
                     pm.hook.clipbench_cell_finished(run=frozen(store.merged()), cell=frozen(cell))
             guarded_io(store.merged_path, store.write_merged)
         except Exception as exc:
-            pm.hook.clipbench_run_failed(run=frozen(store.merged()), error=str(exc).splitlines()[0] if str(exc)
-                                         else type(exc).__name__)
+            try:
+                view = frozen(store.merged())
+            except Exception:  # the run's files may be what failed: trackers still hear of it
+                view = frozen({"config": run_config, "config_hash": results.config_hash(run_config), "cells": []})
+            pm.hook.clipbench_run_failed(run=view, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             raise
         merged = results.load_result(store.merged_path)
         pm.hook.clipbench_run_finished(run=frozen(merged), summary=frozen(merged["summary"]))

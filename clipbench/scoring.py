@@ -91,9 +91,12 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def stat(values: Sequence[float]) -> dict:
+def stat(values: Sequence[float], digits: int = DIGITS) -> dict:
     m, s = mean_std(values)
-    return {"mean": round(m, DIGITS), "std": round(s, DIGITS)}
+    return {"mean": round(m, digits), "std": round(s, digits)}
+
+
+SHARE_DIGITS = 8  # a trainable share can be 0.0066%: kept to enough digits for three significant ones
 
 
 def is_finite(x) -> bool:
@@ -119,12 +122,8 @@ def excluded_probes(ref: dict) -> dict[str, str]:
 
 
 def task_score(ref: dict, id_acc: float, new_acc: float | None, shifts: dict[str, float],
-               probes: dict[str, float], pretrained_probes: dict[str, float] | None = None) -> tuple[float, dict]:
-    """The score of one task from (seed-mean) accuracies, and the axes it is the harmonic mean of.
-
-    Which probes are scored is decided by ``ref``; ``pretrained_probes`` replaces the
-    pretrained accuracies retention is measured against (the bootstrap's resampled ones).
-    """
+               probes: dict[str, float]) -> tuple[float, dict]:
+    """The score of one task from (seed-mean) accuracies, and the axes it is the harmonic mean of."""
     ch = reference_chance(ref)
     axes = {"id": above_chance(id_acc, ch["id"])}
     if new_acc is not None:
@@ -132,9 +131,8 @@ def task_score(ref: dict, id_acc: float, new_acc: float | None, shifts: dict[str
     if shifts:
         axes["shift"] = mean(above_chance(shifts[s], ch["shifts"][s]) for s in sorted(shifts))
     kept = [p for p in sorted(probes) if scorable(ref["probes"][p], ch["probes"][p])]
-    before = ref["probes"] if pretrained_probes is None else pretrained_probes
     if kept:
-        axes["retention"] = mean(retention(before[p], probes[p], ch["probes"][p]) for p in kept)
+        axes["retention"] = mean(retention(ref["probes"][p], probes[p], ch["probes"][p]) for p in kept)
     return harmonic_mean(axes.values()), axes
 
 
@@ -166,7 +164,7 @@ def summarise_task(group: list[dict], ref: dict) -> dict:
     out["score"] = {"mean": round(score, DIGITS), "std": None}
     out["score_axes"] = {k: round(v, DIGITS) for k, v in axes.items()}
     for key in ("trainable_pct", "adapt_seconds", "peak_memory_mb"):
-        out[key] = stat([c["cost"][key] for c in group])
+        out[key] = stat([c["cost"][key] for c in group], SHARE_DIGITS if key == "trainable_pct" else DIGITS)
     return out
 
 
@@ -228,7 +226,8 @@ def overall(tasks: dict[str, dict], by_task: dict[str, list[dict]], references: 
             if vals:
                 per_seed.append(mean(vals))
         std = statistics.stdev(per_seed) if len(per_seed) > 1 else (0.0 if per_seed else None)
-        out[key] = {"mean": round(m, DIGITS), "std": None if std is None else round(std, DIGITS)}
+        digits = SHARE_DIGITS if key == "trainable_pct" else DIGITS
+        out[key] = {"mean": round(m, digits), "std": None if std is None else round(std, digits)}
     if "new" in out:
         out["base_new_hm"] = round(mean(t["base_new_hm"] for t in tasks.values() if "base_new_hm" in t), DIGITS)
     out["excluded_probes"] = sorted({f"{name}:{p}" for name, t in tasks.items() for p in t["excluded_probes"]})
@@ -258,8 +257,8 @@ def packed_parts(packed: dict) -> tuple[int, bytes]:
     if not isinstance(packed, dict) or set(packed) != {"n", "bits"}:
         raise ValueError("must be an object with exactly 'n' and 'bits'")
     n, bits = packed["n"], packed["bits"]
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10**7:
-        raise ValueError("'n' must be a whole number of images in [1, 10000000]")
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_SET_IMAGES:
+        raise ValueError(f"'n' must be a whole number of images in [1, {MAX_SET_IMAGES}]")
     if not isinstance(bits, str) or len(bits) != 4 * (((n + 7) // 8 + 2) // 3):
         raise ValueError(f"'bits' must be base64 of {(n + 7) // 8} bytes")
     try:
@@ -304,6 +303,7 @@ def record_accuracies(record: dict) -> dict[str, float]:
 # ------------------------------------------------------------------ the bootstrap
 
 BOOTSTRAP_REPLICATES = 1000
+MAX_SET_IMAGES = 200_000  # a scored set larger than this (ImageNet's validation set is 50,000) is refused
 BOOTSTRAP_SEED = 20261201
 
 
@@ -314,14 +314,17 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
     ``runs`` maps a name to (cells, references) of runs on the *same* test sets (one
     suite, one pretrained model): each replicate draws the test images of every
     scored set with replacement and the seeds with replacement, the same draw for
-    every run and for the zero-shot reference (so differences are paired), then
-    recomputes each run's suite score exactly as :func:`summarise` does from seed
-    means.  Only tasks and seeds every run has enter.  Returns {"score": {name:
-    (lo, hi)}, "difference": {(a, b): (a - b, lo, hi)}, "replicates", "tasks",
-    "seeds"}; a run without per-image correctness gets no interval.
+    every run (so differences are paired), then recomputes each run's suite score
+    exactly as :func:`summarise` does from seed means.  Probe retention keeps the
+    pretrained accuracy on the whole probe set as its reference (common to every
+    run, it cannot move a paired difference; resampled, a small probe set could put
+    it at chance).  Only tasks and seeds every run has enter.  Returns {"score":
+    {name: (lo, hi)}, "difference": {(a, b): (observed a - b, lo, hi)}, "replicates",
+    "tasks", "seeds"}; a run without per-image correctness gets no interval.
 
     The draws come from PCG64's raw output (not a numpy distribution method), so
-    the intervals are the same bytes on any numpy version.
+    the intervals are the same bytes on any numpy version; replicates are drawn in
+    blocks, so memory stays bounded for large sets.
     """
     import numpy as np
 
@@ -339,27 +342,28 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
     out["tasks"], out["seeds"] = tasks, seeds
     bitgen = np.random.PCG64(seed)
 
-    def draw(n: int, size: int) -> np.ndarray:
-        return (bitgen.random_raw(replicates * size) % np.uint64(n)).astype(np.int64).reshape(replicates, size)
+    def draw(n: int, rows: int, size: int) -> np.ndarray:
+        return (bitgen.random_raw(rows * size) % np.uint64(n)).astype(np.int64).reshape(rows, size)
 
-    seed_draw = draw(len(seeds), len(seeds))  # (B, S): which seeds each replicate averages over
+    seed_draw = draw(len(seeds), replicates, len(seeds))  # (B, S): which seeds each replicate averages over
     scores = {n: np.zeros(replicates) for n in names}
     for task in tasks:
         ref = runs[names[0]][1][task]
         cell = {n: {c["seed"]: c for c in runs[n][0] if c["task"] == task} for n in names}
-        keys = sorted(record_sets(ref))
         resampled: dict[str, dict[str, np.ndarray]] = {n: {} for n in names}  # name -> key -> (B,) seed-mean acc
-        pretrained: dict[str, np.ndarray] = {}
-        for key in keys:
-            packed_ref = record_sets(ref)[key]
+        for key, packed_ref in sorted(record_sets(ref).items()):
             size = packed_ref["n"]
-            rows = draw(size, size) + (np.arange(replicates) * size)[:, None]  # (B, n) images drawn
-            weights = np.bincount(rows.ravel(), minlength=replicates * size).reshape(replicates, size).astype(float)
-            pretrained[key] = 100.0 * weights @ _unpack(packed_ref, np) / size
+            bits = {n: np.stack([_unpack(record_sets(cell[n][s])[key], np) for s in seeds], axis=1) for n in names}
+            per_seed = {n: np.empty((replicates, len(seeds))) for n in names}
+            block = max(1, min(replicates, 20_000_000 // size))
+            for start in range(0, replicates, block):
+                rows = min(block, replicates - start)
+                drawn = draw(size, rows, size) + (np.arange(rows) * size)[:, None]  # (rows, n) images drawn
+                weights = np.bincount(drawn.ravel(), minlength=rows * size).reshape(rows, size).astype(float)
+                for n in names:
+                    per_seed[n][start:start + rows] = 100.0 * weights @ bits[n] / size  # (rows, S)
             for n in names:
-                per_seed = np.stack([100.0 * weights @ _unpack(record_sets(cell[n][s])[key], np) / size
-                                     for s in seeds], axis=1)  # (B, S)
-                resampled[n][key] = np.take_along_axis(per_seed, seed_draw, axis=1).mean(axis=1)
+                resampled[n][key] = np.take_along_axis(per_seed[n], seed_draw, axis=1).mean(axis=1)
         has_new = "new" in ref
         for n in names:
             r = resampled[n]
@@ -367,17 +371,18 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
                 score, _ = task_score(
                     ref, float(r["id"][b]), float(r["new"][b]) if has_new else None,
                     {s: float(r["shifts." + s][b]) for s in ref["shifts"]},
-                    {p: float(r["probes." + p][b]) for p in ref["probes"]},
-                    {p: float(pretrained["probes." + p][b]) for p in ref["probes"]})
+                    {p: float(r["probes." + p][b]) for p in ref["probes"]})
                 scores[n][b] += score / len(tasks)
+    observed = {}
     for n in names:
         lo, hi = np.percentile(scores[n], [2.5, 97.5])
         out["score"][n] = (round(float(lo), DIGITS), round(float(hi), DIGITS))
+        kept = [c for c in runs[n][0] if c["task"] in tasks and c["seed"] in seeds]
+        observed[n] = summarise(kept, {t: runs[n][1][t] for t in tasks})["overall"]["score"]["mean"]
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            diff = scores[a] - scores[b]
-            lo, hi = np.percentile(diff, [2.5, 97.5])
-            out["difference"][(a, b)] = (round(float(diff.mean()), DIGITS), round(float(lo), DIGITS),
+            lo, hi = np.percentile(scores[a] - scores[b], [2.5, 97.5])
+            out["difference"][(a, b)] = (round(observed[a] - observed[b], DIGITS), round(float(lo), DIGITS),
                                          round(float(hi), DIGITS))
     return out
 

@@ -158,7 +158,9 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
             reporter.cell_finished(len(finished), total, method, json.loads(path.read_text()))
 
     if cells:
-        {"local": _local, "slurm": _slurm, "ray": _ray}[options.executor](fields, cells, options, report, log)
+        # a cell's identity across submissions: its run's folder (the run hash) and the cell
+        keys = {c: f"{by_method[c[0]].folder.name}/{c[1]}/{c[2]}" for c in cells}
+        {"local": _local, "slurm": _slurm, "ray": _ray}[options.executor](fields, cells, options, report, log, keys)
     paths = []
     for store in stores:
         if store.folder.is_dir() and store.done():
@@ -166,7 +168,7 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
     return paths
 
 
-def _local(fields, cells, options, report, log) -> None:
+def _local(fields, cells, options, report, log, keys=None) -> None:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -193,8 +195,8 @@ ACTIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLET
 SUBMITTED = "submitted.json"  # in OUT/.submitit: cell -> job id of the last submission
 
 
-def _cell_key(cell: Cell) -> str:
-    return "/".join(map(str, cell))
+def _cell_key(cell: Cell, keys: dict | None = None) -> str:
+    return (keys or {}).get(cell) or "/".join(map(str, cell))
 
 
 def _job_state(folder: Path, job_id: str) -> str:
@@ -207,8 +209,9 @@ def _job_state(folder: Path, job_id: str) -> str:
         return "UNKNOWN"
 
 
-def still_queued(folder: Path, cells: list[Cell], state=_job_state) -> dict[Cell, str]:
-    """Cells whose last submission is still pending or running on Slurm: resubmitting them would run them twice."""
+def still_queued(folder: Path, cells: list[Cell], state=_job_state, keys: dict | None = None) -> dict[Cell, str]:
+    """Cells whose last submission is still pending or running on Slurm: resubmitting them would run them twice
+    (``keys``: each cell's identity across runs, as :func:`execute` makes them)."""
     import json
 
     try:
@@ -217,13 +220,13 @@ def still_queued(folder: Path, cells: list[Cell], state=_job_state) -> dict[Cell
         return {}
     out = {}
     for cell in cells:
-        job_id = submitted.get(_cell_key(cell)) if isinstance(submitted, dict) else None
+        job_id = submitted.get(_cell_key(cell, keys)) if isinstance(submitted, dict) else None
         if isinstance(job_id, str) and state(folder, job_id) in ACTIVE_SLURM_STATES:
             out[cell] = job_id
     return out
 
 
-def _record_submitted(folder: Path, jobs, cells: list[Cell]) -> None:
+def _record_submitted(folder: Path, jobs, cells: list[Cell], keys: dict | None = None) -> None:
     import json
 
     path = folder / SUBMITTED
@@ -231,26 +234,29 @@ def _record_submitted(folder: Path, jobs, cells: list[Cell]) -> None:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         record = {}
-    record.update({_cell_key(c): str(j.job_id) for j, c in zip(jobs, cells)})
+    record.update({_cell_key(c, keys): str(j.job_id) for j, c in zip(jobs, cells)})
     from clipbench import results
 
     results.write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
-def _slurm(fields, cells, options, report, log) -> None:
+def _slurm(fields, cells, options, report, log, keys=None) -> None:
     try:
         import submitit
     except ImportError:
         raise ClipbenchError("--executor slurm needs submitit: pip install 'clipbench[slurm]'.") from None
     folder = Path(fields["out_dir"]) / ".submitit"
     folder.mkdir(parents=True, exist_ok=True)
-    queued = still_queued(folder, cells) if options.extra.get("cluster") in (None, "slurm") else {}
+    queued = still_queued(folder, cells, keys=keys) if options.extra.get("cluster") in (None, "slurm") else {}
     if queued:
         log(f"{len(queued)} cell(s) are still queued or running from an earlier submission (jobs "
-            f"{', '.join(sorted(set(queued.values()))[:5])}): not submitted again")
+            f"{', '.join(sorted(set(queued.values()))[:5])}): not submitted again"
+            + ("; waiting for them too" if options.wait else ""))
         cells = [c for c in cells if c not in queued]
-        if not cells:
-            return
+    earlier = [(submitit.SlurmJob(folder=folder, job_id=job_id), cell) for cell, job_id in queued.items()]
+    if not cells:
+        _wait(earlier, options, report, folder, log)
+        return
     executor = submitit.AutoExecutor(folder=folder, cluster=options.extra.get("cluster"))
     params = dict(timeout_min=options.time_min, mem_gb=options.mem_gb, cpus_per_task=options.cpus,
                   slurm_array_parallelism=options.parallelism, name="clipbench")
@@ -260,14 +266,19 @@ def _slurm(fields, cells, options, report, log) -> None:
         params["slurm_partition"] = options.partition
     executor.update_parameters(**params)
     jobs = executor.map_array(CellJob(), [fields] * len(cells), [[c] for c in cells], [options.cpus] * len(cells))
-    _record_submitted(folder, jobs, cells)
+    _record_submitted(folder, jobs, cells, keys)
     log(f"submitted {len(jobs)} job(s)" + (f", array {jobs[0].job_id.split('_')[0]}" if jobs else "")
         + f"; submitit logs in {folder}")
+    _wait(earlier + list(zip(jobs, cells)), options, report, folder, log)
+
+
+def _wait(jobs, options, report, folder, log=lambda line: None) -> None:
+    """Wait for (job, cell) pairs (this submission's and ones still queued from an earlier one)."""
     if not options.wait:
         log("not waiting: run the same command again to resubmit what is missing and merge what is done")
         return
     failed = []
-    for job, cell in zip(jobs, cells):
+    for job, cell in jobs:
         try:
             job.result()
         except Exception as exc:  # a failed job: the others still run and save
@@ -279,7 +290,7 @@ def _slurm(fields, cells, options, report, log) -> None:
                              "Run the same command again to resubmit only what is missing.")
 
 
-def _ray(fields, cells, options, report, log) -> None:
+def _ray(fields, cells, options, report, log, keys=None) -> None:
     try:
         import ray
     except ImportError:

@@ -116,9 +116,9 @@ def test_result_file_names_must_be_plain(valid, tmp_path):
 def test_cli_build_and_check_current_write_nothing_extra(valid, tmp_path, registry, monkeypatch):
     _, _, _, path = valid
     pm, reg = registry
-    import clipbench.cli as cli
+    from clipbench.commands import leaderboard as command
 
-    monkeypatch.setattr(cli, "_registry", lambda: (pm, reg))
+    monkeypatch.setattr(command, "load_plugins", lambda: (pm, reg))
     out = tmp_path / "boards"
     out.mkdir()
     assert main(["leaderboard", "build", "--results", str(path.parent), "--out", str(out)]) == 0

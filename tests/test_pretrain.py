@@ -51,3 +51,18 @@ def test_a_short_pretraining_run_writes_weights_that_load(tmp_path):
     assert [h["step"] for h in info["history"]] == [2, 3]
     assert json.loads(json.dumps(info))["config"]["real_fraction"] == cfg.real_fraction
     load_embedded(out)
+
+
+def test_the_commands_defaults_are_the_configs_and_help_needs_no_torch():
+    import dataclasses
+    import subprocess
+    import sys
+
+    from clipbench.commands.pretrain import DEFAULTS
+
+    cfg = dataclasses.asdict(pretrain.PretrainConfig())
+    for name in ("steps", "batch_size", "lr", "corpus", "real_fraction", "seed"):
+        assert getattr(DEFAULTS, name) == cfg[name], name
+    out = subprocess.run([sys.executable, "-c", "import sys; from clipbench.cli import build_parser; build_parser(); "
+                          "print('torch' in sys.modules)"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -109,6 +109,12 @@ def test_a_cell_still_queued_on_slurm_is_not_submitted_twice(tmp_path):
     assert queued == {("saft", "shape", 1): "41_0", ("saft", "colour", 1): "41_2"}
     (folder / sweep.SUBMITTED).write_text("not json")
     assert sweep.still_queued(folder, cells, state=lambda f, job: "RUNNING") == {}
+    # another run in the same --out (other shots, options or model) never blocks this run's cells
+    (folder / sweep.SUBMITTED).write_text(json.dumps({"runA/shape/1": "7_0"}))
+    keys_b = {c: f"runB/{c[1]}/{c[2]}" for c in cells}
+    assert sweep.still_queued(folder, cells, state=lambda f, job: "RUNNING", keys=keys_b) == {}
+    keys_a = {c: f"runA/{c[1]}/{c[2]}" for c in cells}
+    assert sweep.still_queued(folder, cells, state=lambda f, job: "RUNNING", keys=keys_a) == {cells[0]: "7_0"}
 
 
 def test_the_core_never_imports_an_engine():

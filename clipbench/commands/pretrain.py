@@ -12,6 +12,13 @@ from rich.markup import escape
 from clipbench.errors import ClipbenchError
 
 
+class DEFAULTS:
+    """PretrainConfig's defaults, here so that the parser (and `clipbench --help`) need not import torch;
+    a test keeps them equal."""
+
+    steps, batch_size, lr, corpus, real_fraction, seed = 4500, 128, 1e-3, 40_000, 0.4, 0
+
+
 def add_parser(sub) -> None:
     pre = sub.add_parser("pretrain", help="reproduce the embedded model's weights",
                          description="Contrastively pretrain the embedded clipbench-tiny model on the procedural "
@@ -19,9 +26,7 @@ def add_parser(sub) -> None:
                                      "train pool, test set, shift or probe). The defaults are those of the "
                                      "shipped weights; zero-shot accuracy on each default task's train pool is "
                                      "printed every --eval-every steps.")
-    from clipbench.pretrain import PretrainConfig
-
-    d = PretrainConfig()
+    d = DEFAULTS
     pre.add_argument("--steps", type=int, default=d.steps, help="optimiser steps (default: %(default)s)")
     pre.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
     pre.add_argument("--lr", type=float, default=d.lr, help="default: %(default)s")

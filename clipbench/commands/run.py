@@ -38,7 +38,8 @@ def add_parser(sub) -> None:
                      help="only these tasks of the suite (default: all tasks the suite adapts on)")
     run.add_argument("--probes", nargs="+", default=None, metavar="NAME",
                      help="only these forgetting probes (e.g. the probe datasets you have for the forgetting "
-                          "suite); such a run is not a leaderboard row (default: every probe of each task)")
+                          "suite); a run with probes left out is its own run, never a leaderboard row (default: "
+                          "every probe of each task)")
     run.add_argument("--shots", type=positive_int, default=16, help="support images per class, k (default: %(default)s)")
     run.add_argument("--seeds", type=seed_list, default=[1, 2, 3], metavar="LIST",
                      help="seeds to run: a list 1,2,3 or a range 1-5; 2 means seed 2 only (default: 1,2,3)")
