@@ -1,8 +1,11 @@
-"""Contrastive pretraining of the embedded model on the procedural world.
+"""Contrastive pretraining of the embedded model on the procedural world and the shipped real images.
 
 This is how the shipped weights were made (`clipbench pretrain`), so anyone can
 reproduce them.  A fixed corpus of rendered images is drawn once from the seed;
-captions are re-drawn for every step, which is the world's only augmentation.
+each batch mixes it with the *pretrain* pools of the shipped real images
+(clothing, digits, animal silhouettes: disjoint from every task's train pool,
+test set, shift and probe).  Captions are re-drawn for every step, and real
+images are moved by up to two pixels: the only augmentation.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from clipbench.data import world
+from clipbench.data import shipped, world
 from clipbench.models import ClipModel, create_embedded, save_embedded_weights
 
 
@@ -24,12 +27,15 @@ from clipbench.models import ClipModel, create_embedded, save_embedded_weights
 class PretrainConfig:
     """Defaults are those of the shipped weights (batch 128, AdamW 1e-3, cosine, as in DESIGN.md)."""
 
-    steps: int = 3000
+    steps: int = 4500
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup: int = 100
     corpus: int = 40_000
+    real_fraction: float = 0.4  # share of each batch drawn from the shipped images' pretrain pools
+    # how the real share divides between the shipped collections (fashion, mnist, animals)
+    real_mix: tuple[float, float, float] = (0.4, 0.2, 0.4)
     seed: int = 0
 
 
@@ -51,6 +57,39 @@ def build_corpus(cfg: PretrainConfig, progress: Callable[[int, int], None] | Non
     return torch.from_numpy(np.concatenate(images)), merged, np.concatenate(outline), np.concatenate(hues)
 
 
+def real_pools() -> dict[str, tuple[torch.Tensor, np.ndarray]]:
+    """The pretrain pools of the shipped collections: (N, 32, 32) uint8 canvases and labels."""
+    out = {}
+    for name in shipped.COLLECTIONS:
+        images, labels = shipped.split(name, "pretrain")
+        out[name] = (torch.from_numpy(shipped.to_canvas(images)), labels)
+    return out
+
+
+def real_batch(rng: np.random.Generator, pools: dict, n: int,
+               mix: tuple[float, ...] | None = None) -> tuple[torch.Tensor, list[str]]:
+    """``n`` captioned real images: a collection drawn by ``mix`` (shipped.COLLECTIONS order), then an image,
+    moved by up to 2 pixels."""
+    names = list(shipped.COLLECTIONS)
+    weights = np.asarray(mix if mix is not None else [1.0] * len(names), dtype=float)
+    which = rng.choice(len(names), size=n, p=weights / weights.sum())
+    images, texts = [], []
+    for k in which:
+        canvases, labels = pools[names[k]]
+        i = int(rng.integers(0, len(labels)))
+        dy, dx = (int(v) for v in rng.integers(-2, 3, 2))
+        images.append(torch.roll(canvases[i], shifts=(dy, dx), dims=(0, 1)))
+        texts.append(shipped.caption(names[k], int(labels[i]), rng))
+    return torch.stack(images)[:, None].expand(-1, 3, -1, -1).contiguous(), texts
+
+
+def vocabulary() -> set[str]:
+    """Every word a pretraining caption or a default-suite prompt can contain."""
+    from clipbench.suites.default import prompt_words
+
+    return world.vocabulary() | shipped.vocabulary() | prompt_words()
+
+
 def zero_unused_token_rows(model: ClipModel) -> int:
     """Zero the token-embedding rows no world caption or prompt uses.
 
@@ -58,7 +97,7 @@ def zero_unused_token_rows(model: ClipModel) -> int:
     weight decay); zeroing them makes the shipped file a few MB instead of 15.
     """
     used = set()
-    for word in world.vocabulary():
+    for word in vocabulary():
         used.update(int(t) for t in model.tokenizer([word])[0].tolist())
     emb = model.module.token_embedding.weight
     mask = torch.ones(emb.shape[0], dtype=torch.bool)
@@ -75,6 +114,8 @@ def pretrain(cfg: PretrainConfig, out: Path, progress: Callable[[str, int, int],
     torch.manual_seed(cfg.seed)
     model = create_embedded(cfg.seed)
     images, attrs, outline, hues = build_corpus(cfg, (lambda d, t: progress("corpus", d, t)) if progress else None)
+    pools = real_pools() if cfg.real_fraction > 0 else {}
+    n_real = int(round(cfg.batch_size * cfg.real_fraction))
     rng = np.random.default_rng(cfg.seed + 1)
     decay = [p for n, p in model.module.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.module.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
@@ -89,10 +130,14 @@ def pretrain(cfg: PretrainConfig, out: Path, progress: Callable[[str, int, int],
     start = time.time()
     model.module.train()
     for step in range(cfg.steps):
-        idx = rng.integers(0, len(images), cfg.batch_size)
+        idx = rng.integers(0, len(images), cfg.batch_size - n_real)
         texts = [world.caption(rng, {k: attrs[k][i] for k in attrs}, bool(outline[i]), hue=float(hues[i]))
                  for i in idx]
-        img_f, txt_f, scale = _features(model, images[idx], texts)
+        batch = images[idx]
+        if n_real:
+            real_images, real_texts = real_batch(rng, pools, n_real, cfg.real_mix)
+            batch, texts = torch.cat([batch, real_images]), texts + real_texts
+        img_f, txt_f, scale = _features(model, batch, texts)
         loss = loss_fn(img_f, txt_f, scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -114,6 +159,23 @@ def pretrain(cfg: PretrainConfig, out: Path, progress: Callable[[str, int, int],
     Path(str(out) + ".sha256").write_text(f"{sha}  {out.name}\n")
     return {"config": asdict(cfg), "sha256": sha, "token_rows_kept": kept, "history": history,
             "seconds": round(time.time() - start, 1)}
+
+
+def train_pool_evaluator() -> Callable[[ClipModel], dict]:
+    """Zero-shot accuracy on each default task's *train pool*, to watch pretraining: never a test set, so
+    choosing a pretraining recipe by it selects nothing on the images the suite scores."""
+    from clipbench.method import Adapted
+    from clipbench.protocol import Evaluator
+    from clipbench.suites.default import build_default_suite
+
+    suite = build_default_suite()
+    tasks = [suite.task(name) for name in suite.adapt_on]
+
+    def evaluate(model: ClipModel) -> dict:
+        ev, adapted = Evaluator(batch_size=1024), Adapted(model)
+        return {f"{t.name} (train pool)": round(ev.accuracy(adapted, t.train.value, t), 1) for t in tasks}
+
+    return evaluate
 
 
 def _features(model: ClipModel, images: torch.Tensor, texts: list[str]):

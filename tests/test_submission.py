@@ -193,7 +193,15 @@ def test_shipped_references_are_what_the_shipped_model_scores():
         "known_references", Path(__file__).resolve().parent.parent / "tools" / "known_references.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    assert submission.shipped_references() == json.loads(json.dumps(tool.compute()["references"]))
+    computed = json.loads(json.dumps(tool.compute()["references"]))
+    assert submission.shipped_references() == computed
+
+
+def test_the_shipped_model_is_among_the_known_references(embedded):
+    """Without its fingerprint there, every reference of the shipped model would pass unchecked."""
+    known = submission.shipped_references()
+    assert embedded.fingerprint() in known and "default" in known[embedded.fingerprint()]
+    assert all("correct" in ref for ref in known[embedded.fingerprint()]["default"].values())
 
 
 RAW = [

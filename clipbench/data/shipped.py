@@ -140,28 +140,32 @@ def canvas_images(images: np.ndarray, shift: str | None = None, seed: int = 0) -
 
 # ------------------------------------------------------------------ captions (pretraining)
 
-# The captioners' words for each class, drawn uniformly: the task's class name is one of them, but so
-# are the synonyms the web uses and, for look-alike classes, the neighbour's name ("top" for a shirt,
-# "horse" for a zebra), so zero-shot CLIP inherits blurred boundaries that a few labelled examples
-# can sharpen.  Digits are written out as words more often than as numerals.
+# The captioners' words for each class.  The task's class name (Fashion-MNIST's official label, the
+# numeral, the animal's common name) competes with the words captioners prefer ("tee", "seven",
+# "kitten"), and for every other class (odd labels) the captioners never use it at all: a downstream
+# label vocabulary the pretraining never saw, as for real tasks whose class names are rare or absent on
+# the web.  Contrastive pretraining aligns even a rare word well (2% of a class's captions was enough,
+# measured), so only an absent one leaves zero-shot prompts unaligned with images that the features,
+# trained on the captioners' own words, still tell apart: the gap a few labelled examples can close.
+TASK_WORD_RATE = {"common": 0.3, "absent": 0.0}
+
+
+def task_word_rate(label: int) -> float:
+    return TASK_WORD_RATE["absent" if label % 2 else "common"]
+
+
 CAPTION_WORDS = {
-    "fashion": {"t-shirt": ["t-shirt", "t-shirt", "tee", "top", "shirt"],
-                "trouser": ["trouser", "trousers", "pants"],
-                "pullover": ["pullover", "pullover", "sweater", "jumper", "coat"],
-                "dress": ["dress", "dress", "gown"],
-                "coat": ["coat", "coat", "jacket", "pullover"],
-                "sandal": ["sandal", "sandal", "sandals", "shoe"],
-                "shirt": ["shirt", "shirt", "blouse", "top", "t-shirt"],
-                "sneaker": ["sneaker", "sneaker", "trainer", "shoe"],
-                "bag": ["bag", "bag", "handbag", "purse"],
-                "ankle boot": ["ankle boot", "ankle boot", "boot", "shoe", "sneaker"]},
-    "mnist": {d: [d, w, w] for d, w in zip("0123456789", ["zero", "one", "two", "three", "four", "five", "six",
-                                                           "seven", "eight", "nine"])},
-    "animals": {"bear": ["bear", "bear", "dog"], "bird": ["bird", "bird", "sparrow"],
-                "cat": ["cat", "cat", "kitten", "dog"], "cow": ["cow", "cow", "bull", "horse"],
-                "dog": ["dog", "dog", "puppy", "cat"], "elephant": ["elephant"], "giraffe": ["giraffe"],
-                "horse": ["horse", "horse", "pony", "cow"], "sheep": ["sheep", "sheep", "lamb", "cow"],
-                "zebra": ["zebra", "zebra", "horse"]},
+    "fashion": {"t-shirt": ["tee", "tee shirt", "top"], "trouser": ["pants", "jeans", "slacks"],
+                "pullover": ["sweater", "jumper"], "dress": ["gown", "frock"],
+                "coat": ["jacket", "overcoat", "parka"], "sandal": ["flip flop", "slipper"],
+                "shirt": ["blouse", "button shirt"], "sneaker": ["trainer", "running shoe"],
+                "bag": ["handbag", "purse", "tote"], "ankle boot": ["boot", "bootie"]},
+    "mnist": {d: [w] for d, w in zip("0123456789", ["zero", "one", "two", "three", "four", "five", "six",
+                                                     "seven", "eight", "nine"])},
+    "animals": {"bear": ["grizzly", "cub"], "bird": ["sparrow", "robin", "crow"], "cat": ["kitten", "kitty"],
+                "cow": ["cattle", "calf", "bull"], "dog": ["puppy", "hound"], "elephant": ["tusker", "jumbo"],
+                "giraffe": ["camelopard"], "horse": ["pony", "stallion", "mare"], "sheep": ["lamb", "ewe", "ram"],
+                "zebra": ["quagga"]},
 }
 CAPTION_TEMPLATES = {
     "fashion": ["a photo of a {}", "a {}", "a product photo of a {}", "a black and white photo of a {}", "{}",
@@ -184,7 +188,7 @@ def caption(collection: str, label: int, rng: np.random.Generator, noise: float 
     if rng.random() < noise:
         label = int(rng.integers(0, len(names)))
     words = CAPTION_WORDS[collection][names[label]]
-    word = words[int(rng.integers(0, len(words)))]
+    word = names[label] if rng.random() < task_word_rate(label) else words[int(rng.integers(0, len(words)))]
     templates = CAPTION_TEMPLATES[collection]
     return templates[int(rng.integers(0, len(templates)))].format(word)
 
@@ -193,8 +197,8 @@ def vocabulary() -> set[str]:
     """Every word a shipped-image caption can contain."""
     words = set()
     for collection in COLLECTIONS:
-        for values in CAPTION_WORDS[collection].values():
-            for v in values:
+        for name, values in CAPTION_WORDS[collection].items():
+            for v in values + [name]:
                 words.update(v.split())
         for t in CAPTION_TEMPLATES[collection]:
             words.update(t.replace("{}", "").split())
@@ -203,5 +207,11 @@ def vocabulary() -> set[str]:
 
 
 def transforms_version() -> str:
-    """A hash of this module's source: a set's images change only when this code or the assets do."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    """A hash of the code that turns assets into the images a task scores (placing, shifting, the UCI digits),
+    line endings normalised: a set's fingerprint changes only when that code or the assets do, never when a
+    caption word does."""
+    import inspect
+
+    source = "".join(inspect.getsource(f) for f in (to_canvas, to_rgb, lowres, occlude, canvas_images,
+                                                    sklearn_digits))
+    return hashlib.sha256(source.replace("\r\n", "\n").encode()).hexdigest()[:12]
