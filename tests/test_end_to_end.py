@@ -12,13 +12,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_run_full_ft_on_default_suite(capsys, tmp_path):
-    code = main(["run", "--method", "full-ft", "--seeds", "1", "--shots", "4", "--out", str(tmp_path)])
+    code = main(["run", "--method", "full-ft", "--seeds", "1", "--shots", "4", "--option", "full-ft.epochs=5",
+                 "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0
     assert "full-ft on default" in out and "zero-shot" in out
     [path] = list(tmp_path.glob("default__full-ft__*.json"))
     data = json.loads(path.read_text())
-    assert {c["task"] for c in data["cells"]} == {"shape", "colour"}
+    assert {c["task"] for c in data["cells"]} == {"shape", "colour", "clothing", "digits", "animals"}
     assert data["config"]["method_config"]["lr"] > 0
     cost = data["cells"][0]["cost"]
     assert cost["trainable_pct"] == pytest.approx(100.0)
