@@ -48,6 +48,26 @@ def compare(name: str, submitted: dict, fresh: dict, tolerance: float) -> list[s
     return problems
 
 
+class _threads:
+    """Re-run with the thread count the result records: CPU reductions may round differently with another."""
+
+    def __init__(self, n):
+        self.n = n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 1024 else None
+
+    def __enter__(self):
+        import torch
+
+        self.before = torch.get_num_threads()
+        if self.n:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.before)
+        return False
+
+
 def verify(data: dict, registry, pm, seeds: list[int] | None = None, tolerance: float = 0.5,
            data_root: Path | None = None) -> list[str]:
     """Re-run ``seeds`` (default: every seed) of a checked result; list every number off by more than ``tolerance``."""
@@ -60,7 +80,8 @@ def verify(data: dict, registry, pm, seeds: list[int] | None = None, tolerance: 
     if missing:
         return [f"seed {missing[0]} is not in the result's seeds {stored_seeds}"]
     options = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg["method_config"].items()}
-    with tempfile.TemporaryDirectory() as tmp:
+    threads = (data.get("provenance") or {}).get("threads")
+    with tempfile.TemporaryDirectory() as tmp, _threads(threads):
         request = runner.RunRequest(methods=[cfg["method"]], suite=cfg["suite"], tasks=cfg["tasks"],
                                     shots=cfg["shots"], seeds=list(seeds), model=cfg["model"],
                                     pretrained=None if cfg["model"] == EMBEDDED or cfg["pretrained"] == "random" else cfg["pretrained"],
