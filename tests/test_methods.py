@@ -238,7 +238,7 @@ def test_four_shot_adaptation_improves_in_distribution(reg, embedded, default_su
         task = default_suite.task(task_name)
         overrides = tuned.get(task_name, {})
         adapted, _ = adapt(reg, name, embedded, task, shots=4, **overrides)
-        zs = ev.reference(Adapted(embedded), embedded.fingerprint(), task.test.value, task, task_name)
+        zs, _ = ev.reference(Adapted(embedded), embedded.fingerprint(), task.test.value, task, task_name)
         gains.append(ev.accuracy(adapted, task.test.value, task) - zs)
     assert max(gains) > 0, gains
 

@@ -70,6 +70,9 @@ def test_uci_digits_come_from_scikit_learn_at_mnist_scale():
 def test_captions_use_the_vocabulary_and_sometimes_another_class():
     rng = np.random.default_rng(0)
     words = shipped.vocabulary()
-    texts = [shipped.caption("animals", 9, rng) for _ in range(400)]  # zebras
-    assert all(set(t.split()) <= words for t in texts)
-    assert any("zebra" in t for t in texts) and any("horse" in t for t in texts)
+    zebras = [shipped.caption("animals", 9, rng) for _ in range(400)]  # odd label: never named
+    sheep = [shipped.caption("animals", 8, rng) for _ in range(400)]  # even label: sometimes named
+    assert all(set(t.split()) <= words for t in zebras + sheep)
+    assert any("quagga" in t for t in zebras) and not any("zebra" in t for t in zebras)
+    assert any("sheep" in t for t in sheep) and any("lamb" in t or "ewe" in t or "ram" in t for t in sheep)
+    assert any("quagga" not in t and t != shipped.UNINFORMATIVE["animals"] for t in zebras)  # another class
