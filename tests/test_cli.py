@@ -149,7 +149,7 @@ BAD_INPUTS = [
     ("report a folder", lambda t, r: ["report", str(t)], "is a folder, not a result file"),
     ("report a missing file", lambda t, r: ["report", str(t / "missing.json")], "Result file not found"),
     ("report a wrong-typed reference", lambda t, r: ["report", str(_mutate(r, lambda d: d["reference"].update(
-        size=[1, 2])))], "reference.size: must be an object"),
+        shape=[1, 2])))], "reference.shape: must be an object"),
     ("report a file of NaN", lambda t, r: ["report", str(_raw(t / "nan.json", '{"schema": NaN}'))],
      "NaN is not a JSON number"),
     ("verify without config.pretrained", lambda t, r: ["leaderboard", "verify", str(_mutate(
