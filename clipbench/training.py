@@ -43,7 +43,8 @@ def make_optimizer(params: list[torch.nn.Parameter], s: Schedule) -> torch.optim
     if s.optimizer == "sgd":
         return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     if s.optimizer == "adamw":
-        # the fused kernel: the same update, 5x faster on the CPU for a whole CLIP (measured, 7.7M weights)
+        # the fused kernel: the same update in one pass over the weights (full fine-tuning of the embedded
+        # model 1.3x faster here); parameters of other dtypes fall back to the default kernel
         fused = all(p.dtype in (torch.float32, torch.float16, torch.bfloat16) for p in params)
         return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay, fused=fused or None)
     raise ValueError(f"unknown optimizer {s.optimizer!r}")
