@@ -192,10 +192,12 @@ def _config_dict(config) -> dict:
 
 
 def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
-            reporter: protocol.Reporter | None = None, model: ClipModel | None = None) -> list[Path]:
+            reporter: protocol.Reporter | None = None, model: ClipModel | None = None,
+            evaluator: protocol.Evaluator | None = None) -> list[Path]:
     """Run every (method, task, seed) cell not already in its run's folder; return the merged result files.
 
-    ``model`` is the already loaded model (a worker running many cells loads it once).
+    ``model`` is the already loaded model and ``evaluator`` one bound to it (a worker running many cells
+    loads the model once and keeps the zero-shot scores it has computed).
     """
     reporter = reporter or protocol.SilentReporter()
     p = plan(request, registry)
@@ -205,9 +207,11 @@ def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
     attach_data(request, p.suite, p.tasks, model)
     for task in p.tasks:  # fail on too few shots before any training
         protocol.sample_fewshot_check(task, request.shots)
-    evaluator = protocol.Evaluator(batch_size=request.batch_size, reporter=reporter,
-                                   cache=EmbeddingCache() if request.cache else None, precision=request.precision)
-    evaluator.bind(model)
+    if evaluator is None:
+        evaluator = protocol.Evaluator(batch_size=request.batch_size,
+                                       cache=EmbeddingCache() if request.cache else None, precision=request.precision)
+        evaluator.bind(model)
+    evaluator.reporter = reporter
     model_fp = model.fingerprint()
     results.remove_stale_temporaries(Path(request.out_dir), "*.json.*.tmp")
     paths = []

@@ -67,10 +67,15 @@ _WORKER: dict = {}  # per process: the plugin registry and loaded models, so a w
 
 
 def run_cells(fields: dict, cells: list[Cell], threads: int | None = None) -> list[Cell]:
-    """Run ``cells`` of the request ``fields`` in this process; returns the cells it finished."""
+    """Run ``cells`` of the request ``fields`` in this process; returns the cells it finished.
+
+    A process keeps its model and its evaluator between calls, so the zero-shot scores every cell is
+    measured against are computed once per process and image set, as in a sequential run.
+    """
     import torch
 
-    from clipbench import runner
+    from clipbench import protocol, runner
+    from clipbench.cache import EmbeddingCache
     from clipbench.plugins import collect, get_plugin_manager
 
     if threads:
@@ -86,7 +91,13 @@ def run_cells(fields: dict, cells: list[Cell], threads: int | None = None) -> li
         key = (request.model, request.pretrained, request.checkpoint, request.device, request.suite)
         if key not in _WORKER:
             _WORKER[key] = runner.load_for(request, suite, registry, runner.resolve_device(request.device))
-        runner.execute(request, registry, pm, model=_WORKER[key])
+        evaluator_key = (key, request.batch_size, request.cache, request.precision)
+        if evaluator_key not in _WORKER:
+            evaluator = protocol.Evaluator(batch_size=request.batch_size, precision=request.precision,
+                                           cache=EmbeddingCache() if request.cache else None)
+            evaluator.bind(_WORKER[key])
+            _WORKER[evaluator_key] = evaluator
+        runner.execute(request, registry, pm, model=_WORKER[key], evaluator=_WORKER[evaluator_key])
         done.append(cell)
     return done
 
@@ -160,7 +171,11 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
     if cells:
         # a cell's identity across submissions: its run's folder (the run hash) and the cell
         keys = {c: f"{by_method[c[0]].folder.name}/{c[1]}/{c[2]}" for c in cells}
-        {"local": _local, "slurm": _slurm, "ray": _ray}[options.executor](fields, cells, options, report, log, keys)
+        if options.executor == "local":
+            _local(fields, cells, options, report, log, keys,
+                   cell_file=lambda c: by_method[c[0]].cell_path(c[1], c[2]))
+        else:
+            {"slurm": _slurm, "ray": _ray}[options.executor](fields, cells, options, report, log, keys)
     paths = []
     for store in stores:
         if store.folder.is_dir() and store.done():
@@ -168,7 +183,21 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
     return paths
 
 
-def _local(fields, cells, options, report, log, keys=None) -> None:
+def job_groups(cells: list[Cell], workers: int) -> list[list[Cell]]:
+    """Cells bundled into worker jobs: a whole task per job when there are enough tasks to keep every worker
+    busy (a process then scores the task's zero-shot reference and reads its images once, as a sequential run
+    does), else a (task, method) pair, else one cell; in the order given, so the first jobs start on
+    different tasks."""
+    for key in (lambda c: c[1], lambda c: (c[1], c[0])):
+        groups: dict = {}
+        for cell in cells:
+            groups.setdefault(key(cell), []).append(cell)
+        if len(groups) >= 2 * workers:
+            return list(groups.values())
+    return [[cell] for cell in cells]
+
+
+def _local(fields, cells, options, report, log, keys=None, cell_file=None) -> None:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -176,15 +205,26 @@ def _local(fields, cells, options, report, log, keys=None) -> None:
     threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) // workers)
     from concurrent.futures.process import BrokenProcessPool
 
+    reported: set = set()
+
+    def report_new(candidates) -> None:
+        """Report each finished cell once, as its file appears (a job runs several cells)."""
+        for cell in candidates:
+            if cell not in reported and (cell_file is None or cell_file(cell).is_file()):
+                reported.add(cell)
+                report(cell)
+
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(run_cells, fields, [cell], threads): cell for cell in cells}
+            futures = {pool.submit(run_cells, fields, group, threads): group for group in job_groups(cells, workers)}
             remaining = set(futures)
             while remaining:
-                finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+                finished, remaining = wait(remaining, timeout=1.0, return_when=FIRST_COMPLETED)
+                if cell_file is not None:
+                    report_new(cells)
                 for future in finished:
                     future.result()  # a failed cell stops the sweep here; the finished ones are saved
-                    report(futures[future])
+                    report_new(futures[future])
     except BrokenProcessPool:
         raise ClipbenchError("A worker process died (killed, or out of memory) before its cell finished; every "
                              "finished cell is saved. Run the same command again to run only what is missing.") from None
