@@ -115,6 +115,16 @@ def test_report_shows_runs_and_plots(capsys, tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_run_of_one_method_over_several_tasks_ends_with_its_suite_numbers(capsys, tmp_path):
+    argv = ["run", "--method", "zeroshot", "--task", "shape", "colour", "--shots", "1", "--seeds", "1",
+            "--out", str(tmp_path)]
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0 and "Suite means over tasks" in out and "score 95%" in out
+    code, out, _ = run_cli(capsys, "run", "--method", "zeroshot", "--task", "shape", "--shots", "1", "--seeds", "1",
+                           "--out", str(tmp_path / "one"))
+    assert code == 0 and "Suite means over tasks" not in out  # one task: its own table says it all
+
+
 def _result_file(tmp_path, capsys):
     argv = ["run", "--method", "zeroshot", "--task", "shape", "--shots", "1", "--seeds", "1", "--out", str(tmp_path)]
     code, _, _ = run_cli(capsys, *argv)

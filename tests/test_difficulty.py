@@ -33,3 +33,14 @@ def test_the_command_names_both_silhouettes_and_which_way_is_harder(capsys, monk
     assert main(["difficulty", "--task", "shape", "digits"]) == 0
     out = capsys.readouterr().out
     assert "silhouette by modality" in out and "silhouette by class" in out and "harder" in out
+
+
+def test_the_command_says_why_a_correlation_is_missing(capsys, monkeypatch):
+    """Zero-shot forgets nothing on every task: no ranking to correlate, which is not "too few tasks"."""
+    from pathlib import Path
+
+    monkeypatch.setenv("COLUMNS", "200")
+    [zeroshot] = (Path(__file__).parent.parent / "leaderboards" / "results").glob("default__zeroshot__*.json")
+    assert main(["difficulty", "--task", "shape", "colour", "digits", "--results", str(zeroshot)]) == 0
+    out = capsys.readouterr().out
+    assert "n/a (constant)" in out and "< 3 tasks" not in out

@@ -52,9 +52,11 @@ def main(args, console: Console) -> int:
         loaded = [results.load_result(f) for f in files]
         corr = Table(title="Spearman rank correlation with measured outcomes (across tasks)")
         for col in ("method", "outcome", "tasks", "silhouette by modality", "silhouette by class", "cosine"):
-            corr.add_column(col)
+            corr.add_column(col, no_wrap=col == "method", justify="left" if col in ("method", "outcome") else "right")
         for r in difficulty.correlate(rows, loaded):
+            # nan: fewer than three tasks, or an outcome that is the same on every task (no ranking to correlate)
+            why = "n/a (< 3 tasks)" if r["tasks"] < 3 else "n/a (constant)"
             corr.add_row(escape(r["method"]), r["outcome"], str(r["tasks"]),
-                         *("n/a (< 3 tasks)" if r[m] != r[m] else f"{r[m]:+.3f}" for m in difficulty.MEASURES))
+                         *(why if r[m] != r[m] else f"{r[m]:+.3f}" for m in difficulty.MEASURES))
         console.print(corr)
     return 0

@@ -113,8 +113,8 @@ def main(args, console: Console) -> int:
     for r in loaded:
         for table in ui.summary_tables(r):
             console.print(table)
-    if len(loaded) > 1:
-        console.print(ui.comparison_table(loaded))
+    if len(loaded) > 1 or any(len({c["task"] for c in r["cells"]}) > 1 for r in loaded):
+        console.print(ui.comparison_table(loaded))  # the suite-level numbers (and the leaderboard's score)
     for p in paths:
         console.print(f"results: {escape(str(p))}", highlight=False, soft_wrap=True)
     return 0
