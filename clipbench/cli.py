@@ -7,6 +7,7 @@ traceback; an interrupted run says where its finished cells are saved.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from rich.console import Console
@@ -38,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    console = Console()
+    # a batch log (stdout not a terminal, no COLUMNS) gets tables wide enough not to squash their numbers
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    console = Console(width=160) if piped else Console()
     err = Console(stderr=True)
     try:
         module = _module(args.command)

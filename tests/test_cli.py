@@ -302,3 +302,10 @@ def test_the_plot_install_hint_is_printed_literally(capsys, tmp_path, monkeypatc
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     code, out, err = run_cli(capsys, "report", str(tmp_path / "missing.json"), "--plot", str(tmp_path / "p.png"))
     assert code == 2 and "pip install 'clipbench[plot]'" in err and "not found" not in err
+
+
+def test_a_batch_log_gets_tables_wider_than_a_terminals_default(capsys, monkeypatch):
+    """stdout not a terminal and no COLUMNS (a Slurm log): 160 columns, so numbers are not squashed to '…'."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    code, out, _ = run_cli(capsys, "list", "methods")
+    assert code == 0 and max(len(line) for line in out.splitlines()) > 80 and "…" not in out
