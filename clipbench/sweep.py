@@ -184,15 +184,17 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
 
 
 def job_groups(cells: list[Cell], workers: int) -> list[list[Cell]]:
-    """Cells bundled into worker jobs: a whole task per job when there are enough tasks to keep every worker
-    busy (a process then scores the task's zero-shot reference and reads its images once, as a sequential run
-    does), else a (task, method) pair, else one cell; in the order given, so the first jobs start on
-    different tasks."""
-    for key in (lambda c: c[1], lambda c: (c[1], c[0])):
+    """Cells bundled into worker jobs, in the order given.
+
+    A worker keeps its zero-shot scores between jobs, so the coarser the jobs the less it recomputes; the
+    finer, the better the workers stay balanced.  A whole task per job when there are at least four tasks
+    per worker, else a (task, method) pair when there are at least as many pairs as workers, else one cell.
+    """
+    for key, at_least in ((lambda c: c[1], 4 * workers), (lambda c: (c[1], c[0]), workers)):
         groups: dict = {}
         for cell in cells:
             groups.setdefault(key(cell), []).append(cell)
-        if len(groups) >= 2 * workers:
+        if len(groups) >= at_least:
             return list(groups.values())
     return [[cell] for cell in cells]
 

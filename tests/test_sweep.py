@@ -43,13 +43,16 @@ def test_local_workers_give_the_sequential_numbers_and_leave_nothing_pending(seq
 
 
 def test_local_jobs_bundle_a_task_when_there_are_enough_tasks_else_split_finer():
-    cells = [(m, t, s) for m in ("a", "b") for t in ("t1", "t2", "t3", "t4", "t5") for s in (1, 2)]
+    tasks = [f"t{i}" for i in range(8)]
+    cells = [(m, t, s) for m in ("a", "b") for t in tasks for s in (1, 2)]
     by_task = sweep.job_groups(cells, workers=2)
-    assert [sorted({c[1] for c in g}) for g in by_task] == [["t1"], ["t2"], ["t3"], ["t4"], ["t5"]]
+    assert [sorted({c[1] for c in g}) for g in by_task] == [[t] for t in tasks]
     assert sorted(c for g in by_task for c in g) == sorted(cells)
-    few_tasks = [c for c in cells if c[1] in ("t1", "t2")]
-    assert sorted(len(g) for g in sweep.job_groups(few_tasks, workers=2)) == [2, 2, 2, 2]  # (task, method) pairs
-    assert sweep.job_groups(few_tasks, workers=3) == [[c] for c in few_tasks]  # one cell each
+    five = [c for c in cells if c[1] in tasks[:5]]  # the default suite on two workers: balance first
+    pairs = sweep.job_groups(five, workers=2)
+    assert len(pairs) == 10 and all(len({(c[0], c[1]) for c in g}) == 1 and len(g) == 2 for g in pairs)
+    one = [c for c in cells if c[1] == "t0" and c[0] == "a"]
+    assert sweep.job_groups(one, workers=2) == [[c] for c in one]  # one cell each
 
 
 def _engine(name: str):
