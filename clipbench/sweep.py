@@ -171,11 +171,7 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
     if cells:
         # a cell's identity across submissions: its run's folder (the run hash) and the cell
         keys = {c: f"{by_method[c[0]].folder.name}/{c[1]}/{c[2]}" for c in cells}
-        if options.executor == "local":
-            _local(fields, cells, options, report, log, keys,
-                   cell_file=lambda c: by_method[c[0]].cell_path(c[1], c[2]))
-        else:
-            {"slurm": _slurm, "ray": _ray}[options.executor](fields, cells, options, report, log, keys)
+        {"local": _local, "slurm": _slurm, "ray": _ray}[options.executor](fields, cells, options, report, log, keys)
     paths = []
     for store in stores:
         if store.folder.is_dir() and store.done():
@@ -183,53 +179,56 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
     return paths
 
 
-def job_groups(cells: list[Cell], workers: int) -> list[list[Cell]]:
-    """Cells bundled into worker jobs, in the order given.
-
-    A worker keeps its zero-shot scores between jobs, so the coarser the jobs the less it recomputes; the
-    finer, the better the workers stay balanced.  A whole task per job when there are at least four tasks
-    per worker, else a (task, method) pair when there are at least as many pairs as workers, else one cell.
-    """
-    for key, at_least in ((lambda c: c[1], 4 * workers), (lambda c: (c[1], c[0]), workers)):
-        groups: dict = {}
-        for cell in cells:
-            groups.setdefault(key(cell), []).append(cell)
-        if len(groups) >= at_least:
-            return list(groups.values())
-    return [[cell] for cell in cells]
+def pick_cell(queue: list[Cell], own: set, started: set) -> int:
+    """Which queued cell a free worker takes: one of a task it has already scored (the zero-shot reference is
+    in its memory), else one of a task no worker has started, else the first (its reference is scored again)."""
+    for wanted in (lambda t: t in own, lambda t: t not in started):
+        for i, cell in enumerate(queue):
+            if wanted(cell[1]):
+                return i
+    return 0
 
 
-def _local(fields, cells, options, report, log, keys=None, cell_file=None) -> None:
+def _local(fields, cells, options, report, log, keys=None) -> None:
+    """``--workers`` processes, each with an equal share of this machine's cores and its own single-process
+    pool, fed one cell at a time (the load stays balanced to the last cell) and preferably a cell of a task the
+    worker has already scored, so each task's zero-shot reference is scored about once, as in a sequential run."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     workers = max(1, options.workers)
     threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) // workers)
-    from concurrent.futures.process import BrokenProcessPool
+    queue = list(cells)
+    pools = [ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+             for _ in range(min(workers, len(queue)))]
+    own: list[set] = [set() for _ in pools]
+    started: set = set()
+    running: dict = {}  # future -> (worker, cell)
 
-    reported: set = set()
-
-    def report_new(candidates) -> None:
-        """Report each finished cell once, as its file appears (a job runs several cells)."""
-        for cell in candidates:
-            if cell not in reported and (cell_file is None or cell_file(cell).is_file()):
-                reported.add(cell)
-                report(cell)
+    def submit(worker: int) -> None:
+        cell = queue.pop(pick_cell(queue, own[worker], started))
+        own[worker].add(cell[1])
+        started.add(cell[1])
+        running[pools[worker].submit(run_cells, fields, [cell], threads)] = (worker, cell)
 
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(run_cells, fields, group, threads): group for group in job_groups(cells, workers)}
-            remaining = set(futures)
-            while remaining:
-                finished, remaining = wait(remaining, timeout=1.0, return_when=FIRST_COMPLETED)
-                if cell_file is not None:
-                    report_new(cells)
-                for future in finished:
-                    future.result()  # a failed cell stops the sweep here; the finished ones are saved
-                    report_new(futures[future])
+        for worker in range(len(pools)):
+            submit(worker)
+        while running:
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                worker, cell = running.pop(future)
+                future.result()  # a failed cell stops the sweep here; the finished ones are saved
+                report(cell)
+                if queue:
+                    submit(worker)
     except BrokenProcessPool:
         raise ClipbenchError("A worker process died (killed, or out of memory) before its cell finished; every "
                              "finished cell is saved. Run the same command again to run only what is missing.") from None
+    finally:
+        for pool in pools:  # a worker still in a job finishes and saves it
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 ACTIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED",

@@ -42,17 +42,11 @@ def test_local_workers_give_the_sequential_numbers_and_leave_nothing_pending(seq
     assert cells == []
 
 
-def test_local_jobs_bundle_a_task_when_there_are_enough_tasks_else_split_finer():
-    tasks = [f"t{i}" for i in range(8)]
-    cells = [(m, t, s) for m in ("a", "b") for t in tasks for s in (1, 2)]
-    by_task = sweep.job_groups(cells, workers=2)
-    assert [sorted({c[1] for c in g}) for g in by_task] == [[t] for t in tasks]
-    assert sorted(c for g in by_task for c in g) == sorted(cells)
-    five = [c for c in cells if c[1] in tasks[:5]]  # the default suite on two workers: balance first
-    pairs = sweep.job_groups(five, workers=2)
-    assert len(pairs) == 10 and all(len({(c[0], c[1]) for c in g}) == 1 and len(g) == 2 for g in pairs)
-    one = [c for c in cells if c[1] == "t0" and c[0] == "a"]
-    assert sweep.job_groups(one, workers=2) == [[c] for c in one]  # one cell each
+def test_a_free_local_worker_takes_a_cell_of_a_task_it_has_scored_else_an_unstarted_task():
+    queue = [("m", "shape", 1), ("m", "colour", 1), ("m", "digits", 1), ("n", "shape", 1)]
+    assert sweep.pick_cell(queue, own={"digits"}, started={"digits", "shape"}) == 2  # its own task first
+    assert sweep.pick_cell(queue, own=set(), started={"shape", "digits"}) == 1  # else a task nobody started
+    assert sweep.pick_cell(queue[:1] + queue[3:], own={"colour"}, started={"shape", "colour"}) == 0  # else any
 
 
 def _engine(name: str):
