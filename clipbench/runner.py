@@ -191,6 +191,14 @@ def _config_dict(config) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
+def evaluator_for(request: RunRequest, model: ClipModel) -> protocol.Evaluator:
+    """The evaluator a run scores with, bound to the pretrained ``model`` (its embeddings may be cached)."""
+    evaluator = protocol.Evaluator(batch_size=request.batch_size, cache=EmbeddingCache() if request.cache else None,
+                                   precision=request.precision)
+    evaluator.bind(model)
+    return evaluator
+
+
 def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
             reporter: protocol.Reporter | None = None, model: ClipModel | None = None,
             evaluator: protocol.Evaluator | None = None) -> list[Path]:
@@ -207,10 +215,7 @@ def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
     attach_data(request, p.suite, p.tasks, model)
     for task in p.tasks:  # fail on too few shots before any training
         protocol.sample_fewshot_check(task, request.shots)
-    if evaluator is None:
-        evaluator = protocol.Evaluator(batch_size=request.batch_size,
-                                       cache=EmbeddingCache() if request.cache else None, precision=request.precision)
-        evaluator.bind(model)
+    evaluator = evaluator or evaluator_for(request, model)
     evaluator.reporter = reporter
     model_fp = model.fingerprint()
     results.remove_stale_temporaries(Path(request.out_dir), "*.json.*.tmp")

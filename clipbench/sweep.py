@@ -74,8 +74,7 @@ def run_cells(fields: dict, cells: list[Cell], threads: int | None = None) -> li
     """
     import torch
 
-    from clipbench import protocol, runner
-    from clipbench.cache import EmbeddingCache
+    from clipbench import runner
     from clipbench.plugins import collect, get_plugin_manager
 
     if threads:
@@ -93,10 +92,7 @@ def run_cells(fields: dict, cells: list[Cell], threads: int | None = None) -> li
             _WORKER[key] = runner.load_for(request, suite, registry, runner.resolve_device(request.device))
         evaluator_key = (key, request.batch_size, request.cache, request.precision)
         if evaluator_key not in _WORKER:
-            evaluator = protocol.Evaluator(batch_size=request.batch_size, precision=request.precision,
-                                           cache=EmbeddingCache() if request.cache else None)
-            evaluator.bind(_WORKER[key])
-            _WORKER[evaluator_key] = evaluator
+            _WORKER[evaluator_key] = runner.evaluator_for(request, _WORKER[key])
         runner.execute(request, registry, pm, model=_WORKER[key], evaluator=_WORKER[evaluator_key])
         done.append(cell)
     return done
