@@ -185,6 +185,12 @@ def pick_cell(queue: list[Cell], own: set, started: set) -> int:
     return 0
 
 
+def threads_per_worker(workers: int) -> int:
+    """An equal share of the cores this process may use (at least one; ``os.cpu_count()`` may be unknown)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, workers))
+
+
 def _local(fields, cells, options, report, log, keys=None) -> None:
     """``--workers`` processes, each with an equal share of this machine's cores and its own single-process
     pool, fed one cell at a time (the load stays balanced to the last cell) and preferably a cell of a task the
@@ -194,7 +200,7 @@ def _local(fields, cells, options, report, log, keys=None) -> None:
     from concurrent.futures.process import BrokenProcessPool
 
     workers = max(1, options.workers)
-    threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) // workers)
+    threads = threads_per_worker(workers)
     queue = list(cells)
     pools = [ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
              for _ in range(min(workers, len(queue)))]

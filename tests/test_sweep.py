@@ -49,6 +49,14 @@ def test_a_free_local_worker_takes_a_cell_of_a_task_it_has_scored_else_an_unstar
     assert sweep.pick_cell(queue[:1] + queue[3:], own={"colour"}, started={"shape", "colour"}) == 0  # else any
 
 
+def test_local_workers_share_the_usable_cores_even_when_their_count_is_unknown(monkeypatch):
+    monkeypatch.setattr(sweep.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4}, raising=False)
+    assert [sweep.threads_per_worker(w) for w in (1, 2, 3, 8)] == [5, 2, 1, 1]
+    monkeypatch.delattr(sweep.os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: None)
+    assert sweep.threads_per_worker(2) == 1
+
+
 def _engine(name: str):
     """The engine, or a skip; in CI (CI=true, where the README's command installs both extras) a failure."""
     try:
