@@ -93,8 +93,9 @@ class Adapted:
     def logits_from_features(self, features: torch.Tensor, task: Task) -> torch.Tensor:
         """Class logits of the image encoder's embeddings: the one scoring path.
 
-        Heads override this for their own task (``self.is_own_task(task)``) and
-        fall back to ``super()`` elsewhere, so forgetting probes see the encoders.
+        Heads tied to the trained label space override this for their own task (``self.is_own_task(task)``)
+        and fall back to ``super()`` elsewhere, so forgetting probes see the encoders; what can act on any
+        class names (a learned prompt context: override :meth:`text_head`) acts on every task.
         """
         return self.model.logit_scale * self.transform_image_features(features) @ self.text_head(task).T
 

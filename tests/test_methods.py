@@ -313,6 +313,51 @@ def test_cocoop_gives_each_image_its_own_prompts_and_trains_only_context_and_met
     assert prompts.shape[:2] == (2, shape_task.num_classes) and not torch.allclose(prompts[0], prompts[1])
 
 
+def test_coop_scores_probes_and_new_classes_through_its_learned_context(reg, embedded, default_suite, shape_task):
+    """CoOp's cross-dataset protocol: the learned context goes before any label space's class names."""
+    from clipbench.methods.prompts import PromptTokens, encode_with_context
+
+    trained, _ = adapt(reg, "coop", embedded, shape_task, epochs=5, lr=2e-2)
+    probe = default_suite.task("clothing")
+    feats = embedded.encode_image(probe.test.value.load(torch.arange(64))).detach()
+    with torch.inference_mode():
+        got = trained.logits_from_features(feats, probe)
+        learned = encode_with_context(embedded.module, PromptTokens(embedded, probe.classnames, 4), trained.context)
+        zero_shot = Adapted(embedded).logits_from_features(feats, probe)
+        expected = embedded.logit_scale * feats @ learned.T
+    assert torch.equal(got, expected)
+    assert not torch.allclose(got, zero_shot, atol=1e-3)  # on the old code the probe was scored zero-shot
+    assert "zero-shot label spaces" not in trained.notes
+
+
+def test_a_label_space_too_long_for_the_learned_context_falls_back_to_zero_shot_and_says_so(reg, embedded, shape_task):
+    import dataclasses
+
+    trained, _ = adapt(reg, "coop", embedded, shape_task, epochs=1)
+    long = dataclasses.replace(shape_task, name="long-names",
+                               classnames=[f"{n} " + " ".join(["very"] * 12) for n in shape_task.classnames])
+    feats = embedded.encode_image(shape_task.test.value.load(torch.arange(8))).detach()
+    with torch.inference_mode():
+        assert torch.equal(trained.logits_from_features(feats, long), Adapted(embedded).logits_from_features(feats, long))
+    assert trained.notes["zero-shot label spaces"] == ["long-names"]
+
+
+def test_cocoop_scores_probes_through_its_context_and_meta_net(reg, embedded, default_suite, shape_task):
+    from clipbench.methods.prompts import PromptTokens
+
+    adapted, _ = adapt(reg, "cocoop", embedded, shape_task, epochs=1, lr=2e-2)
+    probe = default_suite.task("digits")
+    feats = embedded.encode_image(probe.test.value.load(torch.arange(16))).detach()
+    with torch.inference_mode():
+        got = adapted.logits_from_features(feats, probe)
+        own = adapted.prompts_for(feats, PromptTokens(embedded, probe.classnames, 4))
+        zero_shot = Adapted(embedded).logits_from_features(feats, probe)
+        expected = embedded.logit_scale * torch.einsum("bd,bcd->bc", feats, own)
+    assert got.shape == (16, probe.num_classes)
+    assert torch.allclose(got, expected)
+    assert not torch.allclose(got, zero_shot, atol=1e-3)
+
+
 def test_tip_adapter_starts_training_free_and_is_zero_shot_without_its_cache(reg, embedded, shape_task):
     from clipbench.methods.tip_adapter import CacheModel
 

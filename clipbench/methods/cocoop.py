@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
-from clipbench.methods.coop import warmup_then_cosine
+from clipbench.methods.coop import prompt_tokens_or_none, warmup_then_cosine
 from clipbench.methods.prompts import PromptTokens, check_text_tower, encode_with_context, init_context
 
 
@@ -59,25 +59,38 @@ def conditional_context(context: torch.Tensor, meta: MetaNet, features: torch.Te
 
 
 class ConditionalPrompts(Adapted):
-    """Zero-shot CLIP elsewhere; on the adapted task each image is scored against its own prompts."""
+    """Each image scored against its own prompts (context + its meta-net token + class names), on every
+    label space: CoCoOp's base-to-new and cross-dataset evaluation apply the learned context and meta-net
+    to the new class names.  A label space whose names do not fit the text context falls back to zero-shot,
+    and the cell's notes say which."""
 
     def __init__(self, model, task, context, meta, prompts, eval_batch):
         trainable = context.numel() + sum(p.numel() for p in meta.parameters())
         super().__init__(model, trainable=trainable, task=task, added=[context, meta])
         self.context, self.meta, self.prompts, self.eval_batch = context, meta.eval(), prompts, eval_batch
+        self._prompts = {tuple(task.classnames): prompts}
 
-    def prompts_for(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, C, D) class embeddings of each image's prompts."""
-        return encode_with_context(self.model.module, self.prompts,
+    def prompts_for(self, features: torch.Tensor, prompts: PromptTokens | None = None) -> torch.Tensor:
+        """(B, C, D) class embeddings of each image's prompts (of the adapted task's classes by default)."""
+        return encode_with_context(self.model.module, prompts or self.prompts,
                                    conditional_context(self.context, self.meta, features))
 
+    def _prompts_of(self, task) -> PromptTokens | None:
+        key = tuple(task.classnames)
+        if key not in self._prompts:
+            self._prompts[key] = prompt_tokens_or_none(self.model, task.classnames, self.context.shape[0])
+            if self._prompts[key] is None:
+                self.notes.setdefault("zero-shot label spaces", []).append(task.name)
+        return self._prompts[key]
+
     def logits_from_features(self, features, task):
-        if not self.is_own_task(task):
+        prompts = self._prompts_of(task)
+        if prompts is None:
             return super().logits_from_features(features, task)
         out = []
         for start in range(0, len(features), self.eval_batch):
             f = features[start:start + self.eval_batch]
-            out.append(self.model.logit_scale * torch.einsum("bd,bcd->bc", f, self.prompts_for(f)))
+            out.append(self.model.logit_scale * torch.einsum("bd,bcd->bc", f, self.prompts_for(f, prompts)))
         return torch.cat(out)
 
 

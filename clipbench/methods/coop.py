@@ -68,17 +68,36 @@ def warmup_then_cosine(opt: torch.optim.Optimizer, steps_per_epoch: int, epochs:
 
 
 class PromptHead(Adapted):
-    """Zero-shot CLIP everywhere except the adapted task, whose class embeddings are the learned prompts."""
+    """CLIP whose class embeddings, on every label space, are the class names behind the learned context.
+
+    As in CoOp's own cross-dataset and base-to-new evaluation (the prompt learner rebuilds its prompts
+    from whatever class names it is given), forgetting probes and new classes are scored through the
+    learned context, not the template ensemble.  A label space whose names do not fit the text context
+    after the context tokens falls back to zero-shot, and the cell's notes say which.
+    """
 
     def __init__(self, model, task, context, class_embeddings, notes):
         super().__init__(model, trainable=context.numel(), task=task, added=[context])
         self.context, self.class_embeddings = context, class_embeddings
         self.notes = dict(notes)
 
-    def logits_from_features(self, features, task):
-        if not self.is_own_task(task):
-            return super().logits_from_features(features, task)
-        return self.model.logit_scale * features @ self.class_embeddings.T
+    def text_head(self, task):
+        if self.is_own_task(task):
+            return self.class_embeddings
+        key = ("context", tuple(task.classnames))
+        if key not in self._heads:
+            prompts = prompt_tokens_or_none(self.model, task.classnames, self.context.shape[0])
+            if prompts is None:
+                self.notes.setdefault("zero-shot label spaces", []).append(task.name)
+                self._heads[key] = super().text_head(task)
+            else:
+                self._heads[key] = encode_with_context(self.model.module, prompts, self.context)
+        return self._heads[key]
+
+
+def prompt_tokens_or_none(model, classnames: list[str], n_ctx: int) -> PromptTokens | None:
+    """The learned-context prompts of ``classnames``, or None where the names do not fit the text context."""
+    return PromptTokens(model, classnames, n_ctx) if fits(model, classnames, n_ctx) else None
 
 
 class CoOp(Method):
