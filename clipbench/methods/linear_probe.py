@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from clipbench.config import MethodConfig, option
 from clipbench.cards import Deviation
+from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 from clipbench.training import best_on_validation, full_batch

@@ -5,8 +5,8 @@ Deviation card: `ZeroShot.deviations` below; `clipbench show method zeroshot`.
 
 from dataclasses import dataclass
 
-from clipbench.config import MethodConfig
 from clipbench.cards import Deviation
+from clipbench.config import MethodConfig
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 
