@@ -93,7 +93,7 @@ class LPFT(Method):
                   "5 values from 0.1 to 1000, each fit from scratch, max_iter 2000",
                   True, "to be fixed (issue #22)"),
         Deviation("stage-2 optimiser",
-                  "SGD, momentum 0.9, no weight decay, batch 64",
+                  "SGD, momentum 0.9, no weight decay, batch 64 (configs/adaptation/resnet50_transfer.yaml)",
                   "AdamW, weight decay 0.1 on the encoder and the head, batch 32",
                   True, "clipbench's FT recipe was reused; to be fixed (issue #22)"),
         Deviation("stage-2 schedule",
@@ -115,11 +115,10 @@ class LPFT(Method):
                   True, "clipbench's protocol is few-shot for every method, so a full-data recipe meets far fewer "
                         "steps"),
         Deviation("what is searched",
-                  "stage-2 lr swept on ID validation over a per-dataset grid",
-                  "lr chosen by `clipbench tune` on the validation split (1e-6 to 3e-4); the paper's value with "
-                  "--defaults",
-                  True, "full-data learning rates rarely suit 16 shots; every method is tuned the same way, never "
-                        "on test data"),
+                  "the stage-2 lr swept on ID validation (for CLIP ViT-B/16: 1e-6 to 3e-4, "
+                  "scripts/run_adaptation_experiments.py)",
+                  "the same grid, searched by `clipbench tune` on the validation split; FLYP's 1e-5 with --defaults",
+                  True, "the same search, but on the k-shot protocol's small validation split (min(k, 4) per class)"),
     )
 
     def adapt(self, model, fewshot, task, config, ctx):
