@@ -103,8 +103,8 @@ class TipAdapterF(Method):
         Deviation("logit scale",
                   "zero-shot logits 100 x f W^T, hard-coded (training, search and test)",
                   "the model's logit_scale",
-                  True, "differs wherever a model's scale is not 100 (the embedded model's): alpha weighs the cache "
-                        "against logits of another size"),
+                  True, "differs wherever a model's scale is not 100 (the embedded model's is about 17): alpha then "
+                        "weighs the cache against zero-shot logits of another size"),
         Deviation("what is searched",
                   "(alpha, beta) on the few-shot validation split in main.py; on the test set in main_imagenet.py",
                   "(alpha, beta) on the validation split, always; lr by `clipbench tune` on validation",
