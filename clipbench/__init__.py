@@ -3,7 +3,7 @@
 The public API a plugin imports (everything else is internal)::
 
     from clipbench import (hookimpl, Method, Adapted, AdaptContext, MethodConfig, AdamWRecipe, SGDRecipe,
-                           option, finetune, Schedule, count_parameters, FewShot, Task, Suite)
+                           option, finetune, Schedule, count_parameters, FewShot, Task, Suite, Deviation)
 
 - :data:`hookimpl` marks a plugin's hook implementations (the hooks: :mod:`clipbench.hookspecs`);
 - :class:`Method` is what a method plugin registers; ``adapt`` returns an :class:`Adapted`;
@@ -12,6 +12,7 @@ The public API a plugin imports (everything else is internal)::
 - :func:`finetune` is the shared training loop, run by a :class:`Schedule` (``config.schedule()``);
 - :class:`FewShot`, :class:`AdaptContext`, :class:`Task` and :class:`Suite` are what methods and suites
   receive and build;
+- :class:`Deviation` is one entry of a method's deviation card (``Method.reference``, ``Method.deviations``);
 - :func:`run_id` is a run's stable identity, for tracker plugins (the reporting hooks' ``run`` records).
 
 Names are imported on first use, so ``import clipbench`` (and ``clipbench --help``) stays fast.
@@ -28,6 +29,7 @@ _EXPORTS = {
     "finetune": "clipbench.training", "Schedule": "clipbench.training", "count_parameters": "clipbench.training",
     "FewShot": "clipbench.tasks", "Task": "clipbench.tasks", "Suite": "clipbench.tasks",
     "run_id": "clipbench.store",
+    "Deviation": "clipbench.cards",
 }
 
 __all__ = ["hookimpl", *_EXPORTS]

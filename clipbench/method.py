@@ -24,6 +24,7 @@ from typing import Any, Callable, ClassVar, Iterable
 
 import torch
 
+from clipbench.cards import Deviation
 from clipbench.errors import ClipbenchError
 from clipbench.models import ClipModel
 from clipbench.tasks import FewShot, Task
@@ -118,12 +119,18 @@ def zeroshot_head(encode_text: Callable[[list[str]], torch.Tensor], task: Task) 
 
 
 class Method(abc.ABC):
-    """Base class for methods; subclasses set the class attributes and implement ``adapt``."""
+    """Base class for methods; subclasses set the class attributes and implement ``adapt``.
+
+    ``reference`` and ``deviations`` are the method's deviation card (:mod:`clipbench.cards`): what it was
+    compared against (repository and file, or "paper only") and every known difference from it.
+    """
 
     name: ClassVar[str]
     citation: ClassVar[str]
     config_class: ClassVar[type]
     summary: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+    deviations: ClassVar[tuple[Deviation, ...]] = ()
 
     @abc.abstractmethod
     def adapt(self, model: ClipModel, fewshot: FewShot, task: Task, config: Any, ctx: AdaptContext) -> Adapted:

@@ -52,3 +52,41 @@ def test_show_method_prints_options_defaults_sources_and_search_grid(capsys, mon
     assert "1e-06" in text and "0.003" in text  # the search grid of lr
     assert main(["show", "method", "sfat"]) == 2  # a misspelt name is one sentence with a suggestion
     assert "Did you mean: saft?" in capsys.readouterr().err
+
+
+def test_show_method_prints_the_deviation_card(capsys, monkeypatch):
+    from clipbench.plugins import collect, get_plugin_manager
+
+    method = collect(get_plugin_manager()).methods["coop"]
+    text = " ".join(_listing(capsys, monkeypatch, "show", "method", "coop"))
+    assert "deviation card" in text and "compared against" in text
+    assert "KaiyangZhou/CoOp" in text
+    for column in ("aspect", "reference", "clipbench", "effect", "reason"):
+        assert column in text
+    assert "moves numbers" in text
+    assert method.deviations and all(d.aspect.split()[0] in text for d in method.deviations)
+
+
+def test_a_plugins_card_text_is_printed_literally_not_as_markup(capsys, monkeypatch):
+    from clipbench import Deviation, Method, MethodConfig, hookimpl
+    from clipbench.commands import listing
+    from clipbench.plugins import collect, get_plugin_manager
+
+    class Marked(Method):
+        name, citation, summary, config_class = "marked", "[bold]c[/]", "s", MethodConfig
+        reference = "[red]x[/] repo"
+        deviations = (Deviation("[red]x[/]", "[b]ref[/b]", "[/]clip", False, "[link=a]r[/link]"),)
+
+        def adapt(self, *a):
+            raise NotImplementedError
+
+    class Plugin:
+        @hookimpl
+        def clipbench_register_methods(self, register):
+            register(Marked())
+
+    pm = get_plugin_manager(extra=[Plugin()])
+    monkeypatch.setattr(listing, "load_plugins", lambda: (pm, collect(pm)))
+    text = "\n".join(_listing(capsys, monkeypatch, "show", "method", "marked"))
+    for literal in ("[red]x[/] repo", "[red]x[/]", "[b]ref[/b]", "[/]clip", "[link=a]r[/link]", "cosmetic"):
+        assert literal in text, literal

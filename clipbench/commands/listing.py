@@ -2,7 +2,7 @@
 
 Every listing fits 80 columns without truncating a name a user must type
 (names never wrap; long descriptions fold or move to ``--verbose``);
-``clipbench show method NAME`` gives one method in full.
+``clipbench show method NAME`` gives one method in full, its deviation card included.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
     lst.add_argument("--verbose", "-v", action="store_true", help="citations, descriptions, every column")
     lst.add_argument("--all", action="store_true",
                      help="with `models`: also every open_clip architecture whose weights are not on this machine")
-    show = sub.add_parser("show", help="one method (or suite) in full: citation, options, defaults, search space")
+    show = sub.add_parser("show", help="one method (or suite) in full: citation, options, defaults, search space, "
+                                        "deviation card")
     show.add_argument("what", choices=["method", "suite"])
     show.add_argument("name", help="e.g. saft")
 
@@ -131,4 +132,22 @@ def main_show(args, console: Console) -> int:
         table.add_row(escape(f.name), escape(f"{default:g}" if isinstance(default, float) else str(default)),
                       escape(grid), escape(help_text))
     console.print(table)
+    from clipbench.cards import card_of
+
+    reference, _ = card_of(method)
+    console.print(f"compared against: {escape(reference or 'not stated')}", highlight=False)
+    console.print(_card(method))
     return 0
+
+
+def _card(method) -> Table:
+    """The method's deviation card (clipbench.cards): every known difference from its reference code."""
+    from clipbench.cards import card_of, summary
+
+    _, deviations = card_of(method)
+    title = f"deviation card: {summary(deviations)}" if deviations else "deviation card: none declared"
+    table = _table(escape(title), [("aspect", TEXT), ("reference", TEXT), ("clipbench", TEXT),
+                                   ("effect", {"no_wrap": True}), ("reason", TEXT)])
+    for d in deviations:
+        table.add_row(*map(escape, (d.aspect, d.reference, d.clipbench, d.effect, d.reason)))
+    return table

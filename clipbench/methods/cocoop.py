@@ -10,6 +10,8 @@ M = 4 context tokens initialised from "a photo of a", SGD lr 0.002, momentum 0.9
 weight decay 5e-4, batch 1, 10 epochs, cosine after one warm-up epoch at 1e-5.
 Scoring builds every image's own prompts, so it costs one text-tower pass per
 (image, class) pair, as in the paper.
+
+Deviation card: `CoCoOp.deviations` below; `clipbench show method cocoop`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from clipbench.cards import Deviation
 from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
@@ -99,6 +102,29 @@ class CoCoOp(Method):
     citation = "Zhou, Yang, Loy, Liu, Conditional Prompt Learning for Vision-Language Models (CoCoOp), CVPR 2022"
     summary = "CoOp's context plus a per-image token from a Linear-ReLU-Linear meta-net; towers frozen"
     config_class = CoCoOpConfig
+    reference = ("KaiyangZhou/CoOp: trainers/cocoop.py, configs/trainers/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml, "
+                 "scripts/cocoop/base2new_train.sh, run under Dassl")
+    deviations = (
+        Deviation("augmentation",
+                  "random resized crop + horizontal flip of every training image, every epoch (INPUT.TRANSFORMS)",
+                  "none: the support set's cached, un-augmented embeddings",
+                  True, "the image tower is frozen, so clipbench encodes the support set once and trains on those "
+                        "cached embeddings; to be fixed (issue #22)"),
+        Deviation("precision",
+                  "fp16 (TRAINER.COCOOP.PREC: CLIP, the context and the meta-net in half precision)",
+                  "fp32",
+                  True, "one precision for every method; fp16 rounding changes every update"),
+        Deviation("schedule",
+                  "one warm-up epoch at 1e-5, then cosine stepped once per epoch with T_max = all epochs",
+                  "one warm-up epoch at 1e-5, then cosine stepped every image over the remaining epochs, down to 0",
+                  True, "a per-step curve; the two stay within about one epoch of each other"),
+        Deviation("what is searched",
+                  "lr 0.002 fixed",
+                  "lr chosen by `clipbench tune` on the validation split (2e-4 to 6e-2); the paper's value with "
+                  "--defaults",
+                  True, "full-data learning rates rarely suit 16 shots; every method is tuned the same way, never "
+                        "on test data"),
+    )
 
     def adapt(self, model, fewshot, task, config, ctx):
         module = model.module

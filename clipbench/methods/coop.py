@@ -14,6 +14,8 @@ Where 16 context tokens and the class names do not fit the model's text
 context (the embedded model's is 16 tokens), the run uses the shortest setting
 the paper reports, M = 4 initialised from "a photo of a" (the paper's
 hand-crafted prompt; its 4-token variant), and the cell's notes say so.
+
+Deviation card: `CoOp.deviations` below; `clipbench show method coop`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from clipbench.cards import Deviation
 from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
@@ -105,6 +108,39 @@ class CoOp(Method):
     citation = "Zhou, Yang, Loy, Liu, Learning to Prompt for Vision-Language Models (CoOp), IJCV 2022"
     summary = "learned context vectors before the class names (generic, 16 or 4 tokens); towers frozen"
     config_class = CoOpConfig
+    reference = ("KaiyangZhou/CoOp: trainers/coop.py, configs/trainers/CoOp/vit_b16.yaml, train.py (TRAINER.COOP "
+                 "defaults), scripts/coop/main.sh, run under Dassl")
+    deviations = (
+        Deviation("augmentation",
+                  "random resized crop + horizontal flip of every training image, every epoch (INPUT.TRANSFORMS)",
+                  "none: the support set's cached, un-augmented embeddings",
+                  True, "the image tower is frozen, so clipbench encodes the support set once and trains on those "
+                        "cached embeddings; to be fixed (issue #22)"),
+        Deviation("context length",
+                  "M = 16 context vectors, random N(0, 0.02)",
+                  "M = 16 where they fit; where not, M = 4 initialised from \"a photo of a\" (the cell's notes say so)",
+                  True, "the embedded model's text context is 16 tokens, so 16 context tokens and a class name "
+                        "cannot fit; the 4-token \"a photo of a\" is CoOp's own short setting"),
+        Deviation("precision",
+                  "fp16 (TRAINER.COOP.PREC: CLIP's weights and the context in half precision)",
+                  "fp32",
+                  True, "one precision for every method; fp16 rounding changes every update"),
+        Deviation("schedule",
+                  "one warm-up epoch at 1e-5, then cosine stepped once per epoch with T_max = all epochs",
+                  "one warm-up epoch at 1e-5, then cosine stepped every batch over the remaining epochs, down to 0",
+                  True, "a per-step curve; the two stay within about one epoch of each other"),
+        Deviation("batching",
+                  "Dassl drops the last partial batch of every epoch",
+                  "keeps it",
+                  True, "every support example is seen every epoch (16 shots x an odd class count leave a partial "
+                        "batch of 32)"),
+        Deviation("what is searched",
+                  "lr 0.002 fixed",
+                  "lr chosen by `clipbench tune` on the validation split (2e-4 to 6e-2); the paper's value with "
+                  "--defaults",
+                  True, "full-data learning rates rarely suit 16 shots; every method is tuned the same way, never "
+                        "on test data"),
+    )
 
     def adapt(self, model, fewshot, task, config, ctx):
         module = model.module

@@ -8,6 +8,8 @@ LP++ (Huang et al., CVPR 2024) in starting from and staying near the text
 classifier, but is not LP++: LP++ blends visual class prototypes with the text
 embeddings through learned per-class multipliers and sets its step sizes from
 a Lipschitz bound; none of that is here.
+
+Deviation card: `LinearProbe.deviations` below; `clipbench show method linear-probe`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from clipbench.cards import Deviation
 from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
@@ -53,6 +56,30 @@ class LinearProbe(Method):
                 "2021; Wortsman et al. 2022, appendix); resembles, but is not, LP++ (Huang et al., CVPR 2024)")
     summary = "linear head on frozen image features, zero-shot initialised, L2 toward it"
     config_class = LinearProbeConfig
+    reference = ("paper only: the zero-shot-initialised linear classifier of WiSE-FT (Wortsman et al., CVPR 2022), "
+                 "as mlfoundations/wise-ft trains it: src/models/finetune.py with --freeze-encoder, "
+                 "src/models/zeroshot.py")
+    deviations = (
+        Deviation("regulariser",
+                  "AdamW weight decay 0.1, toward zero",
+                  "an L2 pull toward the zero-shot head, its strength chosen on validation from 5 values; no weight "
+                  "decay",
+                  True, "decay toward zero forgets the zero-shot head that a 16-shot probe should stay near"),
+        Deviation("optimiser and schedule",
+                  "mini-batch AdamW, cosine after 500 warm-up steps, gradient clipping 1.0, 10 epochs",
+                  "full-batch AdamW lr 1e-3, 300 steps at a constant rate, no clipping",
+                  True, "a 16-shot feature matrix fits in one batch"),
+        Deviation("logit scale",
+                  "folded into the head: its initial weights are the zero-shot weights x logit_scale",
+                  "kept outside the head: logit_scale x f W^T + b",
+                  True, "the same function at the start, but the gradient on W is logit_scale times larger, so one "
+                        "lr means larger steps"),
+        Deviation("data",
+                  "the full training set, part of it held out for validation",
+                  "the k-shot support set (16 per class by default); validation min(k, 4) per class",
+                  True, "clipbench's protocol is few-shot for every method, so a full-data recipe meets far fewer "
+                        "steps"),
+    )
 
     def adapt(self, model, fewshot, task, config, ctx):
         feats = fewshot.features(model)

@@ -10,6 +10,8 @@ from a random head.  Stage-2 optimiser: clipbench's FT baseline (AdamW, weight
 decay 0.1, cosine schedule, 20 epochs) with the learning rate chosen by the
 harness; the paper tunes its fine-tuning learning rate on ID validation data too.
 The text tower is not used by the head and stays as it is.
+
+Deviation card: `LPFT.deviations` below; `clipbench show method lp-ft`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from clipbench.cards import Deviation
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 from clipbench.config import FINETUNE_LR_GRID, AdamWRecipe, option
@@ -76,6 +79,47 @@ class LPFT(Method):
                 "ICLR 2022 (LP-FT)")
     summary = "linear probe on frozen features, then image encoder and head fine-tuned from it"
     config_class = LPFTConfig
+    reference = ("AnanyaKumar/transfer_learning: unlabeled_extrapolation/log_reg_sk.py (stage 1), "
+                 "unlabeled_extrapolation/baseline_train.py with configs/adaptation/*.yaml (stage 2), "
+                 "scripts/run_adaptation_experiments.py (sweeps)")
+    deviations = (
+        Deviation("probe features",
+                  "raw image features, standardised by one scalar mean and std of the training features (the "
+                  "weights mapped back afterwards)",
+                  "L2-normalised image embeddings",
+                  True, "the embedding cache stores normalised embeddings; to be fixed (issue #22)"),
+        Deviation("probe C grid",
+                  "50 values over logspace(-7, 2), warm-started from one another, max_iter 200",
+                  "5 values from 0.1 to 1000, each fit from scratch, max_iter 2000",
+                  True, "to be fixed (issue #22)"),
+        Deviation("stage-2 optimiser",
+                  "SGD, momentum 0.9, no weight decay, batch 64 (configs/adaptation/resnet50_transfer.yaml)",
+                  "AdamW, weight decay 0.1 on the encoder and the head, batch 32",
+                  True, "clipbench's FT recipe was reused; to be fixed (issue #22)"),
+        Deviation("stage-2 schedule",
+                  "cosine over epochs (CosineAnnealingLR, T_max = epochs, stepped per epoch), no warm-up",
+                  "cosine per batch after 10% warm-up",
+                  True, "clipbench's FT recipe; to be fixed with the optimiser"),
+        Deviation("augmentation",
+                  "the dataset's training transforms (random resized crop + flip)",
+                  "none: the support images as preprocessed",
+                  True, "the harness hands methods preprocessed image tensors; to be fixed (issue #22)"),
+        Deviation("checkpoint",
+                  "the epoch with the best ID validation accuracy",
+                  "the last epoch",
+                  True, "clipbench evaluates no intermediate epoch: every method is scored at the end of its "
+                        "schedule"),
+        Deviation("data",
+                  "the full training set",
+                  "the k-shot support set (16 per class by default); validation min(k, 4) per class",
+                  True, "clipbench's protocol is few-shot for every method, so a full-data recipe meets far fewer "
+                        "steps"),
+        Deviation("what is searched",
+                  "the stage-2 lr swept on ID validation (for CLIP ViT-B/16: 1e-6 to 3e-4, "
+                  "scripts/run_adaptation_experiments.py)",
+                  "the same grid, searched by `clipbench tune` on the validation split; FLYP's 1e-5 with --defaults",
+                  True, "the same search, but on the k-shot protocol's small validation split (min(k, 4) per class)"),
+    )
 
     def adapt(self, model, fewshot, task, config, ctx):
         weight, bias, c = linear_probe_stage(model, fewshot, task, config)

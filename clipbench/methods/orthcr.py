@@ -26,6 +26,8 @@ Not given in what could be read here, so chosen and said: block size 32 (OFT's
 common setting for d = 768 is r = 8 blocks of 96; 32 keeps 4 blocks on the
 embedded model's width 128), kl_weight 1.0, AdamW lr 1e-3 (OFT's range),
 Cutout of a square half the image side (DeVries & Taylor's CIFAR setting).
+
+Deviation card: `OrthCR.deviations` below; `clipbench show method orthcr`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from clipbench.errors import ClipbenchError
+from clipbench.cards import Deviation
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 from clipbench.methods.attention import attention_layers, merge_parametrizations
@@ -135,6 +138,35 @@ class OrthCR(Method):
                 "Learning and Cross-Regularization, arXiv 2407.08374")
     summary = "block-diagonal Cayley rotations of the attention projections + KL to the frozen branch + Cutout"
     config_class = OrthCRConfig
+    reference = ("paper only: Li et al., arXiv 2407.08374 (v1 OrthCR, v3 OrthSR); no released code found. The "
+                 "rotation follows huggingface/peft's OFT (src/peft/tuners/oft), which the tests compare against")
+    deviations = (
+        Deviation("augmentation",
+                  "Cutout (v1); \"attentive CutOut\" (v3), whose placement was not read",
+                  "Cutout of one uniformly placed square, half the image side by default",
+                  True, "DeVries & Taylor's CIFAR setting; an attention-guided placement is not reproduced"),
+        Deviation("rotated layers",
+                  "orthogonal matrices \"injected into the transformer\"; which layers: not read",
+                  "q, k, v (one rotation each) and the attention output projection of every block, both towers",
+                  True, "OFT's usual attention targets"),
+        Deviation("block size",
+                  "not given in what was read (OFT's common setting: 8 blocks of 96 at width 768)",
+                  "blocks of 32",
+                  True, "32 divides the embedded model's width 128 into 4 blocks"),
+        Deviation("regulariser",
+                  "a KL loss to the frozen branch run \"in a bypass manner\"; weight and direction not read",
+                  "KL(p_pretrained || p_finetuned) on the same augmented images, weight 1.0",
+                  True, "the natural distillation direction; the weight is chosen, not the paper's"),
+        Deviation("optimiser, batch, epochs",
+                  "not given in what was read",
+                  "AdamW lr 1e-3 (OFT's range), no weight decay, batch 32, 20 epochs, cosine after 10% warm-up",
+                  True, "chosen, and said; the paper's values would replace them"),
+        Deviation("what is searched",
+                  "not given in what was read",
+                  "lr (1e-4 to 3e-3) and the Cutout square's side (1/8 or 1/2 of the image) chosen by `clipbench "
+                  "tune` on the validation split",
+                  True, "every method is tuned the same way, never on test data"),
+    )
 
     def adapt(self, model, fewshot, task, config, ctx):
         frozen = model.clone()  # the bypass: the pretrained branch, never trained

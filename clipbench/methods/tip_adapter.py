@@ -17,6 +17,8 @@ test data (the released code also picks its best epoch on the test set; here the
 last epoch is kept).  Not reproduced: the paper's ten augmented views per
 support image when building the cache (the harness gives methods no
 augmentation pipeline): keys are the plain support embeddings.
+
+Deviation card: `TipAdapterF.deviations` below; `clipbench show method tip-adapter-f`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from clipbench.cards import Deviation
 from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
@@ -85,6 +88,46 @@ class TipAdapterF(Method):
                 "(Tip-Adapter-F; alpha and beta chosen on validation, cache without augmented views)")
     summary = "a cache of the support embeddings beside zero-shot CLIP; keys fine-tuned, alpha/beta on validation"
     config_class = TipAdapterFConfig
+    reference = ("gaopengcuhk/Tip-Adapter: main.py (run_tip_adapter_F), utils.py (build_cache_model, search_hp), "
+                 "configs/*.yaml; main_imagenet.py for ImageNet")
+    deviations = (
+        Deviation("cache keys",
+                  "per support image, the mean of 10 augmented views (random resized crop, scale 0.5-1, and flip), "
+                  "renormalised",
+                  "each support image's plain embedding",
+                  True, "the harness gives methods no augmentation pipeline; to be fixed (issue #22)"),
+        Deviation("training inputs",
+                  "freshly augmented views every epoch, scored against the averaged keys",
+                  "the very support embeddings that form the keys (each meets its own key at affinity 1)",
+                  True, "cached embeddings without augmentation; to be fixed (issue #22)"),
+        Deviation("logit scale",
+                  "zero-shot logits 100 x f W^T, hard-coded (training, search and test)",
+                  "the model's logit_scale",
+                  True, "differs wherever a model's scale is not 100 (the embedded model's is about 17): alpha then "
+                        "weighs the cache against zero-shot logits of another size"),
+        Deviation("what is searched",
+                  "(alpha, beta) on the few-shot validation split in main.py; on the test set in main_imagenet.py",
+                  "(alpha, beta) on the validation split, always; lr by `clipbench tune` on validation",
+                  True, "no choice may see test data"),
+        Deviation("checkpoint",
+                  "the epoch with the best TEST accuracy (best_F_*.pt); the reported accuracy is the larger of that "
+                  "and the post-search test accuracy",
+                  "the last epoch, scored once",
+                  True, "test data may not choose anything"),
+        Deviation("per-dataset settings",
+                  "init alpha, search range and epochs per dataset (e.g. Caltech101: init alpha 3, search scale "
+                  "(12, 5); DTD: (13, 13); EuroSAT: 100 epochs)",
+                  "ImageNet's config for every task: init alpha 1.17, beta 1, search scale (7, 3), 20 epochs",
+                  True, "the authors set those values for their datasets; clipbench's tasks are others"),
+        Deviation("precision",
+                  "fp16 (CLIP, keys, values and the adapter in half precision on CUDA)",
+                  "fp32",
+                  True, "one precision for every method"),
+        Deviation("zero-shot prompts",
+                  "one hand-written template per dataset (7 averaged for ImageNet)",
+                  "the task's templates, averaged",
+                  True, "a task's templates are part of its definition and serve every method's zero-shot head"),
+    )
 
     def adapt(self, model, fewshot, task, config, ctx):
         model.module.requires_grad_(False)
