@@ -17,7 +17,6 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 import torch
 import torch.nn.functional as F
 
-from clipbench.errors import ClipbenchError
 from clipbench.method import AdaptContext
 from clipbench.models import ClipModel
 from clipbench.tasks import FewShot, Task
@@ -35,7 +34,6 @@ class Schedule:
     epochs: int = 20
     warmup_fraction: float = 0.1
     grad_clip: float | None = None
-    decay: str = "cosine"  # after the warm-up: "cosine" to 0, or "constant" (the A-CLIP authors' SGD)
 
     def total_steps(self, n: int) -> int:
         return self.epochs * math.ceil(n / min(self.batch_size, n))
@@ -52,20 +50,11 @@ def make_optimizer(params: list[torch.nn.Parameter], s: Schedule) -> torch.optim
     raise ValueError(f"unknown optimizer {s.optimizer!r}")
 
 
-DECAYS = ("cosine", "constant")
-
-
-def warmup_cosine(opt: torch.optim.Optimizer, total: int, warmup_fraction: float, decay: str = "cosine"):
-    """Linear warm-up over ``warmup_fraction`` of the steps, then cosine decay to 0 (or a constant rate)."""
-    if decay not in DECAYS:
-        raise ClipbenchError(f"Unknown learning-rate decay {decay!r}; use one of {', '.join(DECAYS)}.")
+def warmup_cosine(opt: torch.optim.Optimizer, total: int, warmup_fraction: float):
     total = max(total, 1)
     warmup = max(1, int(total * warmup_fraction))
-
-    def after_warmup(step: int) -> float:
-        return 1.0 if decay == "constant" else 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup) * after_warmup(step))
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
 
 
 def class_text_features(model: ClipModel, task: Task) -> torch.Tensor:
@@ -141,7 +130,7 @@ def finetune(
     opt = make_optimizer(params, schedule)
     n = len(fewshot.labels)
     total = schedule.total_steps(n)
-    sched = warmup_cosine(opt, total, schedule.warmup_fraction, schedule.decay)
+    sched = warmup_cosine(opt, total, schedule.warmup_fraction)
     images, labels = fewshot.images.to(ctx.device), fewshot.labels.to(ctx.device)
     model.module.train()
     losses, step = [], 0
