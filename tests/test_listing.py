@@ -90,3 +90,29 @@ def test_a_plugins_card_text_is_printed_literally_not_as_markup(capsys, monkeypa
     text = "\n".join(_listing(capsys, monkeypatch, "show", "method", "marked"))
     for literal in ("[red]x[/] repo", "[red]x[/]", "[b]ref[/b]", "[/]clip", "[link=a]r[/link]", "cosmetic"):
         assert literal in text, literal
+
+
+def test_show_method_prints_the_tuned_values_run_applies_per_task(capsys, monkeypatch, tmp_path):
+    """`show` says what `run` will actually use: the shipped tuned values per task, not only the paper default."""
+    import json
+
+    from clipbench import tuning
+    from clipbench.plugins import collect, get_plugin_manager
+
+    method = collect(get_plugin_manager()).methods["saft"]
+    [shipped] = tuning.SHIPPED.glob("default__saft__*.json")
+    chosen = tuning.chosen_values(json.loads(shipped.read_text()))
+    monkeypatch.chdir(tmp_path)  # no ./tuned here: only the shipped values
+    lines = _listing(capsys, monkeypatch, "show", "method", "saft")
+    rows = [line.split() for line in lines]
+    for task, values in chosen.items():
+        assert any(task in row and f"lr={values['lr']:g}" in row and "shipped" in row for row in rows), task
+    # a user's ./tuned file wins over the shipped one for the same key, as in `clipbench run`
+    record = json.loads(shipped.read_text())
+    record["tasks"]["shape"]["values"] = {"lr": 0.001}
+    (tmp_path / "tuned").mkdir()
+    (tmp_path / "tuned" / shipped.name).write_text(json.dumps(record))
+    rows = [line.split() for line in _listing(capsys, monkeypatch, "show", "method", "saft")]
+    assert any("shape" in row and "lr=0.001" in row and "tuned/" in row for row in rows)
+    assert "declares no search space" in " ".join(_listing(capsys, monkeypatch, "show", "method", "zeroshot"))
+    assert method.name == "saft"

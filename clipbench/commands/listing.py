@@ -132,12 +132,55 @@ def main_show(args, console: Console) -> int:
         table.add_row(escape(f.name), escape(f"{default:g}" if isinstance(default, float) else str(default)),
                       escape(grid), escape(help_text))
     console.print(table)
+    console.print(_tuned(method))
     from clipbench.cards import card_of
 
     reference, _ = card_of(method)
     console.print(f"compared against: {escape(reference or 'not stated')}", highlight=False)
     console.print(_card(method))
     return 0
+
+
+def _tuned(method) -> Table:
+    """The values `clipbench run` applies instead of the defaults: every tuned-config file for this method
+    (./tuned, then the shipped ones) whose search space still matches the method's, task by task."""
+    from clipbench import results, tuning
+
+    space = tuning.search_space(method)
+    table = _table("tuned values `clipbench run` applies (per suite, model weights and shots; "
+                   "--defaults runs the defaults above)",
+                   [("suite", NAME), ("weights", NAME), ("shots", {"justify": "right", **NAME}), ("task", NAME),
+                    ("values", TEXT), ("val acc", {"justify": "right", **NAME}), ("from", TEXT)])
+    if not space:
+        table.caption = f"{method.name} declares no search space: it always runs its defaults"
+        return table
+    want = tuning.space_hash(space)
+    seen = set()
+    for folder in tuning.tuned_dirs():
+        for path in sorted(folder.glob(f"*__{method.name}__*shot.json")) if folder.is_dir() else []:
+            try:
+                record = results.read_json(path)
+            except results.ResultFileError:
+                continue
+            key = record.get("key") if isinstance(record, dict) else None
+            if (not isinstance(key, dict) or key.get("method") != method.name or key.get("space_hash") != want
+                    or record.get("schema") != tuning.SCHEMA):
+                continue
+            where = "shipped" if folder == tuning.SHIPPED else f"{folder}/"
+            for task, values in tuning.chosen_values(record).items():
+                ident = (key.get("suite"), key.get("model_fingerprint"), key.get("shots"), task)
+                if ident in seen:  # ./tuned wins over the shipped file, as in `clipbench run`
+                    continue
+                seen.add(ident)
+                rec = record["tasks"][task]
+                shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+                edge = " (at the grid edge)" if rec.get("at_edge") else ""
+                table.add_row(*map(escape, (str(key.get("suite")), str(key.get("model_fingerprint")),
+                                            str(key.get("shots")), task, shown + edge,
+                                            f"{rec.get('val_accuracy', float('nan')):.1f}", where)))
+    if not seen:
+        table.caption = "none yet: `clipbench tune --method " + method.name + "` chooses them"
+    return table
 
 
 def _card(method) -> Table:
