@@ -15,12 +15,14 @@ cosine; :func:`correlate` measures that on your own results.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from clipbench import metrics
 from clipbench.method import Adapted
 from clipbench.models import ClipModel
-from clipbench.tasks import Task
+from clipbench.tasks import ImageSet, Task
 
 
 MEASURES = ("silhouette_modality", "silhouette_class", "cosine")
@@ -28,9 +30,15 @@ HARDER_WHEN = {"silhouette_modality": "higher", "silhouette_class": "lower", "co
 
 
 @torch.inference_mode()
-def task_difficulty(model: ClipModel, task: Task, batch_size: int = 512) -> dict:
+def task_difficulty(model: ClipModel, task: Task, batch_size: int = 512,
+                    features: Callable[[ImageSet], torch.Tensor] | None = None) -> dict:
+    """The three measures on the task's test set; ``features(images)`` gives the pretrained embeddings
+    (the command passes the embedding cache's, so a second call encodes nothing)."""
     images = task.test.value
-    emb = torch.cat([model.encode_image(x) for x, _ in images.batches(batch_size)])
+    if features is not None:
+        emb = features(images).to(model.device)
+    else:
+        emb = torch.cat([model.encode_image(x) for x, _ in images.batches(batch_size)])
     text = Adapted(model).text_head(task)
     labels = images.labels
     return {
@@ -46,7 +54,8 @@ def task_difficulty(model: ClipModel, task: Task, batch_size: int = 512) -> dict
 def correlate(difficulties: list[dict], results: list[dict]) -> list[dict]:
     """Spearman correlation of each difficulty measure with each method's ID gain and forgetting.
 
-    One row per (method, outcome); nan where fewer than three tasks overlap.
+    One row per (method, outcome), with each rho's two-sided p-value (``<measure>_p``); nan where fewer
+    than three tasks overlap or an outcome is constant.
     """
     by_task = {d["task"]: d for d in difficulties}
     rows = []
@@ -58,6 +67,8 @@ def correlate(difficulties: list[dict], results: list[dict]) -> list[dict]:
             # forgetting is over scorable probes only (scoring.py); a task without any has no value
             row = {"method": result["config"]["method"], "outcome": outcome, "tasks": len(values)}
             for measure in MEASURES:
-                row[measure] = metrics.spearman([d[measure] for d, _ in values], [v for _, v in values])
+                xs, ys = [d[measure] for d, _ in values], [v for _, v in values]
+                row[measure] = metrics.spearman(xs, ys)
+                row[f"{measure}_p"] = metrics.spearman_p(xs, ys)
             rows.append(row)
     return rows

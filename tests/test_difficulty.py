@@ -44,3 +44,34 @@ def test_the_command_says_why_a_correlation_is_missing(capsys, monkeypatch):
     assert main(["difficulty", "--task", "shape", "colour", "digits", "--results", str(zeroshot)]) == 0
     out = capsys.readouterr().out
     assert "n/a (constant)" in out and "< 3 tasks" not in out
+
+
+def test_correlations_carry_their_p_value_and_the_command_prints_it(capsys, monkeypatch):
+    from pathlib import Path
+
+    rows = [{"task": t, "silhouette_modality": s, "silhouette_class": -s, "cosine": c}
+            for t, s, c in (("a", 0.1, 0.5), ("b", 0.2, 0.4), ("c", 0.3, 0.45), ("d", 0.4, 0.3), ("e", 0.5, 0.2))]
+    result = {"config": {"method": "m"}, "summary": {"tasks": {
+        t: {"id_gain": {"mean": g}, "mean_forgetting": {"mean": g}} for t, g in zip("abcde", (1, 2, 3, 5, 4))}}}
+    [gain, _] = difficulty.correlate(rows, [result])
+    assert abs(gain["silhouette_modality"] - 0.9) < 1e-12 and abs(gain["silhouette_modality_p"] - 10 / 120) < 1e-12
+    monkeypatch.setenv("COLUMNS", "250")
+    [saft] = (Path(__file__).parent.parent / "leaderboards" / "results").glob("default__saft__*.json")
+    assert main(["difficulty", "--task", "shape", "colour", "digits", "--results", str(saft)]) == 0
+    assert "(p 0." in capsys.readouterr().out
+
+
+def test_a_second_difficulty_run_encodes_no_image(capsys, monkeypatch, embedded, default_suite):
+    """The test sets' embeddings come from the embedding cache (the same ones a run scores with)."""
+    from clipbench.models import ClipModel
+
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["difficulty", "--task", "shape"]) == 0
+    calls = []
+    real = ClipModel.encode_image
+    monkeypatch.setattr(ClipModel, "encode_image", lambda self, x: calls.append(len(x)) or real(self, x))
+    assert main(["difficulty", "--task", "shape"]) == 0
+    assert calls == []
+    cached = capsys.readouterr().out
+    direct = difficulty.task_difficulty(embedded, default_suite.task("shape"))
+    assert f"{direct['silhouette_modality']:.4f}" in cached and f"{direct['cosine']:.4f}" in cached

@@ -71,3 +71,13 @@ def test_spearman_needs_three_points():
     assert math.isnan(metrics.spearman([1, 2], [2, 1]))
     assert metrics.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
     assert metrics.spearman([1, 2, 3], [30, 20, 10]) == pytest.approx(-1.0)
+
+
+def test_spearman_p_is_exact_for_a_handful_of_tasks():
+    """Five tasks: rho 1.0 has p = 2/120, rho 0.9 has p = 10/120 (the t approximation says 0.037)."""
+    assert metrics.spearman_p([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]) == pytest.approx(2 / 120)
+    assert metrics.spearman([1, 2, 3, 4, 5], [1, 2, 3, 5, 4]) == pytest.approx(0.9)
+    assert metrics.spearman_p([1, 2, 3, 4, 5], [1, 2, 3, 5, 4]) == pytest.approx(10 / 120)
+    assert math.isnan(metrics.spearman_p([1, 2], [2, 1]))
+    big = list(range(12))
+    assert metrics.spearman_p(big, big) < 1e-6  # past eight points: scipy's approximation
