@@ -53,8 +53,8 @@ Differences from the released code:
   steps (about 2% of an ImageNet run); clipbench batch 32, 20 epochs over the
   support set, 10% warm-up.  Moves numbers.  Reason: ImageNet-scale settings
   do not fit 16 shots per class (500 warm-up steps would be the whole run;
-  a batch of 512 is more than the support set); the shared recipe is the one
-  the lr grid is tuned with.
+  a batch of 512 is larger than the support set of every default-suite task);
+  the shared recipe is the one the lr grid is tuned with.
 - Learning rate: released 3e-5 (README command; 1e-3 the argparse default);
   clipbench's default is 3e-5, but a run uses the rate ``clipbench tune`` chose
   on validation from 1e-6..3e-4.  Moves numbers.  Reason: the harness tunes
@@ -82,6 +82,9 @@ Differences from the released code:
   encoder with the pretrained text tower.  Extends, does not change, the
   released scores; reason: the protocol's forgetting probes.
 - Checkpoint: both interpolate with the last epoch's weights.  Same.
+- Loss, optimiser: cross-entropy on the head's logits without label smoothing
+  (``--ls 0``), AdamW with torch's default betas and eps, weight decay on every
+  trained tensor, head included, the order reshuffled every epoch.  Same.
 - Precision: released trains and evaluates in fp32 (its CLIP loader casts
   every weight to float); clipbench trains in fp32 and, on CPU, scores with a
   bf16 copy of the image tower (the harness's evaluation path, every method
