@@ -410,21 +410,93 @@ def test_lp_ft_probes_first_without_touching_the_encoder_then_tunes_the_image_to
     assert diff and all(k.startswith("visual.") for k in diff)  # the head replaces the text side
 
 
-def test_wise_ft_interpolates_weights_and_keeps_the_whole_curve(reg, embedded, shape_task):
+def _spy_on_wise_ft_training(monkeypatch):
+    """Record what wise-ft hands the shared loop and the image tower and head the loop leaves behind."""
+    from clipbench.methods import wise_ft
+
+    seen = {}
+    real = wise_ft.finetune
+
+    def spy(model, params, fewshot, task, schedule, ctx, **kwargs):
+        seen["schedule"], seen["params"] = schedule, list(params)
+        losses = real(model, params, fewshot, task, schedule, ctx, **kwargs)
+        seen["visual"] = {k: v.detach().clone() for k, v in model.module.visual.state_dict().items()}
+        seen["head"] = [p.detach().clone() for p in seen["params"][-2:]]
+        return losses
+
+    monkeypatch.setattr(wise_ft, "finetune", spy)
+    return seen
+
+
+def test_wise_ft_trains_only_the_image_tower_and_a_head_with_clipping(reg, embedded, shape_task, monkeypatch):
+    """As released (mlfoundations/wise-ft): the text tower is gone, so it and the logit scale cannot move."""
+    seen = _spy_on_wise_ft_training(monkeypatch)
     adapted, _ = adapt(reg, "wise-ft", embedded, shape_task, epochs=1, lr=1e-4)
-    zero_shot = adapted.at(0.0).model.module.state_dict()
-    tuned = adapted.at(1.0).model.module.state_dict()
-    half = adapted.model.module.state_dict()
-    for key in half:
-        if half[key].is_floating_point():
-            assert torch.allclose(zero_shot[key], embedded.module.state_dict()[key], atol=1e-6)
-            assert torch.allclose(half[key], 0.5 * zero_shot[key] + 0.5 * tuned[key], atol=1e-6)
-    assert any(not torch.equal(zero_shot[k], tuned[k]) for k in half)
+    before, after = embedded.module.state_dict(), adapted.model.module.state_dict()
+    for key in before:
+        if not key.startswith("visual."):
+            assert torch.equal(before[key], after[key]), f"{key} moved"  # token embedding, text blocks, ...
+    assert torch.equal(before["logit_scale"], after["logit_scale"])
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("visual."))
+    assert seen["schedule"].grad_clip == 1.0  # finetune.py: clip_grad_norm_(params, 1.0)
+    visual = list(adapted.model.module.visual.parameters())
+    assert [p.shape for p in seen["params"]] == [p.shape for p in visual] + [(6, 64), (6,)]
+    assert adapted.trainable == sum(p.numel() for p in visual) + 6 * 64 + 6
+    assert [t.shape for t in adapted.added] == [(6, 64), (6,)]
 
 
-# lp-ft is absent: its head is a logistic-regression probe on image features, never a class prompt
-TRAINS_AGAINST_CLASS_PROMPTS = ["full-ft", "aclip", "saft", "orthcr", "bitfit", "lora", "clip-adapter", "flyp",
-                                "wise-ft"]
+def test_wise_ft_head_starts_as_the_zero_shot_classifier(reg, embedded, shape_task):
+    """zeroshot.py: weight = logit scale x the prompt-ensemble class embeddings, bias 0; before any step the
+    head's logits are zero-shot CLIP's."""
+    start, _ = adapt(reg, "wise-ft", embedded, shape_task, epochs=0)
+    zero_shot = Adapted(embedded)
+    with torch.no_grad():
+        assert torch.equal(start.weight, embedded.logit_scale * zero_shot.text_head(shape_task))
+    assert torch.equal(start.bias, torch.zeros(6))
+    images = shape_task.test.value.load(torch.arange(64))
+    with torch.inference_mode():
+        ours, theirs = start.logits(images, shape_task), zero_shot.logits(images, shape_task)
+    assert torch.allclose(ours, theirs, atol=1e-4)
+    assert torch.equal(ours.argmax(1), theirs.argmax(1))
+
+
+def test_wise_ft_interpolates_image_tower_and_head_and_keeps_the_whole_curve(reg, embedded, shape_task,
+                                                                           default_suite, monkeypatch):
+    seen = _spy_on_wise_ft_training(monkeypatch)
+    adapted, _ = adapt(reg, "wise-ft", embedded, shape_task, epochs=1, lr=1e-4)
+    assert adapted.alpha == 0.5
+    zero, tuned = adapted.at(0.0), adapted.at(1.0)
+    pretrained = embedded.module.visual.state_dict()
+    for key, half in adapted.model.module.visual.state_dict().items():
+        assert torch.equal(zero.model.module.visual.state_dict()[key], pretrained[key])
+        assert torch.equal(tuned.model.module.visual.state_dict()[key], seen["visual"][key])  # the fine-tuned one
+        assert torch.equal(half, 0.5 * pretrained[key] + 0.5 * seen["visual"][key])
+    assert torch.equal(tuned.weight, seen["head"][0]) and torch.equal(tuned.bias, seen["head"][1])
+    assert torch.equal(adapted.weight, 0.5 * zero.weight + 0.5 * tuned.weight)
+    assert not torch.equal(tuned.weight, zero.weight)
+    assert adapted.at(0.5).model.fingerprint() == adapted.model.fingerprint()
+
+    # at(0) is zero-shot CLIP on every set: the task and its shifts through the zero-shot head, probes directly
+    reference = Adapted(embedded)
+    sets = [(shape_task.test.value, shape_task)] + [(lazy.value, shape_task) for lazy in shape_task.shifts.values()]
+    sets += [(default_suite.task(p).test.value, default_suite.task(p)) for p in shape_task.probes]
+    assert len(sets) > 2
+    with torch.inference_mode():
+        for images, task in sets:
+            x = images.load(torch.arange(48))
+            ours, theirs = zero.logits(x, task), reference.logits(x, task)
+            assert torch.allclose(ours, theirs, atol=1e-4) and torch.equal(ours.argmax(1), theirs.argmax(1))
+    # off its own label space the head cannot act: zero-shot text embeddings over the interpolated encoder
+    probe = default_suite.task(shape_task.probes[0])
+    x = probe.test.value.load(torch.arange(16))
+    with torch.inference_mode():
+        expected = adapted.model.logit_scale * adapted.model.encode_image(x) @ reference.text_head(probe).T
+        assert torch.allclose(adapted.logits(x, probe), expected, atol=1e-5)
+
+
+# lp-ft is absent: its head is a logistic-regression probe on image features, never a class prompt; wise-ft
+# too: as released, it trains a head initialised from the whole prompt ensemble (zeroshot.py), no train prompt
+TRAINS_AGAINST_CLASS_PROMPTS = ["full-ft", "aclip", "saft", "orthcr", "bitfit", "lora", "clip-adapter", "flyp"]
 
 
 @pytest.mark.parametrize("name", TRAINS_AGAINST_CLASS_PROMPTS)
