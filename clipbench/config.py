@@ -56,10 +56,25 @@ def limits(name: str, default, metadata=None) -> tuple:
     """(low, high, above) an option's numbers must respect: the field's own ``low``/``high``/``above``, else
     implied by its name and default: learning rates above 0; sparsity above 0 and at most 1; fractions,
     momenta and ratios from 0 to 1; whole numbers of at least 1 (0 for ``epochs`` and
-    ``steps``) where the default is positive; every other number with a non-negative default at least 0."""
+    ``steps``) where the default is positive; every other number with a non-negative default at least 0 -- unless
+    the field's own search grid holds a value outside that range (then the method decides: no range)."""
     metadata = metadata or {}
     if any(k in metadata for k in ("low", "high", "above")):
         return metadata.get("low"), metadata.get("high"), metadata.get("above")
+    implied = _implied(name, default)
+    if any(_outside(v, *implied) for v in metadata.get("search", ())):  # the method searches beyond: its call
+        return None, None, None
+    return implied
+
+
+def _outside(value, low, high, above) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return (above is not None and not value > above) or (low is not None and value < low) or \
+        (high is not None and value > high)
+
+
+def _implied(name: str, default) -> tuple:
     sample = default[0] if isinstance(default, tuple) and default else default
     if isinstance(sample, bool) or not isinstance(sample, (int, float)):
         return None, None, None

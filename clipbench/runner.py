@@ -153,7 +153,7 @@ def tuned_values(request: RunRequest, suite: Suite, tasks: list[Task], method, m
         key = tuning.TuneKey(suite.name, method.name, model_fp, request.shots, tuning.space_hash(space))
         chosen, prov = {}, {"seeds": list(tuning.TUNING_SEEDS), "budget": tuning.TRIAL_BUDGET, "tasks": {}}
         for folder in tuning.tuned_dirs(request.tuned_dir):  # per task, the first folder that finished it
-            found = tuning.load_tuned(key, [folder])
+            found = tuning.load_tuned(key, [folder], method)
             if found is None:
                 continue
             path, record = found

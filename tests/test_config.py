@@ -88,3 +88,11 @@ def test_a_bad_option_is_refused_before_the_model_loads(methods, monkeypatch):
     request = runner.RunRequest(methods=["linear-probe"], options={"linear-probe": {"lr": "-1"}})
     with pytest.raises(ClipbenchError, match="linear-probe.lr must be above 0"):
         runner.execute(request, registry, get_plugin_manager(load_entrypoints=False))
+
+
+def test_an_implied_range_never_refuses_what_the_method_itself_searches():
+    @dataclass(frozen=True)
+    class Config:
+        scale: float = dataclasses.field(default=1.0, metadata={"search": [-1.0, 1.0, 2.0]})
+
+    assert config_problems(Config, {"scale": -1.0}) == []
