@@ -296,8 +296,20 @@ def guarded_io(path: Path, write) -> None:
         write()
     except OSError as exc:
         raise ClipbenchError(f"Could not write the result file {path} or its cells ({exc.strerror or exc}); every "
-                             "cell saved before this one is kept. Free space (or choose another --out) and run the "
-                             "same command again to resume.") from None
+                             f"cell saved before this one is kept. {io_remedy(exc)} and run the same command again "
+                             "to resume.") from None
+
+
+def io_remedy(exc: OSError) -> str:
+    """What to do about a failed write, by its cause (a full disk, a path in the way, no permission)."""
+    import errno
+
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP):
+        return f"Something is in the way at{where} (a file or a dangling link where a folder belongs): remove it"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"Make{where or ' the folder'} writable (or choose another --out)"
+    return "Free space (or choose another --out)"
 
 
 def provenance(model_fp: str, p: Plan, method, device: torch.device, tuning_prov: dict | None = None) -> dict:
