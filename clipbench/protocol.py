@@ -407,6 +407,11 @@ class TorchState:
                    rng=torch.get_rng_state(),
                    cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None)
 
+    def changed(self, other: "TorchState") -> list[str]:
+        """The settings that differ in ``other`` (the random state aside: drawing from it is fair use)."""
+        return [f.name for f in dataclasses.fields(self) if f.name not in ("rng", "cuda_rng")
+                and getattr(self, f.name) != getattr(other, f.name)]
+
     def restore(self) -> None:
         torch.set_grad_enabled(self.grad)
         torch.set_default_dtype(self.dtype)
