@@ -269,7 +269,50 @@ def tune_task(method, space: dict, task_record: dict, trial: Callable[[dict], fl
 
 
 def write_record(path: Path, record: dict) -> None:
-    results.write_atomic(path, record)
+    """Save ``record`` under a lock, first taking in the tasks other processes saved to the same file meanwhile
+    (``--task`` shards sharing a folder: each saved only its own tasks, and the last writer won).  A failing
+    disk is one sentence, as in `run`; every trial saved before stays saved."""
+    path = Path(path)
+    try:
+        with _locked(path.with_name(path.name + ".lock")):
+            if path.is_file():
+                try:
+                    on_disk = results.read_json(path)
+                except results.ResultFileError as exc:
+                    raise damaged(path, str(exc).rstrip(".")) from None
+                if isinstance(on_disk, dict) and on_disk.get("key") == record.get("key") and \
+                        isinstance(on_disk.get("tasks"), dict):
+                    for task, rec in on_disk["tasks"].items():
+                        record["tasks"].setdefault(task, rec)  # another shard's task; this process keeps its own
+            results.write_atomic(path, record)
+    except OSError as exc:
+        from clipbench.runner import io_remedy
+
+        raise ClipbenchError(f"Could not write the tuned-config file {path} ({exc.strerror or exc}); every trial "
+                             f"saved before this one is kept. {io_remedy(exc)} and run the same command again to "
+                             "resume.") from None
+
+
+class _locked:
+    """An exclusive lock on ``path`` (created if need be) while the block runs; no lock without fcntl."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: saves are still atomic, only concurrent shards may race
+            self.file = None
+            return self
+        self.file = open(self.path, "a")
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.file is not None:
+            self.file.close()  # closing releases the lock
+        return False
 
 
 # ------------------------------------------------------------------ running it

@@ -257,3 +257,38 @@ def test_a_run_refuses_a_damaged_tuned_file_instead_of_quietly_using_other_value
     values, _ = runner.tuned_values(runner.RunRequest(["full-ft"], tuned_dir=good), suite, suite.selected(["shape"]),
                                     method, "f" * 16)
     assert values == {"shape": {"lr": 3e-5}}
+
+
+def test_two_tune_shards_on_one_folder_keep_both_tasks(tmp_path, registry):
+    """Two `tune --task` processes on one --out: each saves its own record; the file keeps both tasks."""
+    pm, reg = registry
+    method = reg.method("full-ft")
+    key, path = _tuned_file(tmp_path, method)
+    path.unlink()
+    done = {"values": {"lr": 1e-5}, "val_accuracy": 50.0, "at_edge": [], "seconds": 1.0, "done": True, "trials": []}
+    first, second = (tuning.new_record(key, tuning.search_space(method)) for _ in range(2))
+    first["tasks"]["shape"] = dict(done)
+    second["tasks"]["colour"] = dict(done, values={"lr": 3e-5})
+    tuning.write_record(path, first)
+    tuning.write_record(path, second)  # this process never saw shape: it re-reads before saving
+    tuning.write_record(path, first)
+    assert sorted(json.loads(path.read_text())["tasks"]) == ["colour", "shape"]
+    assert tuning.load_tuned(key, [tmp_path], method)[1]["tasks"]["colour"]["values"] == {"lr": 3e-5}
+
+
+def test_a_full_disk_during_tune_is_one_sentence(tmp_path, registry, monkeypatch):
+    import errno
+
+    pm, reg = registry
+    method = reg.method("full-ft")
+    key = tuning.TuneKey("default", "full-ft", "f" * 16, 16, "x")
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(results, "write_atomic", full)
+    path = tmp_path / key.filename()
+    with pytest.raises(ClipbenchError) as err:
+        tuning.write_record(path, tuning.new_record(key, {}))
+    message = str(err.value)
+    assert str(path) in message and "No space left on device" in message and "Free space" in message
