@@ -418,7 +418,7 @@ def execute(request: TuneRequest, registry, pm, reporter=None, log: Callable[[st
             fewshots = []  # sampled (and their images read) once for all trials of this task
             for seed in TUNING_SEEDS:
                 fewshot = sample_fewshot(view.train.value, view.num_classes, request.shots, seed, task.name)
-                fewshot.features_from = evaluator.pretrained_features
+                fewshot.features_from = protocol.features_source(evaluator)  # no handle to the shared model
                 fewshots.append(fewshot)
 
             def trial(values, method=method, view=view, fewshots=fewshots):
