@@ -262,3 +262,12 @@ def test_a_method_that_leaves_grad_mode_off_does_not_crash_the_next_one(setup):
         assert math.isfinite(cell["id"])
     finally:
         torch.set_grad_enabled(True)
+
+
+def test_a_full_fine_tuning_that_diverged_is_refused_not_scored_as_always_class_0(setup):
+    reg = collect(get_plugin_manager(load_entrypoints=False))
+    method = reg.method("full-ft")
+    model, suite, evaluator = setup()
+    with pytest.raises(protocol.MethodError, match="'full-ft' on task 'shape', seed 1 returned non-finite logits"):
+        protocol.run_cell(method, method.make_config({"lr": 1e3, "epochs": 1}), model, suite, suite.task("shape"), 1,
+                          2, evaluator, torch.device("cpu"), protocol.SilentReporter())
