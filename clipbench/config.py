@@ -207,3 +207,20 @@ class SGDRecipe(MethodConfig):
 
     def schedule(self, **fixed):
         return super().schedule(**{"warmup_fraction": 0.0, **fixed})
+
+
+def recorded_problems(config: dict, methods) -> list[str]:
+    """Problems of the option values a result file records (``method_config`` and ``tuned``), as submission
+    lines, when ``methods`` maps names to registered methods (a plain set of names checks nothing).  Never
+    raises: a config of an unexpected shape is the structural checks' to report."""
+    method = methods.get(config.get("method")) if isinstance(methods, dict) else None
+    if method is None or not isinstance(config.get("method_config"), dict):
+        return []
+    try:
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in config["method_config"].items()}
+        out = [f"config.method_config.{line}" for line in config_problems(method.config_class, values)]
+        for task, tuned in (config.get("tuned") or {}).items():
+            out += [f"config.tuned.{task}.{line}" for line in config_problems(method.config_class, tuned)]
+        return out
+    except Exception as exc:  # noqa: BLE001 -- a check never raises
+        return [f"config.method_config: cannot be checked ({type(exc).__name__})"]
