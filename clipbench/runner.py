@@ -307,6 +307,8 @@ def io_remedy(exc: OSError) -> str:
     where = f" {exc.filename}" if exc.filename else ""
     if exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP):
         return f"Something is in the way at{where} (a file or a dangling link where a folder belongs): remove it"
+    if exc.errno == errno.ENOENT:
+        return f"Check that the folder of{where or ' the file'} exists (was it removed while running?)"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"Make{where or ' the folder'} writable (or choose another --out)"
     return "Free space (or choose another --out)"

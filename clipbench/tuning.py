@@ -274,6 +274,7 @@ def write_record(path: Path, record: dict) -> None:
     disk is one sentence, as in `run`; every trial saved before stays saved."""
     path = Path(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with _locked(path.with_name(path.name + ".lock")):
             if path.is_file():
                 try:
