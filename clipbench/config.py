@@ -19,6 +19,7 @@ several papers share are bases here, so a method states only what differs:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -26,9 +27,15 @@ FINETUNE_LR_GRID = [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4]
 
 
 def option(default, help: str = "", *, search: list | None = None, source: str | None = None,
-           bounds: tuple | None = None):
+           bounds: tuple | None = None, low: float | None = None, high: float | None = None,
+           above: float | None = None):
     """A config field: its default (the paper's), what it means, where the value comes from, and the grid
-    ``clipbench tune`` searches (``bounds`` limit how far a search at a grid edge may widen)."""
+    ``clipbench tune`` searches (``bounds`` limit how far a search at a grid edge may widen).
+
+    ``low``/``high`` (inclusive) and ``above`` (exclusive) are the values the option accepts, checked by
+    :func:`check_values` wherever a value comes in (``--option``, tuned files, re-run results) before
+    any work.  Without them the range follows from the name and the default (see :func:`limits`).
+    """
     metadata = {"help": help}
     if search is not None:
         metadata["search"] = list(search)
@@ -36,7 +43,116 @@ def option(default, help: str = "", *, search: list | None = None, source: str |
         metadata["source"] = source
     if bounds is not None:
         metadata["bounds"] = tuple(bounds)
+    for key, value in (("low", low), ("high", high), ("above", above)):
+        if value is not None:
+            metadata[key] = value
     return dataclasses.field(default=default, metadata=metadata)
+
+
+_FRACTIONS = ("fraction", "momentum", "ratio")
+
+
+def limits(name: str, default, metadata=None) -> tuple:
+    """(low, high, above) an option's numbers must respect: the field's own ``low``/``high``/``above``, else
+    implied by its name and default: learning rates above 0; sparsity above 0 and at most 1; fractions,
+    momenta and ratios from 0 to 1; whole numbers of at least 1 (0 for ``epochs`` and
+    ``steps``) where the default is positive; every other number with a non-negative default at least 0 -- unless
+    the field's own search grid holds a value outside that range (then the method decides: no range)."""
+    metadata = metadata or {}
+    if any(k in metadata for k in ("low", "high", "above")):
+        return metadata.get("low"), metadata.get("high"), metadata.get("above")
+    implied = _implied(name, default)
+    if any(_outside(v, *implied) for v in metadata.get("search", ())):  # the method searches beyond: its call
+        return None, None, None
+    return implied
+
+
+def _outside(value, low, high, above) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return (above is not None and not value > above) or (low is not None and value < low) or \
+        (high is not None and value > high)
+
+
+def _implied(name: str, default) -> tuple:
+    sample = default[0] if isinstance(default, tuple) and default else default
+    if isinstance(sample, bool) or not isinstance(sample, (int, float)):
+        return None, None, None
+    if name == "lr" or name.endswith("_lr"):
+        return None, None, 0
+    if name == "sparsity":
+        return None, 1, 0
+    if name.endswith(_FRACTIONS):
+        return 0, 1, None
+    if isinstance(sample, int) and sample > 0 and name not in ("epochs", "steps"):
+        return 1, None, None
+    return (0, None, None) if sample >= 0 else (None, None, None)
+
+
+def _kind(value) -> str:
+    return "true/false" if isinstance(value, bool) else "whole number" if isinstance(value, int) \
+        else "number" if isinstance(value, float) else "text" if isinstance(value, str) else type(value).__name__
+
+
+def check_value(field: dataclasses.Field, value, default) -> str | None:
+    """What is wrong with ``value`` for ``field`` (whose default is ``default``), or None: the type of the
+    default (a whole number is also a number; true/false is neither), finite, within :func:`limits`."""
+    if isinstance(default, tuple):
+        if not isinstance(value, (tuple, list)) or not value:
+            return f"wants a non-empty list like {','.join(map(str, default))}, got {value!r}"
+        if len(default) == 2 and len(value) != 2 and field.type and "..." not in str(field.type):
+            return f"wants exactly 2 values, got {len(value)}"
+        for item in value:
+            problem = _check_scalar(field, item, default[0] if default else item, default)
+            if problem:
+                return problem
+        return None
+    return _check_scalar(field, value, default, default)
+
+
+def _check_scalar(field: dataclasses.Field, value, default, whole_default) -> str | None:
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"wants true or false, got {value!r}"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else f"wants text, got {value!r}"
+    if isinstance(default, (int, float)):
+        integer = isinstance(default, int)
+        if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+            return f"wants a {_kind(default)}, got {value!r} ({_kind(value)})"
+        if not math.isfinite(value):
+            return f"wants a finite number, got {value!r}"
+        low, high, above = limits(field.name, whole_default, field.metadata)
+        if above is not None and not value > above:
+            return f"must be above {above}, got {value!r}"
+        if low is not None and value < low:
+            return f"must be at least {low}, got {value!r}"
+        if high is not None and value > high:
+            return f"must be at most {high}, got {value!r}"
+    return None
+
+
+def check_values(config_class: type, values: dict, where: str) -> None:
+    """Refuse (one ClipbenchError sentence) the first value in ``values`` its option does not accept;
+    ``where`` says where the values came from, e.g. "Option linear-probe." or "tuned file x.json: ".
+    Unknown names are the caller's to report."""
+    from clipbench.errors import ClipbenchError
+
+    problems = config_problems(config_class, values)
+    if problems:
+        raise ClipbenchError(f"{where}{problems[0]}.")
+
+
+def config_problems(config_class: type, values: dict) -> list[str]:
+    """Every value in ``values`` its option does not accept, as "lr must be above 0, got -1" (never raises)."""
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    defaults = config_class()
+    out = []
+    for name, value in values.items():
+        if name in fields:
+            problem = check_value(fields[name], value, getattr(defaults, name))
+            if problem:
+                out.append(f"{name} {problem}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -91,3 +207,20 @@ class SGDRecipe(MethodConfig):
 
     def schedule(self, **fixed):
         return super().schedule(**{"warmup_fraction": 0.0, **fixed})
+
+
+def recorded_problems(config: dict, methods) -> list[str]:
+    """Problems of the option values a result file records (``method_config`` and ``tuned``), as submission
+    lines, when ``methods`` maps names to registered methods (a plain set of names checks nothing).  Never
+    raises: a config of an unexpected shape is the structural checks' to report."""
+    method = methods.get(config.get("method")) if isinstance(methods, dict) else None
+    if method is None or not isinstance(config.get("method_config"), dict):
+        return []
+    try:
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in config["method_config"].items()}
+        out = [f"config.method_config.{line}" for line in config_problems(method.config_class, values)]
+        for task, tuned in (config.get("tuned") or {}).items():
+            out += [f"config.tuned.{task}.{line}" for line in config_problems(method.config_class, tuned)]
+        return out
+    except Exception as exc:  # noqa: BLE001 -- a check never raises
+        return [f"config.method_config: cannot be checked ({type(exc).__name__})"]

@@ -25,6 +25,7 @@ from typing import Any, Callable, ClassVar, Iterable
 import torch
 
 from clipbench.cards import Deviation
+from clipbench.config import check_values
 from clipbench.errors import ClipbenchError
 from clipbench.models import ClipModel
 from clipbench.tasks import FewShot, Task
@@ -148,6 +149,7 @@ class Method(abc.ABC):
         for key, raw in overrides.items():
             default = getattr(self.config_class(), key)
             values[key] = _coerce(raw, default, f"{self.name}.{key}")
+        check_values(self.config_class, values, f"Option {self.name}.")
         return dataclasses.replace(self.config_class(), **values)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import json
 import logging
 import lzma
 from dataclasses import dataclass
@@ -39,6 +40,17 @@ def register_embedded_config() -> None:
     if not _registered_config:
         import open_clip
 
+        try:
+            config = json.loads(EMBEDDED_CONFIG.read_text())
+        except FileNotFoundError:
+            raise ClipbenchError(f"The embedded model's config is missing: looked for {EMBEDDED_CONFIG}. "
+                                 "Reinstall clipbench.") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ClipbenchError(f"The embedded model's config {EMBEDDED_CONFIG} is damaged "
+                                 f"({type(exc).__name__}); reinstall clipbench.") from None
+        if not isinstance(config, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(config):
+            raise ClipbenchError(f"The embedded model's config {EMBEDDED_CONFIG} is damaged (not an open_clip "
+                                 "model config); reinstall clipbench.")
         open_clip.add_model_config(EMBEDDED_CONFIG)
         _registered_config = True
 
@@ -172,6 +184,20 @@ def save_embedded_weights(module: torch.nn.Module, path: Path) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def shipped_checksum(path: Path) -> str:
+    """The sha256 a shipped ``.sha256`` file holds ("<hex>  <name>"); a damaged one is one sentence."""
+    try:
+        words = path.read_text().split()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ClipbenchError(f"The checksum file {path} cannot be read ({type(exc).__name__}); "
+                             "reinstall clipbench.") from None
+    digest = words[0].lower() if words else ""
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ClipbenchError(f"The checksum file {path} is damaged ({'empty' if not words else 'not a sha256'}); "
+                             "reinstall clipbench.")
+    return digest
+
+
 def load_embedded(weights: Path = EMBEDDED_WEIGHTS, check: bool = True) -> ClipModel:
     """The shipped pretrained tiny CLIP, verified against its checksum; or the same architecture from
     ``weights``: an xz file as `clipbench pretrain` writes, or a plain torch state dict / training checkpoint."""
@@ -184,7 +210,7 @@ def load_embedded(weights: Path = EMBEDDED_WEIGHTS, check: bool = True) -> ClipM
             "Reinstall clipbench, or recreate them with `clipbench pretrain`.")
     data = weights.read_bytes()
     if check and weights == EMBEDDED_WEIGHTS and EMBEDDED_SHA256.is_file():
-        expected = EMBEDDED_SHA256.read_text().split()[0]
+        expected = shipped_checksum(EMBEDDED_SHA256)
         actual = hashlib.sha256(data).hexdigest()
         if actual != expected:
             raise ClipbenchError(

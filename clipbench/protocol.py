@@ -7,9 +7,12 @@ from the train pool (CoOp), and every test set is only ever scored.
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 import os
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -220,10 +223,36 @@ def set_chance(images: ImageSet, task: Task) -> float:
 def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task, seed: int, shots: int,
              evaluator: Evaluator, device: torch.device, reporter: Reporter,
              on_epoch: Callable[[int, int, float], None] | None = None) -> dict:
-    """Adapt on one k-shot sample and score the adapted model everywhere (``on_epoch``: training losses)."""
+    """Adapt on one k-shot sample and score the adapted model everywhere (``on_epoch``: training losses).
+
+    A method is not trusted: it gets copies of the tasks and no handle to the shared pretrained
+    model, torch's global state is put back after the cell, what it returns is checked (logits of
+    shape (N, C) and finite, a plausible ``trainable``), and anything it raises or breaks becomes one
+    :class:`MethodError` sentence naming the method and the cell; a failed cell is never recorded.
+    """
+    where = f"on task {task.name!r}, seed {seed}"
+    state = TorchState.capture()
+    shared_fp = model.fingerprint()
+    try:
+        cell = _run_cell(method, config, model, suite, task, seed, shots, evaluator, device, reporter, on_epoch,
+                         where)
+        if model.fingerprint() != shared_fp:
+            raise MethodError(f"Method {method.name!r} changed the shared pretrained model {where}; a method "
+                              "may change only the copy it is given, so the cell is not recorded.")
+        return cell
+    except ClipbenchError:
+        raise
+    except Exception as exc:
+        raise MethodError(f"Method {method.name!r} failed {where}: {last_line(exc)} (the cell is not recorded; "
+                          "cells finished before it are kept).") from exc
+    finally:
+        state.restore()
+
+
+def _run_cell(method, config, model, suite, task, seed, shots, evaluator, device, reporter, on_epoch, where):
     train_task, new_task = task_views(task)
     fewshot = sample_fewshot(train_task.train.value, train_task.num_classes, shots, seed, task.name)
-    fewshot.features_from = evaluator.pretrained_features
+    fewshot.features_from = features_source(evaluator)
     torch.manual_seed(seed)
     ctx = AdaptContext(device=device, seed=seed, progress=reporter.stage(f"adapt {method.name} on {task.name}", 1))
     if on_epoch is not None:
@@ -234,30 +263,32 @@ def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task,
     before = (cache.hits, cache.misses) if cache is not None and cache.enabled else None
     with PeakMemory(device) as mem:
         start = time.perf_counter()
-        adapted = method.adapt(working, fewshot, train_task, config, ctx)
+        adapted = method.adapt(working, fewshot, copy_task(train_task), config, ctx)
         adapt_seconds = time.perf_counter() - start
     adapt_cache = cache_state(before, cache)  # of the adaptation alone, before evaluation reads the cache
     ctx.progress(1, 1)  # the adapt bar is finished even if the method never reported progress
     if not isinstance(adapted, Adapted):
-        raise ClipbenchError(f"Method {method.name!r} returned {type(adapted).__name__}, not an Adapted model.")
+        raise MethodError(f"Method {method.name!r} returned {type(adapted).__name__}, not an Adapted model, {where}.")
+    trainable = check_trainable(adapted, total_params, f"Method {method.name!r} {where}")
+    check_logits_of(adapted, f"Method {method.name!r} {where}")
     if hasattr(adapted.model.module, "eval"):
         adapted.model.module.eval()
     scored_before, seconds_before = evaluator.images_scored, evaluator.seconds
     scored = {
-        "id": evaluator.score(adapted, train_task.test.value, train_task, task.name),
-        "shifts": {s: evaluator.score(adapted, lazy.value, train_task, f"{task.name}/{s}")
+        "id": evaluator.score(adapted, train_task.test.value, copy_task(train_task), task.name),
+        "shifts": {s: evaluator.score(adapted, lazy.value, copy_task(train_task), f"{task.name}/{s}")
                    for s, lazy in train_task.shifts.items()},
-        "probes": {p: evaluator.score(adapted, suite.task(p).test.value, suite.task(p), f"probe {p}")
+        "probes": {p: evaluator.score(adapted, suite.task(p).test.value, copy_task(suite.task(p)), f"probe {p}")
                    for p in task.probes},
     }
     if new_task is not None:
-        scored["new"] = evaluator.score(adapted, new_task.test.value, new_task, f"{task.name}/new")
+        scored["new"] = evaluator.score(adapted, new_task.test.value, copy_task(new_task), f"{task.name}/new")
     cell = {"task": task.name, "seed": seed, "shots": shots, **split_scores(scored)}
     eval_images = evaluator.images_scored - scored_before
     eval_seconds = evaluator.seconds - seconds_before
     cell["cost"] = {
-        "trainable_params": int(adapted.trainable),
-        "trainable_pct": 100.0 * adapted.trainable / total_params,
+        "trainable_params": trainable,
+        "trainable_pct": 100.0 * trainable / total_params,
         "adapt_seconds": round(adapt_seconds, 3),
         "peak_memory_mb": round(mem.peak_mb, 1),
         "eval_images_per_second": round(eval_images / eval_seconds, 1) if eval_seconds > 0 else None,
@@ -269,6 +300,135 @@ def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task,
     if adapted.notes:
         cell["notes"] = dict(adapted.notes)
     return cell
+
+
+class MethodError(ClipbenchError):
+    """A method broke the contract or raised: one sentence naming the method and the cell."""
+
+
+def last_line(exc: BaseException) -> str:
+    """An exception's last line as Python prints it ("ValueError: bad lr")."""
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()
+
+
+def copy_task(task: Task) -> Task:
+    """A copy of ``task`` a method may change without reaching anyone else's (same names, same order)."""
+    return dataclasses.replace(task, classnames=list(task.classnames), templates=list(task.templates),
+                               shifts=dict(task.shifts), probes=list(task.probes))
+
+
+def features_source(evaluator: Evaluator) -> Callable:
+    """What ``FewShot.features`` asks for cached embeddings: the evaluator's lookup, not a bound method
+    (whose ``__self__`` would hand the method the evaluator and its shared pretrained model)."""
+    lookup = evaluator.pretrained_features
+
+    def features_from(model, images):
+        return lookup(model, images)
+
+    return features_from
+
+
+def added_entries(adapted: Adapted) -> int:
+    """Entries of the tensors and modules an Adapted declares in ``added`` (anything else counts nothing)."""
+    total = 0
+    for item in adapted.added:
+        if isinstance(item, torch.nn.Module):
+            total += sum(p.numel() for p in item.parameters())
+        elif isinstance(item, torch.Tensor):
+            total += item.numel()
+    return total
+
+
+def check_trainable(adapted: Adapted, total_params: int, who: str) -> int:
+    """``adapted.trainable`` as an int: a whole number from 0 to the model's size plus what was added."""
+    value = adapted.trainable
+    try:
+        if isinstance(value, bool) or (isinstance(value, torch.Tensor) and value.is_floating_point()):
+            raise TypeError
+        count = operator.index(value)
+    except TypeError:
+        raise MethodError(f"{who} reported trainable={value!r}; it must be a whole number of parameters.") from None
+    limit = max(total_params, adapted.model.num_parameters()) + added_entries(adapted)
+    if not 0 <= count <= limit:
+        raise MethodError(f"{who} reported trainable={count:,}; it must lie between 0 and the model's "
+                          f"{limit:,} parameters plus what it declared in Adapted(added=...).")
+    return count
+
+
+def check_logits(logits, rows: int, task: Task, who: str) -> None:
+    """Logits must be a finite (rows, classes) tensor: no broadcasting, no extra classes, no NaN/Inf."""
+    if not isinstance(logits, torch.Tensor):
+        raise MethodError(f"{who} returned {type(logits).__name__} as logits on {task.name!r}, not a tensor.")
+    expected = (rows, task.num_classes)
+    if tuple(logits.shape) != expected:
+        raise MethodError(f"{who} returned logits of shape {tuple(logits.shape)} on {task.name!r}; expected "
+                          f"{expected}, one row per image and one column per class.")
+    if logits.is_floating_point() and not bool(torch.isfinite(logits).all()):
+        raise MethodError(f"{who} returned non-finite logits (NaN or Inf) on {task.name!r}; the model may have "
+                          "diverged (a learning rate too large?).")
+
+
+def check_logits_of(adapted: Adapted, who: str) -> None:
+    """Check every logits ``adapted`` gives while it is scored (the one path: ``logits_from_features``)."""
+    inner = adapted.logits_from_features
+
+    def logits_from_features(features, task):
+        logits = inner(features, task)
+        check_logits(logits, len(features), task, who)
+        return logits
+
+    adapted.logits_from_features = logits_from_features
+
+
+@dataclass
+class TorchState:
+    """torch's process-wide settings a method could leave changed: put back after every cell."""
+
+    grad: bool
+    dtype: torch.dtype
+    threads: int
+    deterministic: bool
+    warn_only: bool
+    anomaly: bool
+    matmul_precision: str
+    cudnn: tuple
+    autocast: tuple
+    rng: torch.Tensor
+    cuda_rng: list | None
+
+    @classmethod
+    def capture(cls) -> "TorchState":
+        return cls(grad=torch.is_grad_enabled(), dtype=torch.get_default_dtype(), threads=torch.get_num_threads(),
+                   deterministic=torch.are_deterministic_algorithms_enabled(),
+                   warn_only=torch.is_deterministic_algorithms_warn_only_enabled(),
+                   anomaly=torch.is_anomaly_enabled(), matmul_precision=torch.get_float32_matmul_precision(),
+                   cudnn=(torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark),
+                   autocast=(torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")),
+                   rng=torch.get_rng_state(),
+                   cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None)
+
+    def changed(self, other: "TorchState") -> list[str]:
+        """The settings that differ in ``other`` (the random state aside: drawing from it is fair use)."""
+        return [f.name for f in dataclasses.fields(self) if f.name not in ("rng", "cuda_rng")
+                and getattr(self, f.name) != getattr(other, f.name)]
+
+    def restore(self) -> None:
+        torch.set_grad_enabled(self.grad)
+        torch.set_default_dtype(self.dtype)
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        if (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) \
+                != (self.deterministic, self.warn_only):
+            torch.use_deterministic_algorithms(self.deterministic, warn_only=self.warn_only)
+        if torch.is_anomaly_enabled() != self.anomaly:
+            torch.set_anomaly_enabled(self.anomaly)
+        torch.set_float32_matmul_precision(self.matmul_precision)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = self.cudnn
+        torch.set_autocast_enabled("cpu", self.autocast[0])
+        torch.set_autocast_dtype("cpu", self.autocast[1])
+        torch.set_rng_state(self.rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rng)
 
 
 CACHE_STATES = ("warm", "cold", "unused", "off")

@@ -153,7 +153,7 @@ def tuned_values(request: RunRequest, suite: Suite, tasks: list[Task], method, m
         key = tuning.TuneKey(suite.name, method.name, model_fp, request.shots, tuning.space_hash(space))
         chosen, prov = {}, {"seeds": list(tuning.TUNING_SEEDS), "budget": tuning.TRIAL_BUDGET, "tasks": {}}
         for folder in tuning.tuned_dirs(request.tuned_dir):  # per task, the first folder that finished it
-            found = tuning.load_tuned(key, [folder])
+            found = tuning.load_tuned(key, [folder], method)
             if found is None:
                 continue
             path, record = found
@@ -296,8 +296,22 @@ def guarded_io(path: Path, write) -> None:
         write()
     except OSError as exc:
         raise ClipbenchError(f"Could not write the result file {path} or its cells ({exc.strerror or exc}); every "
-                             "cell saved before this one is kept. Free space (or choose another --out) and run the "
-                             "same command again to resume.") from None
+                             f"cell saved before this one is kept. {io_remedy(exc)} and run the same command again "
+                             "to resume.") from None
+
+
+def io_remedy(exc: OSError) -> str:
+    """What to do about a failed write, by its cause (a full disk, a path in the way, no permission)."""
+    import errno
+
+    where = f" {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP):
+        return f"Something is in the way at{where} (a file or a dangling link where a folder belongs): remove it"
+    if exc.errno == errno.ENOENT:
+        return f"Check that the folder of{where or ' the file'} exists (was it removed while running?)"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"Make{where or ' the folder'} writable (or choose another --out)"
+    return "Free space (or choose another --out)"
 
 
 def provenance(model_fp: str, p: Plan, method, device: torch.device, tuning_prov: dict | None = None) -> dict:

@@ -115,8 +115,13 @@ class RunStore:
         from clipbench import submission
 
         data = results.load_result(path)
-        if submission.check(data, complete=False) or run_key(data["config"]) != self.config:
-            return  # not this run's, or damaged: the folder starts empty and the file is rewritten
+        problems = submission.check(data, complete=False)
+        if not problems and run_key(data["config"]) != self.config:
+            problems = ["its config is another run's"]
+        if problems:  # said, and the file is never overwritten: its cells (seed 1 of a copied run) would be lost
+            raise ClipbenchError(f"{path} is in --out but cannot be adopted as this run's cells "
+                                 f"({problems[0].rstrip('.')}), so it was left untouched; move it elsewhere (or fix "
+                                 "it) and run the same command again.")
         data_fps = data["provenance"].get("data", {})
         for task, ref in data["reference"].items():
             fps = {k: v for k, v in data_fps.items() if k.split("/")[0] == task or k.startswith(f"{task}/")}

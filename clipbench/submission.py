@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from clipbench import results, scoring
+from clipbench.config import recorded_problems
 from clipbench.tuning import TUNING_SEEDS
 
 MAX_PROBLEMS = 50
@@ -399,6 +400,8 @@ def _check(data, known_methods, suites, known_references, complete) -> list[str]
         p.add("config_hash does not match config")
     if known_methods is not None and cfg["method"] not in known_methods:
         p.add(f"config.method: {cfg['method']!r} is not a registered method")
+    for line in recorded_problems(cfg, known_methods):  # option values in type and range (config.option)
+        p.add(line)
     suite = None
     if suites is not None:
         suite = suites.get(cfg["suite"])

@@ -148,6 +148,12 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
         raise ClipbenchError(f"Unknown executor {options.executor!r}: use {', '.join(EXECUTORS)}.")
     cells, stores = pending(request, registry)
     total = len(cells)
+    if options.executor == "local":
+        workers = local_workers(options.workers, total)
+        if workers < options.workers:
+            log(f"--workers {options.workers} capped at {workers}: one worker per core ({available_cores()} here) "
+                f"and per cell to run ({total}); more would only compete for the same cores")
+        options = dataclasses.replace(options, workers=workers)
     log(f"{total} cell(s) to run on {options.executor}"
         + (f" with {options.workers} workers" if options.executor == "local" else ""))
     fields = request_fields(request)
@@ -185,10 +191,20 @@ def pick_cell(queue: list[Cell], own: set, started: set) -> int:
     return 0
 
 
+def available_cores() -> int:
+    """The cores this process may use (at least one; ``os.cpu_count()`` may be unknown)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 def threads_per_worker(workers: int) -> int:
-    """An equal share of the cores this process may use (at least one; ``os.cpu_count()`` may be unknown)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // max(1, workers))
+    """An equal share of the cores this process may use (at least one)."""
+    return max(1, available_cores() // max(1, workers))
+
+
+def local_workers(asked: int, cells: int) -> int:
+    """How many worker processes ``--workers asked`` starts for ``cells`` cells: at most one per cell and one
+    per core (each cell already uses a core's threads; more processes only compete and load more models)."""
+    return max(1, min(asked, cells, available_cores()))
 
 
 def _local(fields, cells, options, report, log, keys=None) -> None:

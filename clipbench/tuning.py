@@ -135,25 +135,72 @@ def tuned_dirs(extra: Path | None = None) -> list[Path]:
     return [d for d in (extra or Path("tuned"), SHIPPED) if d is not None]
 
 
-def load_tuned(key: TuneKey, dirs: list[Path]) -> tuple[Path, dict] | None:
-    """The first tuned-config file for ``key`` whose search space still matches, else None."""
+def load_tuned(key: TuneKey, dirs: list[Path], method=None) -> tuple[Path, dict] | None:
+    """The first tuned-config file for ``key`` whose search space still matches, else None.
+
+    A file of another search space or model is skipped; a damaged one (truncated, wrong types, a value
+    its option refuses when ``method`` is given) is refused by name, never skipped: skipping it would
+    quietly run with other values, or let `tune` start over and overwrite it.
+    """
     for folder in dirs:
         path = Path(folder) / key.filename()
         if not path.is_file():
             continue
         try:
             data = results.read_json(path)
-        except results.ResultFileError:
-            continue
-        if isinstance(data, dict) and data.get("schema") == SCHEMA and data.get("key") == dataclasses.asdict(key):
+        except results.ResultFileError as exc:
+            raise damaged(path, str(exc).rstrip(".")) from None
+        if not isinstance(data, dict) or not isinstance(data.get("key"), dict) or "schema" not in data:
+            raise damaged(path, "it is not a tuned-config record")
+        if data.get("schema") == SCHEMA and data.get("key") == dataclasses.asdict(key):
+            problem = record_problem(data, method)
+            if problem:
+                raise damaged(path, problem)
             return path, data
+    return None
+
+
+def damaged(path: Path, why: str) -> ClipbenchError:
+    shipped = Path(path).parent == SHIPPED
+    fix = ("reinstall clipbench" if shipped
+           else "delete it (its finished tasks are lost) and run `clipbench tune` again")
+    return ClipbenchError(f"The tuned-config file {path} is damaged ({why}); {fix}.")
+
+
+def record_problem(record: dict, method=None) -> str | None:
+    """What makes a tuned-config record unusable, or None: its shape, and each chosen value's type and range."""
+    from clipbench.config import config_problems
+
+    tasks = record.get("tasks")
+    if not isinstance(tasks, dict):
+        return "its tasks are not an object"
+    for task, rec in tasks.items():
+        if not isinstance(rec, dict) or not isinstance(rec.get("trials", []), list):
+            return f"task {task}: not an object with a list of trials"
+        if not rec.get("done"):
+            continue
+        values = rec.get("values")
+        if not isinstance(values, dict):
+            return f"task {task}: its chosen values are not an object"
+        for name, kind in (("val_accuracy", (int, float)), ("seconds", (int, float)), ("at_edge", list)):
+            if isinstance(rec.get(name), bool) or not isinstance(rec.get(name), kind):
+                return f"task {task}: {name} is missing or of the wrong type"
+        if method is not None:
+            known = {f.name for f in dataclasses.fields(method.config_class)}
+            unknown = sorted(set(values) - known)
+            if unknown:
+                return f"task {task}: {method.name} has no option {unknown[0]}"
+            problems = config_problems(method.config_class, values)
+            if problems:
+                return f"task {task}: {problems[0]}"
     return None
 
 
 def shipped_values(suite: str, method, model_fingerprint: str, shots: int = 16) -> dict[str, dict]:
     """{task: values} that the shipped tuned configs hold for a method (empty where none ship)."""
     space = search_space(method)
-    found = load_tuned(TuneKey(suite, method.name, model_fingerprint, shots, space_hash(space)), [SHIPPED])
+    found = load_tuned(TuneKey(suite, method.name, model_fingerprint, shots, space_hash(space)), [SHIPPED],
+                       method)
     return chosen_values(found[1]) if found else {}
 
 
@@ -222,7 +269,51 @@ def tune_task(method, space: dict, task_record: dict, trial: Callable[[dict], fl
 
 
 def write_record(path: Path, record: dict) -> None:
-    results.write_atomic(path, record)
+    """Save ``record`` under a lock, first taking in the tasks other processes saved to the same file meanwhile
+    (``--task`` shards sharing a folder: each saved only its own tasks, and the last writer won).  A failing
+    disk is one sentence, as in `run`; every trial saved before stays saved."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(path.with_name(path.name + ".lock")):
+            if path.is_file():
+                try:
+                    on_disk = results.read_json(path)
+                except results.ResultFileError as exc:
+                    raise damaged(path, str(exc).rstrip(".")) from None
+                if isinstance(on_disk, dict) and on_disk.get("key") == record.get("key") and \
+                        isinstance(on_disk.get("tasks"), dict):
+                    for task, rec in on_disk["tasks"].items():
+                        record["tasks"].setdefault(task, rec)  # another shard's task; this process keeps its own
+            results.write_atomic(path, record)
+    except OSError as exc:
+        from clipbench.runner import io_remedy
+
+        raise ClipbenchError(f"Could not write the tuned-config file {path} ({exc.strerror or exc}); every trial "
+                             f"saved before this one is kept. {io_remedy(exc)} and run the same command again to "
+                             "resume.") from None
+
+
+class _locked:
+    """An exclusive lock on ``path`` (created if need be) while the block runs; no lock without fcntl."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: saves are still atomic, only concurrent shards may race
+            self.file = None
+            return self
+        self.file = open(self.path, "a")
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.file is not None:
+            self.file.close()  # closing releases the lock
+        return False
 
 
 # ------------------------------------------------------------------ running it
@@ -311,7 +402,7 @@ def execute(request: TuneRequest, registry, pm, reporter=None, log: Callable[[st
         space = spaces[method.name]
         key = TuneKey(suite.name, method.name, fingerprint, request.shots, space_hash(space))
         path = Path(request.out_dir) / key.filename()
-        found = load_tuned(key, [Path(request.out_dir)])
+        found = load_tuned(key, [Path(request.out_dir)], method)
         record = found[1] if found else new_record(key, space)
         if not space:
             log(f"{method.name}: declares no search space; runs with its paper defaults")
@@ -328,7 +419,7 @@ def execute(request: TuneRequest, registry, pm, reporter=None, log: Callable[[st
             fewshots = []  # sampled (and their images read) once for all trials of this task
             for seed in TUNING_SEEDS:
                 fewshot = sample_fewshot(view.train.value, view.num_classes, request.shots, seed, task.name)
-                fewshot.features_from = evaluator.pretrained_features
+                fewshot.features_from = protocol.features_source(evaluator)  # no handle to the shared model
                 fewshots.append(fewshot)
 
             def trial(values, method=method, view=view, fewshots=fewshots):

@@ -51,6 +51,8 @@ BAD_ARGUMENTS = [
     (["run", "--method", "zeroshot", "--shots", "0"], "--shots: must be at least 1"),
     (["run", "--method", "zeroshot", "--precision", "fp64"], "invalid choice: 'fp64'"),
     (["run", "--method", "zeroshot", "--option", "novalue"], "--option wants METHOD.KEY=VALUE"),
+    (["run", "--method", "linear-probe", "--option", "linear-probe.=1"], "--option wants METHOD.KEY=VALUE with both"),
+    (["run", "--method", "linear-probe", "--option", ".lr=1"], "--option wants METHOD.KEY=VALUE with both"),
     (["leaderboard", "verify", "x.json", "--seeds", "1", "--draw"], "not allowed with argument"),
 ]
 
@@ -309,3 +311,122 @@ def test_a_batch_log_gets_tables_wider_than_a_terminals_default(capsys, monkeypa
     monkeypatch.delenv("COLUMNS", raising=False)
     code, out, _ = run_cli(capsys, "list", "methods")
     assert code == 0 and max(len(line) for line in out.splitlines()) > 80 and "…" not in out
+
+
+# --- a harness that third-party methods cannot break (issue 24) -------------------------------------------
+
+
+def _failing_zeroshot(monkeypatch, fail_on_call=2):
+    from clipbench.methods import zeroshot
+
+    real, calls = zeroshot.ZeroShot.adapt, []
+
+    def adapt(self, *args):
+        calls.append(1)
+        if len(calls) == fail_on_call:
+            raise ValueError("the plugin tripped over its own feet")
+        return real(self, *args)
+
+    monkeypatch.setattr(zeroshot.ZeroShot, "adapt", adapt)
+
+
+def test_a_failing_plugin_is_one_sentence_exit_2_and_the_finished_cells_are_kept(capsys, tmp_path, monkeypatch):
+    from clipbench import results
+
+    _failing_zeroshot(monkeypatch)
+    argv = ["run", "--method", "zeroshot", "--task", "shape", "--shots", "1", "--seeds", "1,2", "--out", str(tmp_path)]
+    code, out, err = run_cli(capsys, *argv)
+    flat = " ".join(err.split())
+    assert code == 2 and "Traceback" not in err + out
+    assert "Method 'zeroshot' failed on task 'shape', seed 2: ValueError: the plugin tripped over its own feet" in flat
+    assert "--debug" in flat  # where the full traceback is
+    [path] = list(tmp_path.glob("*.json"))
+    assert [c["seed"] for c in results.load_result(path)["cells"]] == [1]
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_debug_shows_the_full_traceback_behind_the_sentence(capsys, tmp_path, monkeypatch, how):
+    _failing_zeroshot(monkeypatch, fail_on_call=1)
+    argv = ["run", "--method", "zeroshot", "--task", "shape", "--shots", "1", "--seeds", "1", "--out", str(tmp_path)]
+    if how == "flag":
+        argv = ["--debug", *argv]
+    else:
+        monkeypatch.setenv("CLIPBENCH_DEBUG", "1")
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and "Traceback" in err and "tripped over its own feet" in err
+    assert "Method 'zeroshot' failed" in " ".join(err.split())
+
+
+def test_an_out_of_range_option_is_one_sentence_before_work(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "run", "--method", "linear-probe", "--option", "linear-probe.lr=-1",
+                             "--out", str(tmp_path))
+    assert code == 2 and "Option linear-probe.lr must be above 0, got -1.0." in err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", [["list", "methods"], ["report"], ["export"]])
+def test_a_closed_stdout_is_no_crash(capsys, monkeypatch, tmp_path, command):
+    import sys
+    from pathlib import Path
+
+    files = sorted(str(p) for p in (Path(__file__).parent.parent / "leaderboards" / "results").glob("*.json"))[:1]
+    argv = command + (files if command[0] in ("report", "export") else [])
+    monkeypatch.setattr(sys, "stdout", None)
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert "isatty" not in err and "Traceback" not in err
+    if command == ["export"]:
+        assert code == 2 and "Standard output is closed" in err and "--out" in err
+    else:
+        assert code == 0
+
+
+def test_an_ascii_terminal_gets_the_report_without_a_unicode_error(capsys, monkeypatch):
+    import io
+    import sys
+    from pathlib import Path
+
+    files = sorted(str(p) for p in (Path(__file__).parent.parent / "leaderboards" / "results").glob("*.json"))[:2]
+    raw = io.BytesIO()
+    ascii_out = io.TextIOWrapper(raw, encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", ascii_out)
+    assert main(["report", *files]) == 0
+    ascii_out.flush()
+    assert b"Suite means over tasks" in raw.getvalue()
+
+
+@pytest.mark.parametrize("command, says", [
+    (["run", "--method", "zeroshot"], "Finished cells are saved; run the same command again to resume"),
+    (["leaderboard", "build"], "Nothing was left half-written"),
+    (["list", "methods"], "Nothing was left half-written"),
+])
+def test_ctrl_c_says_what_fits_the_command(capsys, monkeypatch, command, says):
+    from clipbench import cli
+
+    class Interrupting:
+        def __getattr__(self, name):
+            def stop(*args):
+                raise KeyboardInterrupt
+
+            return stop
+
+    monkeypatch.setattr(cli, "_module", lambda name: Interrupting())
+    code, out, err = run_cli(capsys, *command)
+    assert code == 130 and says in " ".join(err.split())
+    if command[0] != "run":
+        assert "Finished cells" not in err
+
+
+def test_a_dangling_cells_link_is_named_not_called_a_full_disk(capsys, tmp_path):
+    argv = ["run", "--method", "zeroshot", "--task", "shape", "--shots", "1", "--seeds", "1", "--out", str(tmp_path)]
+    assert run_cli(capsys, *argv)[0] == 0
+    [folder] = list(tmp_path.glob("*.cells"))
+    import shutil
+
+    shutil.rmtree(folder)
+    for f in tmp_path.glob("*.json"):
+        f.unlink()
+    folder.symlink_to(tmp_path / "gone")
+    code, out, err = run_cli(capsys, *argv)
+    flat = "".join(err.split())
+    assert code == 2 and "Somethingisintheway" in flat and "danglinglink" in flat and "Freespace" not in flat

@@ -62,3 +62,34 @@ def test_bf16_inference_follows_the_current_weights(embedded):
     with torch.autocast("cpu", torch.bfloat16):  # training under autocast never takes the copy
         model.encode_image(images).sum().backward()
     assert model.module.visual.proj.grad is not None
+
+
+# --- damaged shipped files are one sentence saying to reinstall (issue 24, case 7) ---------------------------
+
+
+@pytest.mark.parametrize("text, says", [("", "empty"), ("  \n", "empty"),
+                                         ("not-a-digest  clipbench-tiny.pt.xz", "not a sha256")])
+def test_a_damaged_checksum_file_says_to_reinstall(tmp_path, monkeypatch, text, says):
+    from clipbench import models
+    from clipbench.errors import ClipbenchError
+
+    damaged = tmp_path / "clipbench-tiny.pt.xz.sha256"
+    damaged.write_text(text)
+    monkeypatch.setattr(models, "EMBEDDED_SHA256", damaged)
+    with pytest.raises(ClipbenchError) as err:
+        models.load_embedded()
+    assert str(damaged) in str(err.value) and says in str(err.value) and "reinstall clipbench" in str(err.value)
+
+
+@pytest.mark.parametrize("text", ['{"embed_dim": 64, "vision_cfg": {"lay', "[]", ""])
+def test_a_damaged_embedded_model_config_says_to_reinstall(tmp_path, monkeypatch, text):
+    from clipbench import models
+    from clipbench.errors import ClipbenchError
+
+    damaged = tmp_path / "clipbench-tiny.json"
+    damaged.write_text(text)
+    monkeypatch.setattr(models, "EMBEDDED_CONFIG", damaged)
+    monkeypatch.setattr(models, "_registered_config", False)
+    with pytest.raises(ClipbenchError, match="is damaged .*reinstall clipbench") as err:
+        models.register_embedded_config()
+    assert str(damaged) in str(err.value)

@@ -43,3 +43,231 @@ def test_the_cost_says_whether_the_support_embeddings_came_from_the_cache(tmp_pa
     encodes_itself, _ = _cell("full-ft", cache, epochs=1)
     assert encodes_itself["cost"]["cache"] == "unused"
     assert _cell("linear-probe", None)[0]["cost"]["cache"] == "off"
+
+
+# --- A harness that third-party methods cannot break (issue 24) -------------------------------------------
+
+import math  # noqa: E402
+from dataclasses import dataclass as _dataclass  # noqa: E402
+
+import pytest  # noqa: E402
+
+from clipbench.errors import ClipbenchError  # noqa: E402
+from clipbench.method import Adapted, Method  # noqa: E402
+
+
+@_dataclass(frozen=True)
+class _NoOptions:
+    pass
+
+
+class Misbehaving(Method):
+    """A method whose adapt and Adapted do what ``behave`` says (zero-shot otherwise)."""
+
+    citation = "clipbench test suite, a misbehaving method"
+    config_class = _NoOptions
+
+    def __init__(self, name="bad", adapt=None, logits=None, trainable=0):
+        self.name, self._adapt, self._logits, self._trainable = name, adapt, logits, trainable
+
+    def adapt(self, model, fewshot, task, config, ctx):
+        if self._adapt is not None:
+            self._adapt(model, fewshot, task)
+        adapted = _Adapted(model, trainable=self._trainable, task=task)
+        adapted.bend = self._logits
+        return adapted
+
+
+class _Adapted(Adapted):
+    bend = None
+
+    def logits_from_features(self, features, task):
+        logits = super().logits_from_features(features, task)
+        return logits if self.bend is None else self.bend(logits)
+
+
+@pytest.fixture(scope="module")
+def _shared(tmp_path_factory):
+    model = create_embedded(seed=0)
+    model.module.eval()
+    return model, mini_suite(), EmbeddingCache(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture
+def setup(_shared):
+    """The model, suite and a cached evaluator every test here shares (a fresh model where it must change)."""
+    model, suite, cache = _shared
+
+    def make(fresh_model=False):
+        m = model.clone() if fresh_model else model
+        evaluator = protocol.Evaluator(cache=cache)
+        evaluator.bind(m)
+        return m, suite, evaluator
+
+    return make
+
+
+def _run(method, model, suite, evaluator, seed=1, task="shape"):
+    return protocol.run_cell(method, method.make_config({}), model, suite, suite.task(task), seed, 2, evaluator,
+                             torch.device("cpu"), protocol.SilentReporter())
+
+
+def _raise(exc):
+    raise exc
+
+
+UNTRUSTED = {
+    "one row broadcast": dict(logits=lambda l: l[:1]),
+    "three extra classes": dict(logits=lambda l: torch.cat([l, l[:, :3]], dim=1)),
+    "transposed": dict(logits=lambda l: l.T),
+    "nan": dict(logits=lambda l: l * float("nan")),
+    "inf": dict(logits=lambda l: l + float("inf")),
+    "not a tensor": dict(logits=lambda l: l.tolist()),
+    "trainable negative": dict(trainable=-5),
+    "trainable none": dict(trainable=None),
+    "trainable huge": dict(trainable=10**20),
+    "trainable bool": dict(trainable=True),
+    "trainable float": dict(trainable=1.5),
+    "raises in adapt": dict(adapt=lambda *a: _raise(ValueError("the support set is too small"))),
+    "raises in scoring": dict(logits=lambda l: _raise(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNTRUSTED))
+def test_a_method_that_breaks_the_contract_is_one_sentence_naming_method_task_and_seed(case, setup):
+    model, suite, evaluator = setup()
+    with pytest.raises(protocol.MethodError) as err:
+        _run(Misbehaving(**UNTRUSTED[case]), model, suite, evaluator, seed=3)
+    message = str(err.value)
+    assert isinstance(err.value, ClipbenchError)
+    assert "'bad'" in message and "'shape'" in message and "seed 3" in message, message
+    assert "\n" not in message
+    if case == "raises in adapt":
+        assert "ValueError: the support set is too small" in message
+        assert isinstance(err.value.__cause__, ValueError)  # the full traceback for --debug
+
+
+def test_honest_trainable_counts_are_recorded_as_ints(setup):
+    model, suite, evaluator = setup()
+    cell = _run(Misbehaving(trainable=torch.tensor(7)), model, suite, evaluator)
+    assert cell["cost"]["trainable_params"] == 7 and type(cell["cost"]["trainable_params"]) is int
+
+
+def test_a_method_that_sorts_the_class_names_in_place_changes_nothing_for_the_next(setup):
+    model, suite, evaluator = setup()
+    shape = suite.task("shape")
+    names = list(shape.classnames)
+    ref = protocol.zeroshot_reference(model, suite, shape, evaluator)
+    honest = _run(Misbehaving("honest"), model, suite, evaluator)
+
+    def vandal(model, fewshot, task):
+        task.classnames.sort(reverse=True)
+        task.templates.clear()
+        task.probes.clear()
+
+    _run(Misbehaving("vandal", adapt=vandal), model, suite, evaluator)
+    assert shape.classnames == names and shape.templates and shape.probes == ["size"]
+    assert _run(Misbehaving("honest"), model, suite, evaluator)["id"] == honest["id"]
+    fresh = protocol.Evaluator()
+    fresh.bind(model)
+    assert protocol.zeroshot_reference(model, suite, shape, fresh)["id"] == ref["id"]
+
+
+def test_a_method_that_sorts_class_names_while_scored_changes_nothing_for_the_next(setup):
+    model, suite, evaluator = setup()
+    names = {t: list(suite.task(t).classnames) for t in ("shape", "size")}
+
+    class Sorting(_Adapted):
+        def logits_from_features(self, features, task):
+            task.classnames.sort()
+            return super().logits_from_features(features, task)
+
+    class SortingMethod(Misbehaving):
+        def adapt(self, model, fewshot, task, config, ctx):
+            return Sorting(model, task=task)
+
+    _run(SortingMethod("sorting"), model, suite, evaluator)
+    assert {t: suite.task(t).classnames for t in names} == names
+
+
+def test_a_method_gets_no_handle_to_the_shared_pretrained_model(setup):
+    model, suite, evaluator = setup()
+    seen = {}
+
+    def reach(model, fewshot, task):
+        seen["self"] = getattr(fewshot.features_from, "__self__", None)
+
+    _run(Misbehaving(adapt=reach), model, suite, evaluator)
+    assert seen["self"] is None
+
+
+def test_a_method_that_changes_the_shared_model_anyway_is_refused_and_its_cell_not_recorded(setup):
+    model, suite, evaluator = setup(fresh_model=True)
+
+    def vandal(working, fewshot, task):
+        with torch.no_grad():
+            model.module.logit_scale.add_(1.0)  # the shared model, found some other way
+
+    with pytest.raises(protocol.MethodError, match="changed the shared pretrained model on task 'shape', seed 1"):
+        _run(Misbehaving(adapt=vandal), model, suite, evaluator)
+
+
+TORCH_STATE = {
+    "grad mode": (lambda: torch.set_grad_enabled(False), torch.is_grad_enabled),
+    "default dtype": (lambda: torch.set_default_dtype(torch.float64), torch.get_default_dtype),
+    "threads": (lambda: torch.set_num_threads(torch.get_num_threads() + 1), torch.get_num_threads),
+    "deterministic": (lambda: torch.use_deterministic_algorithms(True, warn_only=True),
+                      torch.are_deterministic_algorithms_enabled),
+    "anomaly": (lambda: torch.set_anomaly_enabled(True), torch.is_anomaly_enabled),
+    "matmul precision": (lambda: torch.set_float32_matmul_precision("medium"), torch.get_float32_matmul_precision),
+    "rng": (lambda: torch.manual_seed(12345), lambda: torch.get_rng_state().tolist()),
+    "autocast": (lambda: torch.set_autocast_enabled("cpu", True), lambda: torch.is_autocast_enabled("cpu")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TORCH_STATE))
+@pytest.mark.parametrize("fails", [False, True])
+def test_torch_global_state_is_put_back_after_every_cell(case, fails, setup):
+    change, read = TORCH_STATE[case]
+    model, suite, evaluator = setup()
+    before = read()
+
+    def leave_changed(*args):
+        change()
+        if fails:
+            raise ValueError("and then failed")
+
+    try:
+        try:
+            _run(Misbehaving(adapt=leave_changed), model, suite, evaluator)
+            assert not fails
+        except protocol.MethodError:  # its own cell may fail (float64 weights meet float32 ones); never the next
+            assert fails or case == "default dtype"
+        assert read() == before
+        _run(Misbehaving("next"), model, suite, evaluator)  # the next method runs as usual
+    finally:  # never leak into the other tests, whatever the code under test did
+        torch.set_grad_enabled(True)
+        torch.set_default_dtype(torch.float32)
+        torch.use_deterministic_algorithms(False)
+        torch.set_anomaly_enabled(False)
+        torch.set_float32_matmul_precision("highest")
+        torch.set_autocast_enabled("cpu", False)
+
+
+def test_a_method_that_leaves_grad_mode_off_does_not_crash_the_next_one(setup):
+    model, suite, evaluator = setup()
+    _run(Misbehaving(adapt=lambda *a: torch.set_grad_enabled(False)), model, suite, evaluator)
+    try:
+        cell, _ = _cell("linear-probe", None)  # trains with autograd
+        assert math.isfinite(cell["id"])
+    finally:
+        torch.set_grad_enabled(True)
+
+
+def test_a_full_fine_tuning_that_diverged_is_refused_not_scored_as_always_class_0(setup):
+    reg = collect(get_plugin_manager(load_entrypoints=False))
+    method = reg.method("full-ft")
+    model, suite, evaluator = setup()
+    with pytest.raises(protocol.MethodError, match="'full-ft' on task 'shape', seed 1 returned non-finite logits"):
+        protocol.run_cell(method, method.make_config({"lr": 1e3, "epochs": 1}), model, suite, suite.task("shape"), 1,
+                          2, evaluator, torch.device("cpu"), protocol.SilentReporter())

@@ -257,10 +257,11 @@ def test_torchvision_downloads_only_with_download(tmp_path, monkeypatch):
     assert calls == [str(tmp_path / "cifar10")]
 
 
-def test_a_bad_worker_count_is_one_sentence(monkeypatch):
+@pytest.mark.parametrize("value", ["two", "\u00b2", "\u0663", "-1"])  # superscript two, Arabic-Indic three
+def test_a_bad_worker_count_is_one_sentence(monkeypatch, value):
     from clipbench.data.files import default_workers
 
-    monkeypatch.setenv("CLIPBENCH_WORKERS", "two")
+    monkeypatch.setenv("CLIPBENCH_WORKERS", value)
     with pytest.raises(ClipbenchError, match="CLIPBENCH_WORKERS must be a whole number"):
         default_workers()
     monkeypatch.setenv("CLIPBENCH_WORKERS", "0")

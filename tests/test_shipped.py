@@ -76,3 +76,20 @@ def test_captions_use_the_vocabulary_and_sometimes_another_class():
     assert any("quagga" in t for t in zebras) and not any("zebra" in t for t in zebras)
     assert any("sheep" in t for t in sheep) and any("lamb" in t or "ewe" in t or "ram" in t for t in sheep)
     assert any("quagga" not in t and t != shipped.UNINFORMATIVE["animals"] for t in zebras)  # another class
+
+
+@pytest.mark.parametrize("text", ['{"collections": {"fashion": {"fi', "", "[1]", '{"collections": {}}'])
+def test_a_damaged_image_manifest_says_to_reinstall(tmp_path, monkeypatch, text):
+    from clipbench.data import shipped
+    from clipbench.errors import ClipbenchError
+
+    damaged = tmp_path / "MANIFEST.json"
+    damaged.write_text(text)
+    monkeypatch.setattr(shipped, "MANIFEST", damaged)
+    shipped.manifest.cache_clear()
+    try:
+        with pytest.raises(ClipbenchError, match="is damaged .*reinstall clipbench") as err:
+            shipped.manifest()
+        assert str(damaged) in str(err.value)
+    finally:
+        shipped.manifest.cache_clear()

@@ -127,3 +127,36 @@ def test_cell_files_get_the_umask_mode(registry, tmp_path):
     cells = list(tmp_path.glob("*.cells/cells/*.json"))
     assert cells and all(c.stat().st_mode & 0o777 == 0o664 for c in cells)
     assert path.stat().st_mode & 0o777 == 0o664
+
+
+def test_a_copied_file_that_cannot_be_adopted_is_said_and_never_overwritten(registry, tmp_path, monkeypatch):
+    """A copied result file failing the submission checks (e.g. one made with --checkpoint /abs/path, whose
+    `pretrained` holds a path) was dropped without a word and rewritten with the new seed only (issue 24)."""
+    import shutil
+
+    from clipbench import submission
+
+    [path] = run(registry, tmp_path / "a", seeds=[1])
+    (tmp_path / "b").mkdir()
+    copied = tmp_path / "b" / path.name
+    shutil.copy(path, copied)
+    before = copied.read_text()
+    monkeypatch.setattr(submission, "check", lambda data, **kw: ["config.pretrained: '/abs/path' is not a name"])
+    with pytest.raises(ClipbenchError) as err:
+        run(registry, tmp_path / "b", seeds=[2])
+    message = str(err.value)
+    assert str(copied) in message and "cannot be adopted" in message and "/abs/path" in message
+    assert copied.read_text() == before  # seed 1 is still there
+
+
+def test_a_copied_file_of_another_run_under_this_runs_name_is_refused(registry, tmp_path):
+    import shutil
+
+    [path] = run(registry, tmp_path / "a", seeds=[1])
+    (tmp_path / "b").mkdir()
+    data = json.loads(path.read_text())
+    data["config"]["shots"] += 1  # another run's config, renamed to look like this one
+    data["config_hash"] = results.config_hash(data["config"])
+    (tmp_path / "b" / path.name).write_text(json.dumps(data))
+    with pytest.raises(ClipbenchError, match="cannot be adopted"):
+        run(registry, tmp_path / "b", seeds=[2])

@@ -300,3 +300,27 @@ def test_more_hostile_submissions(valid, label, mutate, message):
 def test_1e400_is_refused_when_read(tmp_path):
     (tmp_path / "x.json").write_text('{"schema": 1e400}')
     assert "too large for a number" in submission.check_file(tmp_path / "x.json")[0]
+
+
+def test_recorded_option_values_out_of_range_are_problems_when_the_methods_are_known():
+    """A result file recording `linear-probe.steps=-5` or a tuned lr of -1.0 is refused by the leaderboard
+    check (issue 24): the same option ranges as --option and tuned files."""
+    import copy
+    import json
+    from pathlib import Path
+
+    from clipbench import results, submission
+    from clipbench.plugins import collect, get_plugin_manager
+
+    methods = collect(get_plugin_manager(load_entrypoints=False)).methods
+    [path] = sorted((Path(__file__).parent.parent / "leaderboards" / "results").glob("default__linear-probe__*.json"))
+    good = json.loads(path.read_text())
+    assert not [line for line in submission.check(good, methods) if "method_config" in line]
+    bad = copy.deepcopy(good)
+    bad["config"]["method_config"]["steps"] = -5
+    bad["config"]["tuned"] = {"shape": {"lr": -1.0}}
+    bad["config_hash"] = results.config_hash(bad["config"])
+    problems = submission.check(bad, methods)
+    assert "config.method_config.steps must be at least 0, got -5" in problems, problems
+    assert "config.tuned.shape.lr must be above 0, got -1.0" in problems, problems
+    assert not [line for line in submission.check(bad, set(methods)) if "must be" in line]  # names only: no check

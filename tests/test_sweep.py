@@ -137,3 +137,20 @@ def test_the_core_never_imports_an_engine():
                           "print(sorted(m for m in ('submitit', 'ray') if m in sys.modules))"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_local_workers_are_capped_at_the_cores_and_the_cells_and_the_log_says_so(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(sweep, "available_cores", lambda: 2)
+    assert [sweep.local_workers(asked, cells) for asked, cells in ((1000, 40), (1000, 1), (1, 40), (2, 2))] \
+        == [2, 1, 1, 2]
+    store = SimpleNamespace(config={"method": "m"}, folder=Path("never-made"), done=lambda: False)
+    monkeypatch.setattr(sweep, "pending", lambda request, registry: ([("m", "t", s) for s in range(40)], [store]))
+    started = []
+    monkeypatch.setattr(sweep, "_local", lambda fields, cells, options, *rest: started.append(options.workers))
+    lines = []
+    sweep.execute(runner.RunRequest(methods=["m"]), None, None, sweep.SweepOptions(executor="local", workers=1000),
+                  log=lines.append)
+    assert started == [2]
+    assert any("--workers 1000 capped at 2" in line for line in lines), lines

@@ -82,3 +82,61 @@ def test_an_undeclared_head_fails():
 
     with pytest.raises(AssertionError, match="trainable"):
         check_method_contract(Hidden())
+
+
+class Careless(HeadMethod):
+    """A head method that does one careless thing (issue 24): the contract must tell its author."""
+
+    def __init__(self, during_adapt=None, bend=None):
+        self.during_adapt, self.bend = during_adapt, bend
+
+    def adapt(self, model, fewshot, task, config, ctx):
+        if self.during_adapt is not None:
+            self.during_adapt(task)
+        adapted = super().adapt(model, fewshot, task, config, ctx)
+        if self.bend is not None:
+            head, bend = type(adapted), self.bend
+
+            class Bent(head):
+                def logits_from_features(self, features, t):
+                    return bend(super().logits_from_features(features, t))
+
+            adapted.__class__ = Bent
+        return adapted
+
+
+CARELESS = {
+    "sorts class names": (dict(during_adapt=lambda task: task.classnames.sort(reverse=True)), "changed the task"),
+    "drops a probe": (dict(during_adapt=lambda task: task.probes.clear()), "changed the task"),
+    "grad mode off": (dict(during_adapt=lambda task: torch.set_grad_enabled(False)), "global state changed \\(grad\\)"),
+    "float64 default": (dict(during_adapt=lambda task: torch.set_default_dtype(torch.float64)), "dtype"),
+    "threads": (dict(during_adapt=lambda task: torch.set_num_threads(torch.get_num_threads() + 1)), "threads"),
+    "deterministic": (dict(during_adapt=lambda task: torch.use_deterministic_algorithms(True, warn_only=True)),
+                      "deterministic"),
+    "one row broadcast": (dict(bend=lambda logits: logits[:1]), "not \\(N, C\\)"),
+    "extra classes": (dict(bend=lambda logits: torch.cat([logits, logits[:, :3]], dim=1)), "not \\(N, C\\)"),
+    "nan": (dict(bend=lambda logits: logits * float("nan")), "non-finite"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CARELESS))
+def test_the_contract_catches_a_careless_method(case):
+    kwargs, says = CARELESS[case]
+    try:
+        with pytest.raises(AssertionError, match=says):
+            check_method_contract(Careless(**kwargs))
+        # the contract put torch back as it found it, so the next test is not broken by this one
+        assert torch.is_grad_enabled() and torch.get_default_dtype() == torch.float32
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.set_grad_enabled(True)
+        torch.set_default_dtype(torch.float32)
+        torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("claim", [-5, 10**20])
+def test_a_trainable_count_out_of_range_fails(claim):
+    method = BiasMethod()
+    method.claim = claim
+    with pytest.raises(AssertionError, match="trainable"):
+        check_method_contract(method)

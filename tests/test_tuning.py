@@ -194,3 +194,101 @@ def test_widening_stays_inside_a_fields_bounds():
                            {"cut": (0.0, 1.0)})
     assert out["values"] == {"cut": 0.5} and out["widened"] == [] and out["at_edge"] == ["cut"]
     assert tuning.widen({"n": [1, 2]}, "n", 1) is None  # an integer grid does not widen to 0
+
+
+# --- a damaged or wrong-typed tuned file is refused by name, never skipped (issue 24, cases 4 and 5) ------
+
+
+def _tuned_file(folder, method, task_record=None, text=None):
+    space = tuning.search_space(method)
+    key = tuning.TuneKey("default", method.name, "f" * 16, 16, tuning.space_hash(space))
+    record = tuning.new_record(key, space)
+    record["tasks"]["shape"] = {"values": {"lr": 1e-5}, "val_accuracy": 50.0, "at_edge": [], "seconds": 1.0,
+                                "done": True, "trials": [], **(task_record or {})}
+    path = folder / key.filename()
+    path.write_text(text if text is not None else json.dumps(record))
+    return key, path
+
+
+DAMAGED = {
+    "lr a list": ({"values": {"lr": [1]}}, None, "lr wants a number, got [1]"),
+    "lr negative": ({"values": {"lr": -1.0}}, None, "lr must be above 0, got -1.0"),
+    "lr true": ({"values": {"lr": True}}, None, "lr wants a number, got True"),
+    "unknown option": ({"values": {"rl": 1e-5}}, None, "full-ft has no option rl"),
+    "values not an object": ({"values": [1e-5]}, None, "chosen values are not an object"),
+    "accuracy a string": ({"val_accuracy": "high"}, None, "val_accuracy is missing or of the wrong type"),
+    "truncated": (None, '{"schema": 1, "key": {"suite": "def', "is not valid JSON"),
+    "not a record": (None, "[1, 2, 3]", "not a tuned-config record"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED))
+def test_a_damaged_tuned_file_is_refused_by_name(case, tmp_path, registry):
+    pm, reg = registry
+    method = reg.method("full-ft")
+    task_record, text, says = DAMAGED[case]
+    key, path = _tuned_file(tmp_path, method, task_record, text)
+    with pytest.raises(ClipbenchError) as err:
+        tuning.load_tuned(key, [tmp_path], method)
+    message = str(err.value)
+    assert str(path) in message and says in message and "run `clipbench tune` again" in message, message
+    assert "\n" not in message
+
+
+def test_a_damaged_shipped_tuned_file_says_to_reinstall(tmp_path, registry, monkeypatch):
+    pm, reg = registry
+    monkeypatch.setattr(tuning, "SHIPPED", tmp_path)
+    key, path = _tuned_file(tmp_path, reg.method("full-ft"), text='{"schema"')
+    with pytest.raises(ClipbenchError, match="reinstall clipbench"):
+        tuning.load_tuned(key, [tmp_path], reg.method("full-ft"))
+
+
+def test_a_run_refuses_a_damaged_tuned_file_instead_of_quietly_using_other_values(tmp_path, registry):
+    pm, reg = registry
+    method = reg.method("full-ft")
+    suite = reg.suite("default")
+    _tuned_file(tmp_path, method, {"values": {"lr": -1.0}})
+    request = runner.RunRequest(["full-ft"], tuned_dir=tmp_path)
+    with pytest.raises(ClipbenchError, match="is damaged .*lr must be above 0"):
+        runner.tuned_values(request, suite, suite.selected(["shape"]), method, "f" * 16)
+    good = tmp_path / "good"
+    good.mkdir()
+    _tuned_file(good, method, {"values": {"lr": 3e-5}})
+    values, _ = runner.tuned_values(runner.RunRequest(["full-ft"], tuned_dir=good), suite, suite.selected(["shape"]),
+                                    method, "f" * 16)
+    assert values == {"shape": {"lr": 3e-5}}
+
+
+def test_two_tune_shards_on_one_folder_keep_both_tasks(tmp_path, registry):
+    """Two `tune --task` processes on one --out: each saves its own record; the file keeps both tasks."""
+    pm, reg = registry
+    method = reg.method("full-ft")
+    key, path = _tuned_file(tmp_path, method)
+    path.unlink()
+    done = {"values": {"lr": 1e-5}, "val_accuracy": 50.0, "at_edge": [], "seconds": 1.0, "done": True, "trials": []}
+    first, second = (tuning.new_record(key, tuning.search_space(method)) for _ in range(2))
+    first["tasks"]["shape"] = dict(done)
+    second["tasks"]["colour"] = dict(done, values={"lr": 3e-5})
+    tuning.write_record(path, first)
+    tuning.write_record(path, second)  # this process never saw shape: it re-reads before saving
+    tuning.write_record(path, first)
+    assert sorted(json.loads(path.read_text())["tasks"]) == ["colour", "shape"]
+    assert tuning.load_tuned(key, [tmp_path], method)[1]["tasks"]["colour"]["values"] == {"lr": 3e-5}
+
+
+def test_a_full_disk_during_tune_is_one_sentence(tmp_path, registry, monkeypatch):
+    import errno
+
+    pm, reg = registry
+    method = reg.method("full-ft")
+    key = tuning.TuneKey("default", "full-ft", "f" * 16, 16, "x")
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(results, "write_atomic", full)
+    path = tmp_path / key.filename()
+    with pytest.raises(ClipbenchError) as err:
+        tuning.write_record(path, tuning.new_record(key, {}))
+    message = str(err.value)
+    assert str(path) in message and "No space left on device" in message and "Free space" in message

@@ -45,6 +45,8 @@ def option_value(text: str) -> tuple[str, str, str]:
         raise argparse.ArgumentTypeError(f"--option wants METHOD.KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
     method, option = key.split(".", 1)
+    if not method.strip() or not option.strip():
+        raise argparse.ArgumentTypeError(f"--option wants METHOD.KEY=VALUE with both names, got {text!r}")
     return method, option, value
 
 class Parser(argparse.ArgumentParser):

@@ -42,6 +42,8 @@ def main(args, console: Console) -> int:
         all_rows += export.rows(data)
     text = export.to_csv(all_rows) if args.format == "csv" else export.to_jsonl(all_rows)
     if args.out is None:
+        if sys.stdout is None:
+            raise ClipbenchError("Standard output is closed, so the export has nowhere to go: pass --out FILE.")
         sys.stdout.write(text)
         return 0
     if args.out.is_dir():

@@ -29,7 +29,7 @@ def default_workers() -> int:
     """``$CLIPBENCH_WORKERS`` or one worker per core this process may use, at most 8."""
     if os.environ.get("CLIPBENCH_WORKERS"):
         value = os.environ["CLIPBENCH_WORKERS"]
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):  # isdigit alone accepts superscripts (²)
             raise ClipbenchError(f"CLIPBENCH_WORKERS must be a whole number of worker processes, not {value!r}.")
         return int(value)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

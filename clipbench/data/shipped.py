@@ -36,10 +36,20 @@ CANVAS = 32
 @lru_cache(maxsize=None)
 def manifest() -> dict:
     try:
-        return json.loads(MANIFEST.read_text())
+        data = json.loads(MANIFEST.read_text())
     except FileNotFoundError:
         raise ClipbenchError(f"The default suite's images are missing: looked for {MANIFEST}. "
                              "Reinstall clipbench (they ship with it).") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ClipbenchError(f"The default suite's image manifest {MANIFEST} is damaged ({type(exc).__name__}); "
+                             "reinstall clipbench.") from None
+    collections = data.get("collections") if isinstance(data, dict) else None
+    if not isinstance(collections, dict) or not all(
+            isinstance(collections.get(c), dict) and {"file", "sha256", "classes"} <= set(collections[c])
+            for c in COLLECTIONS):
+        raise ClipbenchError(f"The default suite's image manifest {MANIFEST} is damaged (a collection's file, "
+                             "sha256 or classes is missing); reinstall clipbench.")
+    return data
 
 
 def classes(collection: str) -> list[str]:
