@@ -450,7 +450,17 @@ def _check(data, known_methods, suites, known_references, complete) -> list[str]
 
 
 def _against_suite(p: Problems, cfg: dict, refs: dict, suite) -> None:
-    """A leaderboard row covers exactly the tasks the suite adapts on, with the suite's shifts and probes."""
+    """A leaderboard row covers exactly the tasks the suite adapts on, with the suite's shifts and probes,
+    on the suite's evaluation seeds (a subset, never others) and with its board's shots."""
+    board_seeds = tuple(getattr(suite, "evaluation_seeds", ()) or ())
+    other = sorted(set(cfg["seeds"]) - set(board_seeds))
+    if board_seeds and other:
+        p.add(f"config.seeds: suite {suite.name!r} ranks rows on its evaluation seeds "
+              f"{', '.join(map(str, board_seeds))}; seed {other[0]} belongs to no row of its board")
+    board_shots = getattr(suite, "board_shots", None)
+    if board_shots is not None and cfg["shots"] != board_shots:
+        p.add(f"config.shots: suite {suite.name!r} ranks {board_shots}-shot rows; this row ran {cfg['shots']} "
+              "shots per class")
     if sorted(cfg["tasks"]) != sorted(suite.adapt_on):
         unknown = [t for t in cfg["tasks"] if t not in suite.tasks]
         if unknown:

@@ -285,6 +285,12 @@ MORE_HOSTILE = [
     ("a tuned option the method lacks", set_config("tuned", {"shape": {"nope": 1}}), "config.tuned"),
     ("a key with a newline", lambda d: d["provenance"].__setitem__("versions", {"a\nb": "1"}),
      "a key that is not a short printable string"),
+    # #23.2: seeds are the board's; #23.8: so are shots
+    ("seed shopping: seeds 4, 5", lambda d: (set_config("seeds", [4, 5])(d), [c.__setitem__("seed", c["seed"] + 3)
+                                                                             for c in d["cells"]]),
+     "config.seeds: suite 'mini' ranks rows on its evaluation seeds 1, 2, 3; seed 4 belongs to no row"),
+    ("a 64-shot row", lambda d: (set_config("shots", 64)(d), [c.__setitem__("shots", 64) for c in d["cells"]]),
+     "config.shots: suite 'mini' ranks 2-shot rows; this row ran 64"),
 ]
 
 
