@@ -58,8 +58,8 @@ def main(args, console: Console) -> int:
     from clipbench import leaderboard, submission
 
     pm, registry = load_plugins()
-    checks = dict(known_methods=set(registry.methods), suites=registry.suites,
-                  known_references=submission.shipped_references())
+    checks = dict(known_methods=dict(registry.methods), suites=registry.suites,
+                  known_references=submission.shipped_references(), known_models=submission.known_models())
     if args.action == "verify":
         from clipbench import results, verify
 
