@@ -53,6 +53,11 @@ def load_checked(results_dir: Path, known_methods=None, suites=None, known_refer
             loaded.append((f, data))
     bad += _reference_conflicts(loaded)
     bad += _same_runs(loaded)
+    per_suite: dict[str, int] = {}
+    for _, data in loaded:
+        per_suite[data["config"]["suite"]] = per_suite.get(data["config"]["suite"], 0) + 1
+    bad += [f"suite {suite!r} has {n} rows; a board holds at most {MAX_ROWS}" for suite, n in per_suite.items()
+            if n > MAX_ROWS]
     if bad:
         raise ClipbenchError(f"{len(bad)} result file(s) fail the submission check, so no leaderboard was "
                              "written: " + "; ".join(bad[:10]) + (" ..." if len(bad) > 10 else "") +
@@ -176,12 +181,12 @@ def hyperparameters(cfg: dict) -> str:
 
 
 def _reference_line(ref: dict) -> str:
-    parts = [f"ID {ref['id']:.1f}"]
+    parts = [f"ID {formatting.fixed(ref['id'], 1)}"]
     if "new" in ref:
-        parts.append(f"new classes {ref['new']:.1f}")
+        parts.append(f"new classes {formatting.fixed(ref['new'], 1)}")
     for label, key in (("shifts", "shifts"), ("probes", "probes")):
         if ref[key]:
-            parts.append(f"{label} " + ", ".join(f"{md(k)} {v:.1f}" for k, v in sorted(ref[key].items())))
+            parts.append(f"{label} " + ", ".join(f"{md(k)} {formatting.fixed(v, 1)}" for k, v in sorted(ref[key].items())))
     return "; ".join(parts)
 
 
@@ -217,13 +222,24 @@ def _row_name(path: Path) -> str:
     return path.name
 
 
+MAX_ALL_PAIRS = 32  # a group of more rows compares ranking neighbours only (the work grows with every pair)
+MAX_ROWS = 512  # rows per board: the bootstrap's work grows with every row
+
+
 def intervals(rows: list[tuple[dict, Path, dict]]) -> dict[tuple, dict]:
-    """The paired bootstrap of every group of rows that share a pretrained model (and so test sets)."""
+    """The paired bootstrap of every group of rows that share a pretrained model (and so test sets) and seeds;
+    ``rows`` in ranking order.  Every pair is compared up to MAX_ALL_PAIRS rows a group, neighbours beyond."""
     groups: dict[tuple, dict] = {}
     for data, path, _ in rows:
         groups.setdefault(_boot_key(data), {})[_row_name(path)] = (
             data["cells"], {t: data["reference"][t] for t in data["config"]["tasks"]})
-    return {key: scoring.bootstrap(runs) for key, runs in groups.items()}
+    out = {}
+    for key, runs in groups.items():
+        names = list(runs)  # insertion order: the ranking
+        pairs = None if len(names) <= MAX_ALL_PAIRS else list(zip(names, names[1:]))
+        out[key] = scoring.bootstrap(runs, pairs=pairs)
+        out[key]["neighbours_only"] = pairs is not None
+    return out
 
 
 def _separation(rows, boot: dict[tuple, dict]) -> list[str]:
@@ -241,7 +257,9 @@ def _separation(rows, boot: dict[tuple, dict]) -> list[str]:
         several = len([k for k in boot if len(boot[k]["score"]) > 1]) > 1
         title = f"{md(model['model'])}, seeds {', '.join(map(str, key[-1]))}"
         out += [f"## Which differences are real{' (' + title + ')' if several else ''}", "",
-                f"Of the {len(pairs)} pairs of methods, **{separated}** are told apart: the paired 95% interval "
+                f"Of the {len(pairs)} pairs of {'ranking neighbours' if b.get('neighbours_only') else 'methods'}"
+                f"{f' (more than {MAX_ALL_PAIRS} rows: neighbours only)' if b.get('neighbours_only') else ''}, "
+                f"**{separated}** are told apart: the paired 95% interval "
                 f"of their score difference excludes zero (bootstrap over the test images of every scored set "
                 f"and the seeds {', '.join(map(str, b['seeds']))}). Neighbours in the ranking:", ""]
         table = []
@@ -249,7 +267,8 @@ def _separation(rows, boot: dict[tuple, dict]) -> list[str]:
             a, c = _row_name(p1), _row_name(p2)
             _, lo, hi = pairs[(a, c)] if (a, c) in pairs else (None, -pairs[(c, a)][2], -pairs[(c, a)][1])
             diff = s1["overall"]["score"]["mean"] - s2["overall"]["score"]["mean"]  # the shown scores' difference
-            table.append([f"{label[a]} − {label[c]}", f"{diff:+.1f}", f"[{lo:+.1f}, {hi:+.1f}]",
+            table.append([f"{label[a]} − {label[c]}", formatting.signed(diff, 1),
+                          f"[{formatting.signed(lo, 1)}, {formatting.signed(hi, 1)}]",
                           "yes" if lo > 0 or hi < 0 else "no"])
         out += [tabulate(table, headers=["pair", "score difference", "95% interval", "told apart"],
                          tablefmt="github", disable_numparse=True), ""]
@@ -286,7 +305,7 @@ def render_suite(suite: str, entries: list[tuple[Path, dict]], known_models: dic
                 cell = f"**{cell}**"
             if key == "score":
                 ci = boot[_boot_key(data)]["score"].get(_row_name(path))
-                cell += f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else " [-]"
+                cell += f" [{formatting.fixed(ci[0], 1)}, {formatting.fixed(ci[1], 1)}]" if ci else " [-]"
             line.append(cell)
         line.append(str(len({c["seed"] for c in data["cells"]})))
         line.append(f"[json](results/{path.name})")
@@ -310,7 +329,7 @@ def render_suite(suite: str, entries: list[tuple[Path, dict]], known_models: dic
             if not s:
                 continue
             sub.append([md(data["config"]["method"]), _fmt(s["id"]), *([_fmt(s.get("new"))] if has_new else []),
-                        _fmt(s["mean_shift"]), _fmt(s["mean_forgetting"]), f"{s['score']['mean']:.1f}"])
+                        _fmt(s["mean_shift"]), _fmt(s["mean_forgetting"]), formatting.fixed(s['score']['mean'], 1)])
         out += [f"## Task {md(task)}", ""]
         models = {}  # one zero-shot reference per pretrained model (and precision) with results here
         for data, _, _ in rows:

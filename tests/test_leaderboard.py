@@ -222,3 +222,20 @@ def test_the_page_says_shots_and_seeds(valid):
     data, _, _, path = valid
     page = leaderboard.render_suite("mini", [(path, data)])
     assert "Every row: 2 shots per class, evaluation seeds 1, 2" in page
+
+
+def test_the_pairwise_work_is_bounded_and_said(valid, tmp_path, monkeypatch):
+    """#23.8: 1,024 rows took 124 s and 1 GB, growing with every pair: beyond a cap, neighbours only."""
+    data, methods, suites, path = valid
+    monkeypatch.setattr(leaderboard, "MAX_ALL_PAIRS", 2)
+    entries = [(path, data)] + [(tmp_path / f"v{i}.json", _variant(data, float(i), probe_wrong=i)) for i in (1, 2)]
+    rows = sorted([(d, p, leaderboard.summarised(d)) for p, d in entries],
+                  key=lambda r: -r[2]["overall"]["score"]["mean"])
+    [boot] = leaderboard.intervals(rows).values()
+    assert len(boot["difference"]) == 2 and boot["neighbours_only"]
+    page = leaderboard.render_suite("mini", entries)
+    assert "Of the 2 pairs of ranking neighbours (more than 2 rows: neighbours only)" in page
+    monkeypatch.setattr(leaderboard, "MAX_ROWS", 1)
+    (path.parent / "v1.json").write_text(json.dumps(entries[1][1]))
+    with pytest.raises(ClipbenchError, match="suite 'mini' has 2 rows; a board holds at most 1"):
+        leaderboard.build(path.parent, tmp_path, methods, suites)
