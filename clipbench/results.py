@@ -68,7 +68,7 @@ def read_json(path: Path) -> object:
     try:
         if path.is_dir():
             raise ResultFileError(f"{path} is a folder, not a result file (pass the .json files in it).")
-        if path.is_symlink() or not path.is_file():  # a link to /dev/zero, a FIFO, a device: never read
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # a link to /dev/zero, a FIFO, a device: never read
             raise ResultFileError(f"{path} is not a regular file, so it was not read.")
         # O_NONBLOCK: a FIFO swapped in after the check above cannot block the open
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
