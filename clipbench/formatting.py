@@ -4,12 +4,39 @@ precision the measurement supports."""
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_EVEN, Decimal
+
+
+def fixed(x: float, digits: int) -> str:
+    """The one rounding rule: ``x`` to ``digits`` decimals, half to even, on the stored decimal value (the
+    shortest repr that reads back as ``x``: 44.55 -> 44.6 and 56.95 -> 57.0, never by the binary float's
+    accident, which printed 44.5 and 57.0)."""
+    if not math.isfinite(x):
+        return str(x)
+    q = Decimal(repr(float(x))).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_EVEN)
+    return f"{q:f}"
+
+
+def signed(x: float, digits: int) -> str:
+    """``fixed`` with a sign always shown (+1.5, -0.3)."""
+    text = fixed(x, digits)
+    return text if text.startswith("-") else "+" + text
 
 
 def unsigned_zero(x: float, digits: int) -> str:
     """``x`` to ``digits`` decimals, without printing -0.0 for a tiny negative."""
-    text = f"{x:.{digits}f}"
+    text = fixed(x, digits)
     return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def truthful(x: float, threshold: float, digits: int = 1) -> str:
+    """``x`` with enough decimals (up to 4) that it does not print as ``threshold`` or past it when it is
+    not: 14.99 beside a limit of 15 prints 14.99, never 15.0."""
+    for d in range(digits, 5):
+        text = fixed(x, d)
+        if (float(text) < threshold) == (x < threshold) and (float(text) == threshold) == (x == threshold):
+            return text
+    return repr(x)
 
 
 def mean_std(stat: dict | None, digits: int = 1, seeds: int | None = None) -> str:
@@ -28,4 +55,4 @@ def share(percent: float | None) -> str:
     if percent == 0:
         return "0"
     digits = max(0, 2 - int(math.floor(math.log10(abs(percent)))))
-    return f"{percent:.{digits}f}"
+    return fixed(percent, digits)

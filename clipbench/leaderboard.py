@@ -32,12 +32,13 @@ _unsigned_zero = formatting.unsigned_zero
 RESULT_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,200}\.json$")
 
 
-def load_checked(results_dir: Path, known_methods=None, suites=None, known_references=None) -> list[tuple[Path, dict]]:
+def load_checked(results_dir: Path, known_methods=None, suites=None, known_references=None,
+                 known_models=None) -> list[tuple[Path, dict]]:
     """Every result file of a folder, each passing the full submission check; else one error naming them all."""
     files = sorted(Path(results_dir).glob("*.json"))
     loaded, bad = [], []
     for f in files:
-        if not RESULT_FILE.match(f.name):
+        if not RESULT_FILE.fullmatch(f.name):
             bad.append(f"{f.name!r}: not a result file name (letters, digits, . _ + -, ending .json)")
             continue
         try:
@@ -45,12 +46,18 @@ def load_checked(results_dir: Path, known_methods=None, suites=None, known_refer
         except results.ResultFileError as exc:
             bad.append(f"{f.name}: {exc}")
             continue
-        problems = submission.check(data, known_methods, suites, known_references)
+        problems = submission.check(data, known_methods, suites, known_references, known_models=known_models)
         if problems:
             bad.append(f"{f.name}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
         else:
             loaded.append((f, data))
     bad += _reference_conflicts(loaded)
+    bad += _same_runs(loaded)
+    per_suite: dict[str, int] = {}
+    for _, data in loaded:
+        per_suite[data["config"]["suite"]] = per_suite.get(data["config"]["suite"], 0) + 1
+    bad += [f"suite {suite!r} has {n} rows; a board holds at most {MAX_ROWS}" for suite, n in per_suite.items()
+            if n > MAX_ROWS]
     if bad:
         raise ClipbenchError(f"{len(bad)} result file(s) fail the submission check, so no leaderboard was "
                              "written: " + "; ".join(bad[:10]) + (" ..." if len(bad) > 10 else "") +
@@ -73,6 +80,28 @@ def _reference_conflicts(loaded: list[tuple[Path, dict]]) -> list[str]:
     return out
 
 
+def run_identity(cfg: dict) -> tuple:
+    """What makes two files one run whatever their names and seeds: suite, method, model weights, precision,
+    shots and the method's configuration."""
+    import json
+
+    return (cfg["suite"], cfg["method"], cfg["model_fingerprint"], cfg.get("precision", "fp32"), cfg["shots"],
+            json.dumps(cfg.get("method_config"), sort_keys=True))
+
+
+def _same_runs(loaded: list[tuple[Path, dict]]) -> list[str]:
+    """One row per run: the same run under two file names, or resubmitted on other seeds, is refused."""
+    seen: dict[tuple, str] = {}
+    out = []
+    for f, data in loaded:
+        key = run_identity(data["config"])
+        if key in seen:
+            out.append(f"{f.name}: the same run as {seen[key]} (method, model, shots and config; only the file "
+                       "name or the seeds differ): one row per run")
+        seen.setdefault(key, f.name)
+    return out
+
+
 def render_all(entries: list[tuple[Path, dict]]) -> dict[str, str]:
     """File name (``<suite>.md``) -> Markdown, for every suite with results."""
     by_suite: dict[str, list[tuple[Path, dict]]] = {}
@@ -80,15 +109,16 @@ def render_all(entries: list[tuple[Path, dict]]) -> dict[str, str]:
         by_suite.setdefault(data["config"]["suite"], []).append((f, data))
     pages = {}
     for suite, group in sorted(by_suite.items()):
-        if not results.SAFE_NAME.match(suite):  # checked already; never trust a name with a file path
+        if not results.SAFE_NAME.fullmatch(suite):  # checked already; never trust a name with a file path
             raise ClipbenchError(f"Suite name {suite!r} is not a safe file name.")
         pages[f"{suite}.md"] = render_suite(suite, group)
     return pages
 
 
-def build(results_dir: Path, out_dir: Path, known_methods=None, suites=None, known_references=None) -> list[Path]:
+def build(results_dir: Path, out_dir: Path, known_methods=None, suites=None, known_references=None,
+          known_models=None) -> list[Path]:
     """Check every result, then write ``out_dir/<suite>.md`` for every suite with results; return the pages."""
-    pages = render_all(load_checked(results_dir, known_methods, suites, known_references))
+    pages = render_all(load_checked(results_dir, known_methods, suites, known_references, known_models))
     out = Path(out_dir).resolve()
     written = []
     for name, text in pages.items():
@@ -102,9 +132,9 @@ def build(results_dir: Path, out_dir: Path, known_methods=None, suites=None, kno
 
 
 def stale_pages(results_dir: Path, out_dir: Path, known_methods=None, suites=None,
-                known_references=None) -> list[str]:
+                known_references=None, known_models=None) -> list[str]:
     """Pages that differ from a fresh build (or are missing), computed without writing anything."""
-    pages = render_all(load_checked(results_dir, known_methods, suites, known_references))
+    pages = render_all(load_checked(results_dir, known_methods, suites, known_references, known_models))
     return [name for name, text in pages.items()
             if not (Path(out_dir) / name).is_file() or (Path(out_dir) / name).read_text() != text]
 
@@ -127,6 +157,11 @@ HEADER = ("Generated by `clipbench leaderboard build` from the result files in `
           "`clipbench tune` chose them on validation splits of dedicated tuning seeds (the same trial budget for "
           "every method; values in each result's config), \"paper\" where the method's published defaults ran, "
           "\"set by hand\" where a submitter changed options. "
+          "A row whose every probe image, in every cell, is scored exactly as the zero-shot model scores it has "
+          "zero forgetting by construction, not as a measurement (its encoders are untouched where probes see "
+          "them; what it learned is tied to the task's label space): its forgetting is marked \"encoders "
+          "untouched\" and never bold. A model whose weights (their fingerprint) are not in clipbench's registry "
+          "of known weights is marked \"(unknown weights)\"; known weights under another name are refused. "
           "The score's 95% interval [lo, hi] and the paired intervals of score differences come from a "
           "bootstrap that redraws the test images of every scored set and the seeds ({replicates} "
           "replicates, the same draws for every method of one model), recomputing the score from each cell's "
@@ -146,12 +181,12 @@ def hyperparameters(cfg: dict) -> str:
 
 
 def _reference_line(ref: dict) -> str:
-    parts = [f"ID {ref['id']:.1f}"]
+    parts = [f"ID {formatting.fixed(ref['id'], 1)}"]
     if "new" in ref:
-        parts.append(f"new classes {ref['new']:.1f}")
+        parts.append(f"new classes {formatting.fixed(ref['new'], 1)}")
     for label, key in (("shifts", "shifts"), ("probes", "probes")):
         if ref[key]:
-            parts.append(f"{label} " + ", ".join(f"{md(k)} {v:.1f}" for k, v in sorted(ref[key].items())))
+            parts.append(f"{label} " + ", ".join(f"{md(k)} {formatting.fixed(v, 1)}" for k, v in sorted(ref[key].items())))
     return "; ".join(parts)
 
 
@@ -160,24 +195,58 @@ def _model_key(data: dict) -> tuple:
     return cfg["model_fingerprint"], cfg.get("precision", "fp32")
 
 
+def _seeds(data: dict) -> tuple[int, ...]:
+    return tuple(sorted({c["seed"] for c in data["cells"]}))
+
+
+def _boot_key(data: dict) -> tuple:
+    """Rows bootstrapped together: one pretrained model and one set of seeds, so a row lacking a seed never
+    changes the other rows' intervals (the bootstrap keeps only seeds every row of its group has)."""
+    return _model_key(data) + (_seeds(data),)
+
+
+def encoders_untouched(data: dict) -> bool:
+    """Zero forgetting by construction: every probe image of every cell is scored exactly as the zero-shot
+    reference scores it (decided from the per-image correctness, never from the method's name)."""
+    probes = 0
+    for cell in data["cells"]:
+        ref = data["reference"][cell["task"]]["correct"]["probes"]
+        for name, packed in cell["correct"]["probes"].items():
+            probes += 1
+            if name not in ref or scoring.images_differing(packed, ref[name]) != 0:
+                return False
+    return probes > 0
+
+
 def _row_name(path: Path) -> str:
     return path.name
 
 
+MAX_ALL_PAIRS = 32  # a group of more rows compares ranking neighbours only (the work grows with every pair)
+MAX_ROWS = 512  # rows per board: the bootstrap's work grows with every row
+
+
 def intervals(rows: list[tuple[dict, Path, dict]]) -> dict[tuple, dict]:
-    """The paired bootstrap of every group of rows that share a pretrained model (and so test sets)."""
+    """The paired bootstrap of every group of rows that share a pretrained model (and so test sets) and seeds;
+    ``rows`` in ranking order.  Every pair is compared up to MAX_ALL_PAIRS rows a group, neighbours beyond."""
     groups: dict[tuple, dict] = {}
     for data, path, _ in rows:
-        groups.setdefault(_model_key(data), {})[_row_name(path)] = (
+        groups.setdefault(_boot_key(data), {})[_row_name(path)] = (
             data["cells"], {t: data["reference"][t] for t in data["config"]["tasks"]})
-    return {key: scoring.bootstrap(runs) for key, runs in groups.items()}
+    out = {}
+    for key, runs in groups.items():
+        names = list(runs)  # insertion order: the ranking
+        pairs = None if len(names) <= MAX_ALL_PAIRS else list(zip(names, names[1:]))
+        out[key] = scoring.bootstrap(runs, pairs=pairs)
+        out[key]["neighbours_only"] = pairs is not None
+    return out
 
 
 def _separation(rows, boot: dict[tuple, dict]) -> list[str]:
     """How many method pairs the paired bootstrap tells apart, and each pair of neighbours in the ranking."""
     out = []
     for key, b in boot.items():
-        group = [(data, path, summary) for data, path, summary in rows if _model_key(data) == key
+        group = [(data, path, summary) for data, path, summary in rows if _boot_key(data) == key
                  and _row_name(path) in b["score"]]
         if len(group) < 2:
             continue
@@ -185,8 +254,12 @@ def _separation(rows, boot: dict[tuple, dict]) -> list[str]:
         pairs = b["difference"]
         separated = sum(1 for _, lo, hi in pairs.values() if lo > 0 or hi < 0)
         model = group[0][0]["config"]
-        out += [f"## Which differences are real{'' if len(boot) == 1 else ' (' + md(model['model']) + ')'}", "",
-                f"Of the {len(pairs)} pairs of methods, **{separated}** are told apart: the paired 95% interval "
+        several = len([k for k in boot if len(boot[k]["score"]) > 1]) > 1
+        title = f"{md(model['model'])}, seeds {', '.join(map(str, key[-1]))}"
+        out += [f"## Which differences are real{' (' + title + ')' if several else ''}", "",
+                f"Of the {len(pairs)} pairs of {'ranking neighbours' if b.get('neighbours_only') else 'methods'}"
+                f"{f' (more than {MAX_ALL_PAIRS} rows: neighbours only)' if b.get('neighbours_only') else ''}, "
+                f"**{separated}** are told apart: the paired 95% interval "
                 f"of their score difference excludes zero (bootstrap over the test images of every scored set "
                 f"and the seeds {', '.join(map(str, b['seeds']))}). Neighbours in the ranking:", ""]
         table = []
@@ -194,43 +267,57 @@ def _separation(rows, boot: dict[tuple, dict]) -> list[str]:
             a, c = _row_name(p1), _row_name(p2)
             _, lo, hi = pairs[(a, c)] if (a, c) in pairs else (None, -pairs[(c, a)][2], -pairs[(c, a)][1])
             diff = s1["overall"]["score"]["mean"] - s2["overall"]["score"]["mean"]  # the shown scores' difference
-            table.append([f"{label[a]} − {label[c]}", f"{diff:+.1f}", f"[{lo:+.1f}, {hi:+.1f}]",
+            table.append([f"{label[a]} − {label[c]}", formatting.signed(diff, 1),
+                          f"[{formatting.signed(lo, 1)}, {formatting.signed(hi, 1)}]",
                           "yes" if lo > 0 or hi < 0 else "no"])
         out += [tabulate(table, headers=["pair", "score difference", "95% interval", "told apart"],
                          tablefmt="github", disable_numparse=True), ""]
     return out
 
 
-def render_suite(suite: str, entries: list[tuple[Path, dict]]) -> str:
+def render_suite(suite: str, entries: list[tuple[Path, dict]], known_models: dict | None = None) -> str:
+    known_models = submission.known_models() if known_models is None else known_models
     rows = [(data, path, summarised(data)) for path, data in entries]
     rows.sort(key=lambda r: (-r[2]["overall"]["score"]["mean"], r[0]["config"]["method"], r[0]["config"]["model"]))
     boot = intervals(rows)
     # new-class accuracy only for suites with base-to-new tasks
     columns = [c for c in COLUMNS if c[1] != "new" or any("new" in r[2]["overall"] for r in rows)]
+    untouched = {id(r[0]) for r in rows if encoders_untouched(r[0])}
     best = {}
-    for _, key, pick, _ in columns:
-        vals = [r[2]["overall"][key]["mean"] for r in rows if key in r[2]["overall"]]
+    for _, key, pick, _ in columns:  # a value that is zero by construction is never the best
+        vals = [r[2]["overall"][key]["mean"] for r in rows if key in r[2]["overall"]
+                and not (key == "mean_forgetting" and id(r[0]) in untouched)]
         best[key] = pick(vals) if vals else None
     table = []
     for data, path, summary in rows:
         cfg = data["config"]
-        line = [md(cfg["method"]), md(f"{cfg['model']} ({cfg['pretrained']})"), hyperparameters(cfg)]
+        model = md(f"{cfg['model']} ({cfg['pretrained']})")
+        if cfg["model_fingerprint"] not in known_models:  # check refused a known fingerprint under another name
+            model += " (unknown weights)"
+        line = [md(cfg["method"]), model, hyperparameters(cfg)]
         seeds = len({c["seed"] for c in data["cells"]})
         for _, key, _, digits in columns:
             stat = summary["overall"].get(key)
             cell = formatting.share(stat["mean"]) if digits is None and stat else _pm(stat, digits, seeds)
-            if stat and best[key] is not None and math.isclose(stat["mean"], best[key], abs_tol=1e-9):
+            if key == "mean_forgetting" and id(data) in untouched and stat:
+                cell += " (encoders untouched)"
+            elif stat and best[key] is not None and math.isclose(stat["mean"], best[key], abs_tol=1e-9):
                 cell = f"**{cell}**"
             if key == "score":
-                ci = boot[_model_key(data)]["score"].get(_row_name(path))
-                cell += f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else " [-]"
+                ci = boot[_boot_key(data)]["score"].get(_row_name(path))
+                cell += f" [{formatting.fixed(ci[0], 1)}, {formatting.fixed(ci[1], 1)}]" if ci else " [-]"
             line.append(cell)
         line.append(str(len({c["seed"] for c in data["cells"]})))
         line.append(f"[json](results/{path.name})")
         table.append(line)
     headers = ["method", "model", "hyper-parameters"] + [c for c, _, _, _ in columns] + ["seeds", "result"]
+    shots = sorted({r[0]["config"]["shots"] for r in rows})
+    seeds = sorted({s for r in rows for s in _seeds(r[0])})
+    protocol = (f"Every row: {' or '.join(map(str, shots))} shots per class, evaluation seeds "
+                f"{', '.join(map(str, seeds))} (the suite's; a row lacking a seed is bootstrapped apart from the "
+                "others).")
     out = [f"# Leaderboard: {md(suite)} suite", "",
-           HEADER.format(margin=scoring.CHANCE_MARGIN, replicates=scoring.BOOTSTRAP_REPLICATES),
+           HEADER.format(margin=scoring.CHANCE_MARGIN, replicates=scoring.BOOTSTRAP_REPLICATES) + " " + protocol,
            "", tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
     out += _separation(rows, boot)
     tasks = sorted({t for _, d in entries for t in d["config"]["tasks"]})
@@ -242,7 +329,7 @@ def render_suite(suite: str, entries: list[tuple[Path, dict]]) -> str:
             if not s:
                 continue
             sub.append([md(data["config"]["method"]), _fmt(s["id"]), *([_fmt(s.get("new"))] if has_new else []),
-                        _fmt(s["mean_shift"]), _fmt(s["mean_forgetting"]), f"{s['score']['mean']:.1f}"])
+                        _fmt(s["mean_shift"]), _fmt(s["mean_forgetting"]), formatting.fixed(s['score']['mean'], 1)])
         out += [f"## Task {md(task)}", ""]
         models = {}  # one zero-shot reference per pretrained model (and precision) with results here
         for data, _, _ in rows:

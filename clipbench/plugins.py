@@ -165,13 +165,13 @@ def collect(pm: pluggy.PluginManager | None = None) -> Registry:
         if not isinstance(name, str) or not name:
             raise ClipbenchError(f"Plugin {plugin} registered a {kind} without a name.")
         pattern = SAFE_MODEL if kind == "model" else SAFE_NAME
-        if not pattern.match(name):
+        if not pattern.fullmatch(name):
             raise ClipbenchError(f"Plugin {plugin} registered the {kind} {name[:60]!r}: names are letters, digits, "
                                  f"'-' and '_'{' (and . +)' if kind == 'model' else ''}, at most 64 characters.")
         if kind == "suite":
             for task in getattr(value, "tasks", {}).values():
                 for label in [task.name, *task.shifts, *task.probes]:
-                    if not SAFE_NAME.match(label):
+                    if not SAFE_NAME.fullmatch(label):
                         raise ClipbenchError(f"Plugin {plugin}'s suite {name!r} names a task, shift or probe "
                                              f"{label[:60]!r}: names are letters, digits, '-' and '_'.")
         if name in table:

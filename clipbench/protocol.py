@@ -70,16 +70,35 @@ class Evaluator:
         self._visual_fp = image_encoder_fingerprint(pretrained)
 
     def encoder_is_pretrained(self, adapted: Adapted) -> bool:
+        """Whether cached pretrained embeddings are the adapted model's own: the image tower's weights are the
+        pretrained ones *and* a fixed canary batch encodes bit for bit as the pretrained model encodes it (a
+        visual prompt added by a forward pre-hook, an input transform, leaves the weights alone)."""
         if self.cache is None or self._visual_fp is None:
             return False
         if not hasattr(adapted, "_image_encoder_fp"):
             adapted._image_encoder_fp = image_encoder_fingerprint(adapted.model)
-        return adapted._image_encoder_fp == self._visual_fp
+            adapted._image_path_pretrained = (adapted._image_encoder_fp == self._visual_fp
+                                              and self._canary_agrees(adapted.model))
+        return adapted._image_encoder_fp == self._visual_fp and adapted._image_path_pretrained
+
+    CANARY_IMAGES = 4
+
+    @torch.inference_mode()
+    def _canary_agrees(self, model: ClipModel) -> bool:
+        """A fixed batch of images (seeded noise) through ``model``'s image path and the pretrained one's:
+        bit-equal embeddings, or the cache must not stand in for ``model``."""
+        size = self._pretrained.image_size
+        canary = torch.randint(0, 256, (self.CANARY_IMAGES, 3, size, size), dtype=torch.uint8,
+                               generator=torch.Generator().manual_seed(20260101))
+        return torch.equal(model.encode_image(canary.to(model.device)).float().cpu(),
+                           self._pretrained.encode_image(canary.to(self._pretrained.device)).float().cpu())
 
     def pretrained_features(self, model: ClipModel, images: ImageSet) -> torch.Tensor | None:
         """fp32 embeddings of ``images`` for a method's training, when ``model`` still has the pretrained
-        image encoder (checked from its weights) and there is a cache; else None (the method encodes)."""
-        if self.cache is None or self._visual_fp is None or image_encoder_fingerprint(model) != self._visual_fp:
+        image encoder (checked from its weights and a canary batch) and there is a cache; else None (the
+        method encodes)."""
+        if self.cache is None or self._visual_fp is None or image_encoder_fingerprint(model) != self._visual_fp \
+                or not self._canary_agrees(model):
             return None
         return self.features(images, "support", precision="fp32").clone()
 

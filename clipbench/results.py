@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import re
+import stat
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -65,13 +66,20 @@ def _finite_float(text: str) -> float:
 def read_json(path: Path) -> object:
     """Parse a result file with bounds: size, duplicate keys, NaN/Infinity, huge integers, deep nesting."""
     try:
-        size = path.stat().st_size
         if path.is_dir():
             raise ResultFileError(f"{path} is a folder, not a result file (pass the .json files in it).")
-        if size > MAX_FILE_BYTES:
-            raise ResultFileError(f"{path} is {size / 2**20:.0f} MB; a result file is at most "
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # a link to /dev/zero, a FIFO, a device: never read
+            raise ResultFileError(f"{path} is not a regular file, so it was not read.")
+        # O_NONBLOCK: a FIFO swapped in after the check above cannot block the open
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ResultFileError(f"{path} is not a regular file, so it was not read.")
+            raw = f.read(MAX_FILE_BYTES + 1)  # a byte cap on what is read, not a size the file claims
+        if len(raw) > MAX_FILE_BYTES:
+            raise ResultFileError(f"{path} is more than {MAX_FILE_BYTES // 2**20} MB; a result file is at most "
                                   f"{MAX_FILE_BYTES // 2**20} MB, so it was not read.")
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ResultFileError(f"Result file not found: {path}.") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -113,8 +113,11 @@ def reference_chance(ref: dict) -> dict:
 
 def excluded_probes(ref: dict) -> dict[str, str]:
     """Probes left out of the score because the pretrained model is within CHANCE_MARGIN of chance."""
+    from clipbench.formatting import fixed, truthful  # pure, like this module: the one formatter
+
     ch = reference_chance(ref)
-    return {p: f"pretrained {acc:.1f} is within {CHANCE_MARGIN:g} points of chance {ch['probes'][p]:.1f}"
+    return {p: f"pretrained {truthful(acc, ch['probes'][p] + CHANCE_MARGIN)} is within {CHANCE_MARGIN:g} points "
+               f"of chance {fixed(ch['probes'][p], 1)}"
             for p, acc in sorted(ref["probes"].items()) if not scorable(acc, ch["probes"][p])}
 
 
@@ -308,7 +311,7 @@ BOOTSTRAP_SEED = 20261201
 
 
 def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: int = BOOTSTRAP_REPLICATES,
-              seed: int = BOOTSTRAP_SEED) -> dict:
+              seed: int = BOOTSTRAP_SEED, pairs: list[tuple[str, str]] | None = None) -> dict:
     """95% intervals of suite scores and of every pairwise score difference: a paired bootstrap.
 
     ``runs`` maps a name to (cells, references) of runs on the *same* test sets (one
@@ -320,7 +323,8 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
     run, it cannot move a paired difference; resampled, a small probe set could put
     it at chance).  Only tasks and seeds every run has enter.  Returns {"score":
     {name: (lo, hi)}, "difference": {(a, b): (observed a - b, lo, hi)}, "replicates",
-    "tasks", "seeds"}; a run without per-image correctness gets no interval.
+    "tasks", "seeds"}; a run without per-image correctness gets no interval.  ``pairs`` limits the
+    differences computed to those pairs (the leaderboard bounds its work on large boards); default every pair.
 
     The draws come from PCG64's raw output (not a numpy distribution method), so
     the intervals are the same bytes on any numpy version; replicates are drawn in
@@ -379,8 +383,11 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
         out["score"][n] = (round(float(lo), DIGITS), round(float(hi), DIGITS))
         kept = [c for c in runs[n][0] if c["task"] in tasks and c["seed"] in seeds]
         observed[n] = summarise(kept, {t: runs[n][1][t] for t in tasks})["overall"]["score"]["mean"]
+    wanted = None if pairs is None else {tuple(sorted(pair)) for pair in pairs}
     for i, a in enumerate(names):
         for b in names[i + 1:]:
+            if wanted is not None and (a, b) not in wanted:
+                continue
             lo, hi = np.percentile(scores[a] - scores[b], [2.5, 97.5])
             out["difference"][(a, b)] = (round(observed[a] - observed[b], DIGITS), round(float(lo), DIGITS),
                                          round(float(hi), DIGITS))

@@ -89,7 +89,7 @@ def _show(x) -> str:
 
 def _name(p: Problems, where: str, x, pattern=results.SAFE_NAME, what: str = "name") -> bool:
     """A name from the safe set (it ends up in file names, Markdown and terminals)."""
-    if not isinstance(x, str) or not pattern.match(x):
+    if not isinstance(x, str) or not pattern.fullmatch(x):
         p.add(f"{where}: {_show(x)} is not a valid {what} (letters, digits, '-' and '_'"
               f"{', and . +' if pattern is results.SAFE_MODEL else ''}; at most 64 characters)")
         return False
@@ -173,7 +173,7 @@ def _config(p: Problems, cfg) -> bool:
             ok = False
     ok &= _number(p, "config.shots", cfg.get("shots"), 1, 100000, integer=True)
     fp = cfg.get("model_fingerprint")
-    if not isinstance(fp, str) or not HEX.match(fp):
+    if not isinstance(fp, str) or not HEX.fullmatch(fp):
         p.add(f"config.model_fingerprint: must be a hex digest, got {_show(fp)}")
         ok = False
     if cfg.get("precision", "fp32") not in ("fp32", "bf16"):
@@ -191,7 +191,7 @@ def _config(p: Problems, cfg) -> bool:
     if not isinstance(tuned, dict) or not all(isinstance(v, dict) for v in tuned.values()):
         p.add("config.tuned: must map task names to the tuned option values")
         ok = False
-    elif not all(isinstance(t, str) and results.SAFE_NAME.match(t) for t in tuned):
+    elif not all(isinstance(t, str) and results.SAFE_NAME.fullmatch(t) for t in tuned):
         p.add("config.tuned: a key is not a valid task name")
         ok = False
     elif isinstance(cfg.get("method_config"), dict) and any(
@@ -213,7 +213,7 @@ def _provenance(p: Problems, prov, cfg: dict) -> None:
     data = prov.get("data")
     if isinstance(data, dict):
         for k, v in data.items():
-            if not isinstance(v, str) or not HEX.match(v):
+            if not isinstance(v, str) or not HEX.fullmatch(v):
                 p.add(f"provenance.data.{_show(k)}: must be a hex fingerprint")
     _free(p, "provenance", prov)
 
@@ -367,7 +367,7 @@ def _costs_agree(p: Problems, cells: list[dict]) -> None:
 
 
 def check(data, known_methods: set[str] | None = None, suites: dict | None = None,
-          known_references: dict | None = None, complete: bool = True) -> list[str]:
+          known_references: dict | None = None, complete: bool = True, known_models: dict | None = None) -> list[str]:
     """Every problem with a submitted result, one line each (empty: it is valid).  Never raises.
 
     ``suites`` maps suite names to :class:`clipbench.tasks.Suite` objects: a row
@@ -375,14 +375,16 @@ def check(data, known_methods: set[str] | None = None, suites: dict | None = Non
     probes.  ``known_references`` maps a model fingerprint to {suite: {task:
     reference}} the pretrained model is known to score.  ``complete=False``
     accepts a run with cells still to do (resuming, reporting an unfinished run).
+    ``known_models`` maps a fingerprint to the weights it is ({model, architecture,
+    pretrained, parameters}, :func:`known_models`).
     """
     try:
-        return _check(data, known_methods, suites, known_references, complete)
+        return _check(data, known_methods, suites, known_references, complete, known_models)
     except Exception as exc:  # a shape no rule above foresaw: still a problem line, never a crash
         return [f"file: cannot be checked ({type(exc).__name__})"]
 
 
-def _check(data, known_methods, suites, known_references, complete) -> list[str]:
+def _check(data, known_methods, suites, known_references, complete, known_models=None) -> list[str]:
     p = Problems()
     if not isinstance(data, dict):
         return ["the top level is not an object"]
@@ -400,6 +402,8 @@ def _check(data, known_methods, suites, known_references, complete) -> list[str]
         p.add("config_hash does not match config")
     if known_methods is not None and cfg["method"] not in known_methods:
         p.add(f"config.method: {cfg['method']!r} is not a registered method")
+    elif isinstance(known_methods, dict):  # the registry's methods: their defaults and search spaces
+        _against_method(p, cfg, data["provenance"], known_methods[cfg["method"]])
     for line in recorded_problems(cfg, known_methods):  # option values in type and range (config.option)
         p.add(line)
     suite = None
@@ -423,6 +427,8 @@ def _check(data, known_methods, suites, known_references, complete) -> list[str]
         _against_suite(p, cfg, refs, suite)
     if known_references is not None:
         _against_known(p, cfg, refs, known_references)
+    if known_models is not None:
+        _against_models(p, cfg, data["cells"], known_models)
     cells = data["cells"]
     if not cells:
         if complete:
@@ -453,7 +459,17 @@ def _check(data, known_methods, suites, known_references, complete) -> list[str]
 
 
 def _against_suite(p: Problems, cfg: dict, refs: dict, suite) -> None:
-    """A leaderboard row covers exactly the tasks the suite adapts on, with the suite's shifts and probes."""
+    """A leaderboard row covers exactly the tasks the suite adapts on, with the suite's shifts and probes,
+    on the suite's evaluation seeds (a subset, never others) and with its board's shots."""
+    board_seeds = tuple(getattr(suite, "evaluation_seeds", ()) or ())
+    other = sorted(set(cfg["seeds"]) - set(board_seeds))
+    if board_seeds and other:
+        p.add(f"config.seeds: suite {suite.name!r} ranks rows on its evaluation seeds "
+              f"{', '.join(map(str, board_seeds))}; seed {other[0]} belongs to no row of its board")
+    board_shots = getattr(suite, "board_shots", None)
+    if board_shots is not None and cfg["shots"] != board_shots:
+        p.add(f"config.shots: suite {suite.name!r} ranks {board_shots}-shot rows; this row ran {cfg['shots']} "
+              "shots per class")
     if sorted(cfg["tasks"]) != sorted(suite.adapt_on):
         unknown = [t for t in cfg["tasks"] if t not in suite.tasks]
         if unknown:
@@ -484,9 +500,11 @@ def _against_suite(p: Problems, cfg: dict, refs: dict, suite) -> None:
 
 def _against_known(p: Problems, cfg: dict, refs: dict, known: dict) -> None:
     """The zero-shot reference must be what the pretrained model scores, where that is known."""
-    if cfg.get("precision", "fp32") != "fp32":  # the known references are fp32 scores
-        return
     expected = (known.get(cfg["model_fingerprint"]) or {}).get(cfg["suite"]) or {}
+    if expected and cfg.get("precision", "fp32") != "fp32":  # the known references are fp32 scores
+        p.add(f"config.precision: {_show(cfg.get('precision'))} rows of this model on suite {cfg['suite']!r} "
+              "cannot have their zero-shot reference checked (the known references are fp32): run fp32")
+        return
     for task, ref in refs.items():
         want = expected.get(task)
         if want is None:
@@ -507,6 +525,92 @@ def _against_known(p: Problems, cfg: dict, refs: dict, known: dict) -> None:
                   "pretrained model is known to get right")
 
 
+def _jsonable(v):
+    return [_jsonable(x) for x in v] if isinstance(v, (tuple, list)) else v
+
+
+def _values(values: dict) -> str:
+    """Option values for a problem line (keys are the method's option names, checked before)."""
+    return ", ".join(f"{k}={_show(v)}" for k, v in sorted(values.items()))
+
+
+def _against_method(p: Problems, cfg: dict, prov, method) -> None:
+    """Where the hyper-parameters came from, derived from the values, never from the file's word for it:
+    method_config must be the method's defaults except what config.options says was set by hand, and
+    config.tuned must be the method's search space with the values the shipped tuned configs hold."""
+    import dataclasses
+
+    from clipbench import tuning
+
+    try:
+        defaults = {f.name: _jsonable(getattr(method.config_class(), f.name))
+                    for f in dataclasses.fields(method.config_class)}
+        space = tuning.search_space(method)
+    except Exception:  # a plugin whose config cannot be built: said, never a crash
+        p.add(f"config.method_config: the defaults of method {cfg['method']!r} cannot be read")
+        return
+    mc, options = cfg["method_config"], cfg.get("options") or {}
+    for key in sorted(set(mc) | set(defaults)):
+        if key not in defaults:
+            p.add(f"config.method_config.{key}: method {cfg['method']!r} has no such option")
+        elif key not in mc:
+            p.add(f"config.method_config.{key}: missing (the method's default is {_show(defaults[key])})")
+        elif _jsonable(mc[key]) != defaults[key] and key not in options:
+            p.add(f"config.method_config.{key}: {_show(mc[key])} is not the method's default "
+                  f"({_show(defaults[key])}) and config.options does not list it: a value set by hand says so")
+    tuned = cfg.get("tuned") or {}
+    if tuned and not space:
+        p.add(f"config.tuned: method {cfg['method']!r} declares no search space, so nothing of it is tuned")
+        return
+    if not tuned:
+        return
+    shipped = tuning.shipped_values(cfg["suite"], method, cfg["model_fingerprint"], cfg["shots"])
+    claims = ((prov.get("tuning") or {}).get("tasks") or {}) if isinstance(prov, dict) else {}
+    for task, values in sorted(tuned.items()):
+        outside = [k for k in values if k not in space]
+        if outside:
+            p.add(f"config.tuned.{task}: {outside[0]} is not in method {cfg['method']!r}'s search space")
+            continue
+        claim = claims.get(task) if isinstance(claims, dict) else None
+        if shipped or (isinstance(claim, dict) and claim.get("shipped")):
+            want = {k: v for k, v in (shipped.get(task) or {}).items() if k not in options}
+            if values != want:
+                p.add(f"config.tuned.{task}: {_values(values)} is not what the shipped tuned config of suite "
+                      f"{cfg['suite']!r} and this model holds ({_values(want) or 'nothing'}): a value set by hand "
+                      "is never \"tuned\"")
+
+
+def _against_models(p: Problems, cfg: dict, cells: list, models: dict) -> None:
+    """Model identity is the weights: a known fingerprint must carry its own name and tag, a known name its
+    own fingerprint, and trainable_params / trainable_pct must describe that model's size."""
+    fp = cfg["model_fingerprint"]
+    said = (cfg["model"], cfg["architecture"], cfg["pretrained"])
+    entry = models.get(fp)
+    if entry is not None:
+        real = (entry["model"], entry["architecture"], entry["pretrained"])
+        if said != real:
+            p.add(f"config.model: fingerprint {fp} is the weights of {real[0]} ({real[2]}); this row names them "
+                  f"{_show(said[0])} ({_show(said[2])})")
+        size = entry["parameters"]
+        for i, cell in enumerate(cells):
+            cost = cell.get("cost") if isinstance(cell, dict) else None
+            if not isinstance(cost, dict) or not _is_number(cost.get("trainable_params")) or \
+                    not _is_number(cost.get("trainable_pct")):
+                continue
+            n, pct = cost["trainable_params"], cost["trainable_pct"]
+            if n > size:
+                p.add(f"cells[{i}].cost.trainable_params: {_show(n)} is more than the {size} parameters of "
+                      f"{real[0]}")
+            elif n > 0 and not math.isclose(pct, 100.0 * n / size, rel_tol=1e-6):
+                p.add(f"cells[{i}].cost.trainable_pct: {_show(pct)} is not {_show(n)} of the {size} parameters "
+                      f"of {real[0]}")
+        return
+    for other, entry in models.items():
+        if (entry["model"], entry["pretrained"]) == (cfg["model"], cfg["pretrained"]):
+            p.add(f"config.model_fingerprint: {fp} is not the weights of {entry['model']} ({entry['pretrained']}) "
+                  f"({other})")
+
+
 def _close(a, b, tol: float = 1e-3) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
@@ -517,22 +621,49 @@ def _close(a, b, tol: float = 1e-3) -> bool:
     return a == b
 
 
-def shipped_references() -> dict:
+KNOWN_REFERENCES = Path(__file__).parent / "assets" / "known-references.json"
+
+
+def _known_file(path: Path | None = None) -> dict:
+    """known-references.json, read and shape-checked; damaged, it stops the check (never silently off)."""
+    from clipbench.errors import ClipbenchError
+
+    path = path or KNOWN_REFERENCES
+    try:
+        data = json.loads(path.read_text())
+        refs, models = data["references"], data["models"]
+        ok = isinstance(refs, dict) and isinstance(models, dict) and all(
+            isinstance(fp, str) and isinstance(suites, dict) and all(
+                isinstance(tasks, dict) and tasks and all(isinstance(r, dict) for r in tasks.values())
+                for tasks in suites.values()) for fp, suites in refs.items()) and all(
+            isinstance(m, dict) and all(isinstance(m.get(k), str) for k in ("model", "architecture", "pretrained"))
+            and isinstance(m.get("parameters"), int) and m["parameters"] > 0 for m in models.values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise ClipbenchError(f"{path} is damaged, so no zero-shot reference can be checked: reinstall clipbench "
+                             "(or rewrite it with tools/known_references.py).")
+    return data
+
+
+def shipped_references(path: Path | None = None) -> dict:
     """Zero-shot references known for the shipped weights: {model fingerprint: {suite: {task: reference}}}.
 
-    Written by tools/known_references.py; a test recomputes them from the shipped model.
+    Written by tools/known_references.py; a test recomputes them from the shipped model.  A damaged file
+    raises ClipbenchError: a check that silently turned itself off would pass every lowered reference.
     """
-    path = Path(__file__).parent / "assets" / "known-references.json"
-    try:
-        return json.loads(path.read_text())["references"]
-    except (OSError, ValueError, KeyError):
-        return {}
+    return _known_file(path)["references"]
 
 
-def check_file(path: Path, known_methods=None, suites=None, known_references=None) -> list[str]:
+def known_models(path: Path | None = None) -> dict:
+    """The registry of known weights: {fingerprint: {model, architecture, pretrained, parameters}}."""
+    return _known_file(path)["models"]
+
+
+def check_file(path: Path, known_methods=None, suites=None, known_references=None, known_models=None) -> list[str]:
     """Read a file with every bound (size, nesting, digits, duplicate keys) and check it.  Never raises."""
     try:
         data = results.read_json(Path(path))
     except results.ResultFileError as exc:
         return [str(exc)]
-    return check(data, known_methods, suites, known_references)
+    return check(data, known_methods, suites, known_references, known_models=known_models)

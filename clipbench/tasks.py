@@ -205,6 +205,10 @@ class Suite:
     # (status: ``dataset``, ``path``, ``state`` present/missing/corrupt, ``classes``, ``counts``, ``problems``),
     # as clipbench.data.real.Dataset; a plugin suite declares its own here.
     datasets: list = field(default_factory=list)
+    # The board's protocol: every leaderboard row of this suite is scored on these evaluation seeds (a row
+    # may lack some, never add others) with this many shots per class.
+    evaluation_seeds: tuple[int, ...] = (1, 2, 3)
+    board_shots: int = 16
 
     def bind(self, path: Path | None, download: bool = False, image_size: int = 224) -> "Suite":
         """Point the suite at its data: the one call a run makes (after the model loads, whose input size

@@ -81,7 +81,7 @@ def fmt(stat: dict | None, digits: int = 1, seeds: int | None = None) -> str:
 def summary_tables(result: dict) -> list[Table]:
     """One narrow table per task: each measure for zero-shot and for the method, and the change."""
     from clipbench import scoring
-    from clipbench.formatting import share
+    from clipbench.formatting import fixed, share, signed
 
     cfg = result["config"]
     tables = []
@@ -99,9 +99,9 @@ def summary_tables(result: dict) -> list[Table]:
         seeds = len(s["seeds"])
 
         def row(label, before, stat, style=None):
-            delta = 0.0 if before is None or stat is None else round(stat["mean"] - before, 1) + 0.0
-            change = "" if before is None or stat is None else f"{delta:+.1f}"
-            table.add_row(label, "-" if before is None else f"{before:.1f}", fmt(stat, 1, seeds), change, style=style)
+            delta = 0.0 if before is None or stat is None else stat["mean"] - before
+            change = "" if before is None or stat is None else signed(delta, 1).replace("-0.0", "+0.0")
+            table.add_row(label, "-" if before is None else fixed(before, 1), fmt(stat, 1, seeds), change, style=style)
 
         row("ID accuracy", ref["id"], s["id"], style="bold")
         for shift, stat in s["shifts"].items():
@@ -116,7 +116,7 @@ def summary_tables(result: dict) -> list[Table]:
             table.add_row(f"  probe {escape(probe)} left out", "", "", "", style="dim")
         if s.get("new"):
             row("new classes", ref.get("new"), s["new"])
-            table.add_row("base/new H", "", f"{s['base_new_hm']:.1f}", "")
+            table.add_row("base/new H", "", fixed(s['base_new_hm'], 1), "")
         zero_shot_score, _ = scoring.task_score(ref, ref["id"], ref.get("new"), ref["shifts"], ref["probes"])
         row("score (H above chance)", zero_shot_score, s["score"], style="bold")
         table.add_row("trainable %", "", share(s["trainable_pct"]["mean"]), "")
@@ -130,7 +130,7 @@ def summary_tables(result: dict) -> list[Table]:
 def comparison_table(results: list[dict]) -> Table:
     """One row per result: the suite numbers of scoring.py (mean over tasks of seed means, ± std over seeds)."""
     from clipbench import scoring
-    from clipbench.formatting import share
+    from clipbench.formatting import fixed, share
 
     table = Table(title="Suite means over tasks (each a mean over seeds; ± std over seeds)",
                   caption="score 95%: bootstrap over test images and seeds")
@@ -145,6 +145,6 @@ def comparison_table(results: list[dict]) -> Table:
 
         table.add_row(escape(r["config"]["method"]), cell("id"), cell("id_gain"), cell("mean_shift"),
                       cell("ood_gain"), cell("mean_forgetting"), cell("score"),
-                      f"[{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "-", share((o.get("trainable_pct") or {}).get("mean")),
+                      f"[{fixed(ci[0], 1)}, {fixed(ci[1], 1)}]" if ci else "-", share((o.get("trainable_pct") or {}).get("mean")),
                       cell("adapt_seconds"))
     return table

@@ -30,7 +30,8 @@ def mini_suite(name: str = "mini", class_split: bool = False) -> Suite:
                  world_set("shape", 6, 2), {"outline": world_set("shape", 6, 3, outline_prob=1.0)},
                  ["size"], class_split=class_split)
     size = Task("size", list(world.SIZES), ["a {} shape."], world_set("size", 12, 4), world_set("size", 6, 5))
-    return Suite(name, {"shape": shape, "size": size}, adapt_on=["shape"], default_model="random-tiny")
+    return Suite(name, {"shape": shape, "size": size}, adapt_on=["shape"], default_model="random-tiny",
+                 board_shots=2)
 
 
 class CountingMethod(Method):

@@ -143,3 +143,99 @@ def test_committed_leaderboards_are_current(tmp_path):
     stale = leaderboard.stale_pages(root / "results", root, set(reg.methods), reg.suites,
                                     submission.shipped_references())
     assert stale == [], f"{stale} are stale: run `clipbench leaderboard build`"
+
+
+def _variant(data, bump, seeds=None, probe_wrong=0):
+    """Another honest-looking row of the fake method: another config, optionally fewer seeds and some probe
+    images scored wrong (bits and accuracy together)."""
+    other = copy.deepcopy(data)
+    other["config"]["method_config"] = {"bump": bump}
+    if seeds is not None:
+        other["config"]["seeds"] = seeds
+        other["cells"] = [c for c in other["cells"] if c["seed"] in seeds]
+    for cell in other["cells"]:
+        for name, packed in cell["correct"]["probes"].items():
+            n, raw = scoring.packed_parts(packed)
+            value = int.from_bytes(raw, "little")
+            flags = [bool(value >> i & 1) for i in range(n)]
+            for i in [i for i, f in enumerate(flags) if f][:probe_wrong]:
+                flags[i] = False
+            cell["correct"]["probes"][name] = scoring.pack_correct(flags)
+            cell["probes"][name] = scoring.accuracy_from_correct(cell["correct"]["probes"][name])
+    other["config_hash"] = results.config_hash(other["config"])
+    other["summary"] = scoring.summarise(other["cells"], other["reference"])
+    return other
+
+
+def test_a_row_lacking_a_seed_never_changes_the_other_rows_intervals(valid, tmp_path):
+    """#23.2: a row whose seeds do not cover the others' cut every interval down to the common seeds."""
+    data, _, _, path = valid
+    b, c = _variant(data, 1.0, probe_wrong=1), _variant(data, 2.0, seeds=[1])
+    rows = [(data, path, leaderboard.summarised(data)), (b, tmp_path / "b.json", leaderboard.summarised(b))]
+    alone = leaderboard.intervals(rows)
+    together = leaderboard.intervals(rows + [(c, tmp_path / "c.json", leaderboard.summarised(c))])
+    full = [v for v in together.values() if v["seeds"] == [1, 2]]
+    assert full and full[0]["score"] == next(iter(alone.values()))["score"]
+    assert full[0]["difference"] == next(iter(alone.values()))["difference"]
+    page = leaderboard.render_suite("mini", [(path, data), (tmp_path / "b.json", b), (tmp_path / "c.json", c)])
+    assert "[-]" not in page and "Of the 1 pairs of methods" in page
+
+
+def test_zero_forgetting_by_construction_is_marked_and_never_bold(valid):
+    """#22.2: probes scored exactly as zero-shot are a property of the design, not a measured best: decided
+    from the per-image correctness (the fake method changes nothing; one probe image moved is a measurement)."""
+    from pathlib import Path
+
+    data, _, _, _ = valid
+    assert leaderboard.encoders_untouched(data)
+    assert not leaderboard.encoders_untouched(_variant(data, 1.0, probe_wrong=1))
+    results_dir = Path(__file__).resolve().parent.parent / "leaderboards" / "results"
+    entries = [(p, json.loads(p.read_text())) for name in ("linear-probe", "saft", "knn-adapter")
+               for p in results_dir.glob(f"default__{name}__*.json")]
+    page = leaderboard.render_suite("default", entries)
+    lines = page.splitlines()
+    header = next(line for line in lines if line.startswith("| method"))
+    column = [c.strip() for c in header.split("|")].index("probe forgetting")
+    forgetting = {line.split("|")[1].strip(): line.split("|")[column].strip()
+                  for line in lines if line.startswith("| ") and "results/" in line}
+    assert forgetting["linear-probe"] == "0.0 ± 0.0 (encoders untouched)"
+    assert forgetting["knn-adapter"] == "**0.7 ± 0.4**"  # the best measured forgetting
+    assert "encoders untouched" in page.split("\n\n")[1]  # the header says what the mark means
+
+
+def test_one_row_per_run_whatever_the_file_name_or_seeds(valid, tmp_path):
+    """#23.8: the same run under two names, or resubmitted on fewer seeds, made two rows and a self-pair."""
+    data, methods, suites, path = valid
+    (path.parent / "copy.json").write_text(path.read_text())
+    with pytest.raises(ClipbenchError, match="the same run as copy.json .*one row per run"):
+        leaderboard.build(path.parent, tmp_path, methods, suites)
+    (path.parent / "copy.json").unlink()
+    fewer = _variant(data, data["config"]["method_config"].get("bump", 0.0), seeds=[1])
+    fewer["config"]["method_config"] = data["config"]["method_config"]
+    fewer["config_hash"] = results.config_hash(fewer["config"])
+    (path.parent / "fewer.json").write_text(json.dumps(fewer))
+    with pytest.raises(ClipbenchError, match="one row per run"):
+        leaderboard.build(path.parent, tmp_path, methods, suites)
+
+
+def test_the_page_says_shots_and_seeds(valid):
+    data, _, _, path = valid
+    page = leaderboard.render_suite("mini", [(path, data)])
+    assert "Every row: 2 shots per class, evaluation seeds 1, 2" in page
+
+
+def test_the_pairwise_work_is_bounded_and_said(valid, tmp_path, monkeypatch):
+    """#23.8: 1,024 rows took 124 s and 1 GB, growing with every pair: beyond a cap, neighbours only."""
+    data, methods, suites, path = valid
+    monkeypatch.setattr(leaderboard, "MAX_ALL_PAIRS", 2)
+    entries = [(path, data)] + [(tmp_path / f"v{i}.json", _variant(data, float(i), probe_wrong=i)) for i in (1, 2)]
+    rows = sorted([(d, p, leaderboard.summarised(d)) for p, d in entries],
+                  key=lambda r: -r[2]["overall"]["score"]["mean"])
+    [boot] = leaderboard.intervals(rows).values()
+    assert len(boot["difference"]) == 2 and boot["neighbours_only"]
+    page = leaderboard.render_suite("mini", entries)
+    assert "Of the 2 pairs of ranking neighbours (more than 2 rows: neighbours only)" in page
+    monkeypatch.setattr(leaderboard, "MAX_ROWS", 1)
+    (path.parent / "v1.json").write_text(json.dumps(entries[1][1]))
+    with pytest.raises(ClipbenchError, match="suite 'mini' has 2 rows; a board holds at most 1"):
+        leaderboard.build(path.parent, tmp_path, methods, suites)

@@ -212,7 +212,8 @@ def test_default_plugins_are_modules_with_hooks():
 
 
 @pytest.mark.parametrize("kind, name", [("method", "../x"), ("method", "a b"), ("suite", "[/b]"),
-                                        ("model", "x|<script>")])
+                                        ("model", "x|<script>"),
+                                        ("method", "zeroshot\n"), ("model", "clipbench-tiny\n")])  # fullmatch
 def test_plugins_may_register_only_safe_names(kind, name):
     from clipbench import hookimpl
     from clipbench.errors import ClipbenchError

@@ -271,3 +271,49 @@ def test_a_full_fine_tuning_that_diverged_is_refused_not_scored_as_always_class_
     with pytest.raises(protocol.MethodError, match="'full-ft' on task 'shape', seed 1 returned non-finite logits"):
         protocol.run_cell(method, method.make_config({"lr": 1e3, "epochs": 1}), model, suite, suite.task("shape"), 1,
                           2, evaluator, torch.device("cpu"), protocol.SilentReporter())
+class _VisualPrompt:
+    """A method whose only change is a visual prompt added to the image by a forward pre-hook: the image
+    tower's weights stay the pretrained ones, its embeddings do not."""
+
+    name = "visual-prompt"
+
+    def make_config(self, overrides):
+        return None
+
+    def adapt(self, model, fewshot, task, config, ctx):
+        from clipbench.method import Adapted
+
+        prompt = torch.linspace(-3.0, 3.0, model.image_size).expand(3, model.image_size, -1)
+        model.module.visual.register_forward_pre_hook(lambda module, args: (args[0] + prompt,) + args[1:])
+        return Adapted(model, trainable=prompt.numel(), task=task)
+
+
+def test_a_visual_prompt_by_forward_pre_hook_is_scored_from_its_own_embeddings(tmp_path):
+    """The cache canary: the weights say "pretrained", the image path does not; cached and uncached
+    scoring must agree (before the canary the cached run scored the pretrained embeddings)."""
+    model = create_embedded(seed=0)
+    model.module.eval()
+    suite = mini_suite()
+    task = suite.task("shape")
+    records = []
+    for cache in (EmbeddingCache(tmp_path), None):
+        evaluator = protocol.Evaluator(cache=cache)
+        evaluator.bind(model)
+        protocol.zeroshot_reference(model, suite, task, evaluator)
+        cell = protocol.run_cell(_VisualPrompt(), None, model, suite, task, 1, 2, evaluator,
+                                 torch.device("cpu"), protocol.SilentReporter())
+        records.append(cell["correct"])
+    cached, uncached = records
+    assert cached == uncached
+
+
+def test_the_canary_still_lets_an_untouched_image_tower_use_the_cache(tmp_path):
+    from clipbench.method import Adapted
+
+    model = create_embedded(seed=0)
+    model.module.eval()
+    evaluator = protocol.Evaluator(cache=EmbeddingCache(tmp_path))
+    evaluator.bind(model)
+    import copy
+
+    assert evaluator.encoder_is_pretrained(Adapted(copy.deepcopy(model)))

@@ -194,3 +194,23 @@ def test_runs_without_correctness_get_no_interval():
     r = ref()
     cells = [cell(1, 70.0, {"s": 50.0}, {"p": 70.0})]
     assert scoring.bootstrap({"old": (cells, {"t": r})})["score"] == {}
+
+
+ROUNDING = [  # #23.9: one rule, half to even on the stored decimal value
+    (44.55, 1, "44.6"), (56.95, 1, "57.0"), (0.05, 1, "0.0"), (0.15, 1, "0.2"), (0.25, 1, "0.2"),
+    (2.675, 2, "2.68"), (-0.04, 1, "0.0"), (1.05, 1, "1.0"), (0.65, 1, "0.6"),
+]
+
+
+@pytest.mark.parametrize("x, digits, text", ROUNDING)
+def test_one_rounding_rule_for_every_printed_number(x, digits, text):
+    from clipbench import formatting
+
+    assert formatting.unsigned_zero(x, digits) == text
+    assert formatting.mean_std({"mean": x, "std": x}, digits) == f"{text} ± {text}"
+
+
+def test_the_left_out_probe_message_never_rounds_onto_the_limit():
+    """14.99 is within 5 points of chance 10; printed as 15.0 it read as exactly 5 points."""
+    ref = {"id": 50.0, "probes": {"p": 14.99}, "chance": {"id": 10.0, "shifts": {}, "probes": {"p": 10.0}}}
+    assert scoring.excluded_probes(ref)["p"] == "pretrained 14.99 is within 5 points of chance 10.0"

@@ -285,6 +285,12 @@ MORE_HOSTILE = [
     ("a tuned option the method lacks", set_config("tuned", {"shape": {"nope": 1}}), "config.tuned"),
     ("a key with a newline", lambda d: d["provenance"].__setitem__("versions", {"a\nb": "1"}),
      "a key that is not a short printable string"),
+    # #23.2: seeds are the board's; #23.8: so are shots
+    ("seed shopping: seeds 4, 5", lambda d: (set_config("seeds", [4, 5])(d), [c.__setitem__("seed", c["seed"] + 3)
+                                                                             for c in d["cells"]]),
+     "config.seeds: suite 'mini' ranks rows on its evaluation seeds 1, 2, 3; seed 4 belongs to no row"),
+    ("a 64-shot row", lambda d: (set_config("shots", 64)(d), [c.__setitem__("shots", 64) for c in d["cells"]]),
+     "config.shots: suite 'mini' ranks 2-shot rows; this row ran 64"),
 ]
 
 
@@ -324,3 +330,134 @@ def test_recorded_option_values_out_of_range_are_problems_when_the_methods_are_k
     assert "config.method_config.steps must be at least 0, got -5" in problems, problems
     assert "config.tuned.shape.lr must be above 0, got -1.0" in problems, problems
     assert not [line for line in submission.check(bad, set(methods)) if "must be" in line]  # names only: no check
+# ------------------------------------------------------------------ forgeries of committed rows (#23)
+
+from pathlib import Path  # noqa: E402
+
+COMMITTED = Path(__file__).resolve().parent.parent / "leaderboards" / "results"
+
+
+@pytest.fixture(scope="module")
+def board():
+    """The registry's methods (with defaults and search spaces), suites, known references and known models."""
+    from clipbench.plugins import collect, get_plugin_manager
+
+    reg = collect(get_plugin_manager(load_entrypoints=False))
+    return dict(known_methods=dict(reg.methods), suites=reg.suites,
+                known_references=submission.shipped_references(), known_models=submission.known_models())
+
+
+def committed(method):
+    [path] = COMMITTED.glob(f"default__{method}__*.json")
+    return json.loads(path.read_text())
+
+
+def config_change(**changes):
+    def mutate(d):
+        d["config"].update(changes)
+        rehash(d)
+    return mutate
+
+
+def retune(task, values):
+    def mutate(d):
+        d["config"]["tuned"][task] = values
+        rehash(d)
+    return mutate
+
+
+def bf16_lowered_probe(d):
+    """lora's probe references lowered with their bits (consistent), and the row said to be bf16."""
+    for ref in d["reference"].values():
+        for name, packed in ref["correct"]["probes"].items():
+            ref["correct"]["probes"][name] = scoring.pack_correct([False] * packed["n"])
+            ref["probes"][name] = 0.0
+    d["summary"] = scoring.summarise(d["cells"], d["reference"])
+    config_change(precision="bf16")(d)
+
+
+def params(n, pct=None):
+    def mutate(d):
+        for c in d["cells"]:
+            c["cost"]["trainable_params"] = n
+            if pct is not None:
+                c["cost"]["trainable_pct"] = pct
+    return mutate
+
+
+def other_weights(d):
+    d["config"]["model_fingerprint"] = d["provenance"]["model_fingerprint"] = "ab" * 8
+    rehash(d)
+
+
+FORGERIES = [
+    # 3: "tuned" is checked against the shipped tuned configs and the search space
+    ("tip-adapter-f run at lr=0.003, relabelled tuned", "tip-adapter-f", retune("colour", {"lr": 0.003}),
+     "config.tuned.colour: lr=0.003 is not what the shipped tuned config"),
+    ("linear-probe, nothing to tune, says tuned", "linear-probe",
+     lambda d: retune("animals", {next(iter(d["config"]["method_config"])): 1})(d),
+     "config.tuned: method 'linear-probe' declares no search space"),
+    ("a tuned option outside the search space", "tip-adapter-f", retune("colour", {"epochs": 3}),
+     "config.tuned.colour: epochs is not in method 'tip-adapter-f'"),
+    # 8: options removed after setting a value by hand
+    ("options removed after init_alpha=10", "tip-adapter-f",
+     lambda d: (d["config"]["method_config"].__setitem__("init_alpha", 10.0), rehash(d)),
+     "config.method_config.init_alpha: 10.0 is not the method's default (1.17)"),
+    # 8: bf16 skipped the reference check
+    ("bf16 with lowered probe references", "lora", bf16_lowered_probe, "config.precision: 'bf16' rows of this model"),
+    # 8: trainable parameters bounded by the known model's size
+    ("10^12 trainable parameters", "lora", params(10 ** 12, 100.0), "cost.trainable_params: 1000000000000 is more"),
+    ("1 trainable parameter, the % left", "lora", params(1), "cost.trainable_pct: "),
+    # 4: identity is the weights
+    ("the embedded weights named ViT-B-32 (openai)", "zeroshot",
+     config_change(model="ViT-B-32", architecture="ViT-B-32", pretrained="openai"),
+     "config.model: fingerprint f8aadfabf412419d is the weights of clipbench-tiny (world-real)"),
+    ("a wrong pretrained tag", "zeroshot", config_change(pretrained="world"),
+     "this row names them 'clipbench-tiny' ('world')"),
+    ("other weights under the embedded name", "zeroshot", other_weights,
+     "config.model_fingerprint: abababababababab is not the weights of clipbench-tiny (world-real)"),
+    # 8: names end where they end ($ matched before a final newline)
+    ("a method named 'zeroshot\\n'", "zeroshot", config_change(method="zeroshot\n"),
+     "config.method: 'zeroshot\\n' is not a valid method name"),
+]
+
+
+@pytest.mark.parametrize("label, method, mutate, message", FORGERIES, ids=[f[0] for f in FORGERIES])
+def test_forged_committed_rows_are_refused_with_the_field(board, label, method, mutate, message):
+    d = committed(method)
+    mutate(d)
+    problems = submission.check(d, **board)
+    assert any(message in p for p in problems), problems
+
+
+def test_every_committed_row_passes_the_full_check(board):
+    for path in sorted(COMMITTED.glob("*.json")):
+        assert submission.check_file(path, **board) == [], path.name
+
+
+@pytest.mark.parametrize("damage", ["{not json", '{"references": []}', '{"how": "x"}', ""])
+def test_a_damaged_known_references_file_fails_loudly(tmp_path, damage):
+    """#23.8: a damaged file silently turned the reference check off."""
+    from clipbench.errors import ClipbenchError
+
+    path = tmp_path / "known-references.json"
+    path.write_text(damage)
+    with pytest.raises(ClipbenchError, match="is damaged"):
+        submission.shipped_references(path)
+
+
+def test_the_known_models_registry_is_the_shipped_model(embedded):
+    entry = submission.known_models()[embedded.fingerprint()]
+    assert entry == {"model": "clipbench-tiny", "architecture": "clipbench-tiny", "pretrained": "world-real",
+                     "parameters": embedded.num_parameters()}
+
+
+def test_only_regular_files_are_read(tmp_path):
+    """#23.8: a result entry that is a symlink to /dev/zero or a FIFO read until memory ran out, or hung."""
+    import os
+
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "fifo.json")
+    for name in ("zero.json", "fifo.json"):
+        problems = submission.check_file(tmp_path / name)
+        assert len(problems) == 1 and "is not a regular file" in problems[0], problems

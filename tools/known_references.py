@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from clipbench import protocol
-from clipbench.models import load_embedded
+from clipbench.models import EMBEDDED, EMBEDDED_TAG, load_embedded
 from clipbench.suites.default import build_default_suite
 
 OUT = Path(__file__).resolve().parent.parent / "clipbench" / "assets" / "known-references.json"
@@ -28,8 +28,16 @@ def compute() -> dict:
     evaluator = protocol.Evaluator()
     refs = {t: protocol.zeroshot_reference(model, suite, suite.task(t), evaluator) for t in suite.adapt_on}
     return {"how": "tools/known_references.py: protocol.zeroshot_reference of the shipped clipbench-tiny weights "
-                   "on the default suite (fp32)",
-            "references": {model.fingerprint(): {suite.name: refs}}}
+                   "on the default suite (fp32); models: the weights each known fingerprint is (name, pretrained "
+                   "tag, parameter count)",
+            "references": {model.fingerprint(): {suite.name: refs}},
+            "models": known_models(model)}
+
+
+def known_models(model) -> dict:
+    """The registry of known weights: fingerprint -> what a result must call them, and their size."""
+    return {model.fingerprint(): {"architecture": EMBEDDED, "model": EMBEDDED, "pretrained": EMBEDDED_TAG,
+                                  "parameters": model.num_parameters()}}
 
 
 if __name__ == "__main__":

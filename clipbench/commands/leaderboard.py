@@ -29,10 +29,29 @@ def add_parser(sub) -> None:
     which = ver.add_mutually_exclusive_group()
     which.add_argument("--seeds", type=seed_list, default=None, metavar="LIST",
                        help="seeds to re-run, e.g. 2 or 1,3 (default: every seed of the result)")
-    which.add_argument("--draw", action="store_true", help="re-run one seed drawn at random by the verifier")
-    ver.add_argument("--tolerance", type=float, default=0.5, help="points (default: %(default)s)")
+    which.add_argument("--draw", action="store_true",
+                       help="re-run seeds drawn at random by the verifier, enough (ceil(0.9 x seeds)) that a "
+                            "single forged seed is caught with probability >= 0.9: every seed of a 3-seed result")
+    ver.add_argument("--tolerance", type=_tolerance, default=None, metavar="POINTS",
+                     help="a finite number >= 0 of points (and percent of a set's images) a re-run may differ by "
+                          "(default: none, image by image exactly, where the environment matches the result's "
+                          "device type, threads and torch version; else measured from the zero-shot reference "
+                          "and stated)")
     ver.add_argument("--data", type=Path, default=None, metavar="ROOT",
                      help="root of the real datasets, for results on real-data suites (default: $CLIPBENCH_DATA_DIR)")
+
+
+def _tolerance(text: str) -> float:
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
+    return value
 
 
 def main(args, console: Console) -> int:
@@ -40,7 +59,7 @@ def main(args, console: Console) -> int:
 
     pm, registry = load_plugins()
     checks = dict(known_methods=dict(registry.methods), suites=registry.suites,
-                  known_references=submission.shipped_references())
+                  known_references=submission.shipped_references(), known_models=submission.known_models())
     if args.action == "verify":
         from clipbench import results, verify
 
@@ -53,10 +72,12 @@ def main(args, console: Console) -> int:
             raise ClipbenchError(f"{args.file} cannot be verified: {problems[0]} (`clipbench leaderboard check` "
                                  "lists every problem).")
         if not problems:
-            seeds = [verify.draw_seed(data)] if args.draw else args.seeds
+            seeds = verify.draw_seeds(data) if args.draw else args.seeds
             if args.draw:
-                console.print(f"re-running seed {seeds[0]} (drawn at random)", highlight=False)
-            problems = verify.verify(data, registry, pm, seeds, args.tolerance, data_root=args.data)
+                console.print(f"re-running seed(s) {', '.join(map(str, seeds))} (drawn at random: one forged "
+                              f"seed is caught with probability >= {verify.DRAW_CATCH:g})", highlight=False)
+            problems = verify.verify(data, registry, pm, seeds, args.tolerance, data_root=args.data,
+                                     tell=lambda line: console.print(line, highlight=False, markup=False))
         for p in problems:
             console.print(f"  {p}", highlight=False, markup=False)
         console.print("[green]verified[/]" if not problems else f"[red]{len(problems)} problem(s)[/]")
