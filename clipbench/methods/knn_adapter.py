@@ -67,6 +67,9 @@ Differences from the released code:
    the more local kernel, listed first) from (-100, -30, -10, -3); -10 is the
    sharpness of the kernel exp(-10 d) of the file's other local models
    (``LocalMLP``, ``LocalSplitMLP``).  The choice is recorded in the cell's notes.
+   The candidates are trained side by side (disjoint parameters, summed losses:
+   each gets exactly the steps it would get alone), so the search costs about
+   one training run, not four.
 2. The distance to the centres (moves numbers; a released-code bug fixed).
    Reference: ``weight_image``/``weight_text`` take ``.max()`` of the whole
    (batch x centres) similarity matrix, so one weight serves the whole batch,
@@ -107,6 +110,9 @@ Differences from the released code:
    neither.
 9. Precision and device (cosmetic): the reference encodes on CPU in fp32; the
    maps here train in fp32 on the embedding cache's features.
+10. One forward pass per step (cosmetic): the reference maps a class's
+   positives and negatives in two calls and sums a scalar loss; the same
+   numbers come from mapping the support set once and splitting it.
 """
 
 from __future__ import annotations
@@ -265,6 +271,7 @@ def train_maps(image_maps: CandidateMaps, text_maps: CandidateMaps, feats: torch
                text: torch.Tensor, config: KNNAdapterConfig, tick=lambda: None) -> None:
     """The released loop: ``iterations`` rounds, one AMSGrad step per class on its centre-margin loss plus
     the identity pull of both maps (every candidate at once)."""
+    feats, text = feats.detach(), text.detach()  # the encoders are frozen: their outputs are constants
     params = list(image_maps.parameters()) + list(text_maps.parameters())
     opt = torch.optim.Adam(params, lr=config.lr, amsgrad=True, weight_decay=0.0)
     w_image, w_text = image_maps.weights(feats), text_maps.weights(text)  # constant: the centres are fixed
