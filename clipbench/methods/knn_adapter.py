@@ -67,6 +67,10 @@ Differences from the released code:
    the more local kernel, listed first) from (-100, -30, -10, -3); -10 is the
    sharpness of the kernel exp(-10 d) of the file's other local models
    (``LocalMLP``, ``LocalSplitMLP``).  The choice is recorded in the cell's notes.
+   Measured on the default suite (16 shots, seed 1): the released +1e-3 forgets
+   33 (digits) and 39 (animals) points of probe accuracy; validation, which
+   sees only accuracy on the task, prefers the least local kernel of the grid
+   (-3 on both), so the grid's last point is what bounds the forgetting.
    The candidates are trained side by side (disjoint parameters, summed losses:
    each gets exactly the steps it would get alone), so the search costs about
    one training run, not four.
