@@ -181,11 +181,13 @@ def test_cayley_transform(benchmark, matmul_peak):
 
 
 def test_knn_neighbour_search(benchmark, matmul_peak):
-    from clipbench.methods.knn_adapter import local_weights
+    """The kNN adapter's blend weights: each query's cosine distance to its nearest centre."""
+    from clipbench.methods.knn_adapter import blend_weight
 
     q = torch.nn.functional.normalize(torch.randn(4096, 512, device=DEVICE), dim=-1)
     keys = torch.nn.functional.normalize(torch.randn(16000, 512, device=DEVICE), dim=-1)
-    benchmark.pedantic(lambda: (local_weights(q, keys, 0.3, 8), sync()), rounds=3, warmup_rounds=1)
+    rbf = torch.tensor(-10.0)
+    benchmark.pedantic(lambda: (blend_weight(q, keys, rbf, 0.5), sync()), rounds=3, warmup_rounds=1)
     report(benchmark, 2 * 4096 * 16000 * 512, matmul_peak, 4096, "queries")
 
 
