@@ -198,9 +198,12 @@ def test_a_failing_run_is_reported_before_the_error_reaches_the_user(registry, t
     monkeypatch.setattr(CountingMethod, "adapt", broken)
     pm, reg = registry
     pm.register(Tracker())
-    with pytest.raises(RuntimeError):
+    from clipbench.errors import ClipbenchError
+
+    with pytest.raises(ClipbenchError, match="Method 'counting' failed .*the method broke"):  # one sentence (#24)
         runner.execute(runner.RunRequest(["counting"], suite="mini", shots=2, seeds=[1], out_dir=tmp_path), reg, pm)
-    assert failures == [("counting", "the method broke")]
+    [(method, error)] = failures
+    assert method == "counting" and "the method broke" in error and "second line" not in error
 
 
 def test_default_plugins_are_modules_with_hooks():
