@@ -94,7 +94,7 @@ class KNNAdapterConfig(MethodConfig):
     lr: float = option(1e-3, "Adam (AMSGrad, no weight decay) learning rate of both maps",
                        source=f"{REF}: Embedder's Adam(lr=1e-3, amsgrad=True, weight_decay=0)")
     iterations: int = option(500, "rounds over the classes, one optimiser step per class each",
-                             source=f"{REF}: evaluation/eval_fewshot.py, 500 rounds of optimize_embedding")
+                             source=f"{REF}: evaluation/eval_fewshot.py, 500 rounds of optimize_embedding", low=0)
 
 
 def cluster_centres(points: torch.Tensor, max_centres: int) -> torch.Tensor:
