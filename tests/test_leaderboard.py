@@ -199,7 +199,7 @@ def test_zero_forgetting_by_construction_is_marked_and_never_bold(valid):
     forgetting = {line.split("|")[1].strip(): line.split("|")[column].strip()
                   for line in lines if line.startswith("| ") and "results/" in line}
     assert forgetting["linear-probe"] == "0.0 ± 0.0 (encoders untouched)"
-    assert forgetting["knn-adapter"] == "**0.7 ± 0.4**"  # the best measured forgetting
+    assert forgetting["knn-adapter"].startswith("**") and "untouched" not in forgetting["knn-adapter"]  # measured best
     assert "encoders untouched" in page.split("\n\n")[1]  # the header says what the mark means
 
 
