@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug or os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
             err.print_exception(show_locals=False)
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        if not args.debug and exc.__cause__ is not None:
+        if not args.debug and exc.__cause__ is not None and exc.debug_hint:
             err.print(f"(run with --debug or {DEBUG_ENV}=1 for the full traceback)", highlight=False)
         return 2
     except KeyboardInterrupt:

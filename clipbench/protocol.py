@@ -324,6 +324,8 @@ def _run_cell(method, config, model, suite, task, seed, shots, evaluator, device
 class MethodError(ClipbenchError):
     """A method broke the contract or raised: one sentence naming the method and the cell."""
 
+    debug_hint = True
+
 
 def last_line(exc: BaseException) -> str:
     """An exception's last line as Python prints it ("ValueError: bad lr")."""
