@@ -40,18 +40,16 @@ def parameter_changes(before, after, skip=()) -> tuple[int, int]:
 
 
 def added_entries(adapted) -> int:
-    """Entries of the tensors and modules an Adapted declares in ``added``."""
+    """Entries of the tensors and modules an Adapted declares in ``added`` (the harness's count, after
+    checking that ``added`` holds only tensors and modules)."""
     import torch
 
-    total = 0
+    from clipbench.protocol import added_entries as count
+
     for item in adapted.added:
-        if isinstance(item, torch.nn.Module):
-            total += sum(p.numel() for p in item.parameters())
-        elif isinstance(item, torch.Tensor):
-            total += item.numel()
-        else:
+        if not isinstance(item, (torch.nn.Module, torch.Tensor)):
             raise AssertionError(f"Adapted.added holds a {type(item).__name__}; declare tensors or modules")
-    return total
+    return count(adapted)
 
 
 def check_method_contract(method, shots: int = 2, seed: int = 1, overrides: dict | None = None):
