@@ -151,6 +151,12 @@ class Task:
     # authors' code all use "a photo of a {}."); ``templates`` is the zero-shot evaluation ensemble.
     train_template: str = "a photo of a {}."
 
+    def __post_init__(self):
+        # A task owns its lists: suites build tasks from module-level tables, and a method (or test) that
+        # edits one task in place must never reach the table, nor every suite built from it afterwards.
+        self.classnames, self.templates, self.probes = list(self.classnames), list(self.templates), list(self.probes)
+        self.shifts = dict(self.shifts)
+
     def resolve(self) -> "Task":
         """Read the class names of a real-data task (once); a no-op for tasks that carry them."""
         if not self.classnames and self.classnames_from is not None:

@@ -82,3 +82,16 @@ def test_bind_points_a_data_suite_at_its_root_in_one_call(tmp_path):
     suite = collect(get_plugin_manager(load_entrypoints=False)).suite("forgetting")
     assert suite.bind(tmp_path, download=False, image_size=64) is suite
     assert (suite.data.path, suite.data.image_size) == (tmp_path, 64)
+
+
+def test_a_task_edited_in_place_never_reaches_the_next_suite_built():
+    """Suites build tasks from module-level tables: editing one built task must leave the tables alone
+    (a careless-method test that cleared the shape task's probes once emptied them for every later run)."""
+    from clipbench.suites.default import build_default_suite
+
+    shape = build_default_suite().task("shape")
+    shape.probes.clear()
+    shape.templates.clear()
+    shape.classnames.sort(reverse=True)
+    again = build_default_suite().task("shape")
+    assert again.probes and again.templates and again.classnames != shape.classnames
