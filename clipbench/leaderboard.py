@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from tabulate import tabulate
@@ -102,23 +103,37 @@ def _same_runs(loaded: list[tuple[Path, dict]]) -> list[str]:
     return out
 
 
-def render_all(entries: list[tuple[Path, dict]]) -> dict[str, str]:
-    """File name (``<suite>.md``) -> Markdown, for every suite with results."""
+def boards(entries: list[tuple[Path, dict]], known_models: dict | None = None) -> dict[str, Board]:
+    """Suite name -> its :class:`Board`, for every suite with results (what both the Markdown and the site show)."""
     by_suite: dict[str, list[tuple[Path, dict]]] = {}
     for f, data in entries:
         by_suite.setdefault(data["config"]["suite"], []).append((f, data))
-    pages = {}
+    out = {}
     for suite, group in sorted(by_suite.items()):
         if not results.SAFE_NAME.fullmatch(suite):  # checked already; never trust a name with a file path
             raise ClipbenchError(f"Suite name {suite!r} is not a safe file name.")
-        pages[f"{suite}.md"] = render_suite(suite, group)
-    return pages
+        out[suite] = board(suite, group, known_models)
+    return out
+
+
+def render_all(entries: list[tuple[Path, dict]], known_models: dict | None = None) -> dict[str, str]:
+    """File name (``<suite>.md``) -> Markdown, for every suite with results."""
+    return markdown_pages(boards(entries, known_models))
+
+
+def markdown_pages(suite_boards: dict[str, Board]) -> dict[str, str]:
+    return {f"{suite}.md": render_board(b) for suite, b in suite_boards.items()}
 
 
 def build(results_dir: Path, out_dir: Path, known_methods=None, suites=None, known_references=None,
           known_models=None) -> list[Path]:
     """Check every result, then write ``out_dir/<suite>.md`` for every suite with results; return the pages."""
-    pages = render_all(load_checked(results_dir, known_methods, suites, known_references, known_models))
+    return write_pages(render_all(load_checked(results_dir, known_methods, suites, known_references, known_models)),
+                       out_dir)
+
+
+def write_pages(pages: dict[str, str], out_dir: Path) -> list[Path]:
+    """Write each page atomically into ``out_dir`` (unchanged pages are left alone); return their paths."""
     out = Path(out_dir).resolve()
     written = []
     for name, text in pages.items():
@@ -180,14 +195,20 @@ def hyperparameters(cfg: dict) -> str:
     return "tuned" if cfg.get("tuned") else "paper"
 
 
-def _reference_line(ref: dict) -> str:
-    parts = [f"ID {formatting.fixed(ref['id'], 1)}"]
+def reference_parts(ref: dict) -> list[tuple[str, str | list[tuple[str, str]]]]:
+    """A zero-shot reference as labelled values: ("ID", "45.2"), ("shifts", [(name, "25.3"), ...]), ..."""
+    parts: list = [("ID", formatting.fixed(ref["id"], 1))]
     if "new" in ref:
-        parts.append(f"new classes {formatting.fixed(ref['new'], 1)}")
-    for label, key in (("shifts", "shifts"), ("probes", "probes")):
+        parts.append(("new classes", formatting.fixed(ref["new"], 1)))
+    for key in ("shifts", "probes"):
         if ref[key]:
-            parts.append(f"{label} " + ", ".join(f"{md(k)} {formatting.fixed(v, 1)}" for k, v in sorted(ref[key].items())))
-    return "; ".join(parts)
+            parts.append((key, [(k, formatting.fixed(v, 1)) for k, v in sorted(ref[key].items())]))
+    return parts
+
+
+def _parts_line(parts: list) -> str:
+    return "; ".join(f"{label} {value}" if isinstance(value, str) else
+                     f"{label} " + ", ".join(f"{md(k)} {v}" for k, v in value) for label, value in parts)
 
 
 def _model_key(data: dict) -> tuple:
@@ -242,113 +263,230 @@ def intervals(rows: list[tuple[dict, Path, dict]]) -> dict[tuple, dict]:
     return out
 
 
-def _separation(rows, boot: dict[tuple, dict]) -> list[str]:
-    """How many method pairs the paired bootstrap tells apart, and each pair of neighbours in the ranking."""
+@dataclass
+class Cell:
+    """One number of a row as the board shows it (``text``), its mean for sorting and plotting, and marks."""
+
+    text: str
+    mean: float | None
+    best: bool = False
+    note: str = ""  # "encoders untouched": zero by construction, never bold
+    interval: str = ""  # the score's 95% interval, "[lo, hi]" (or "[-]")
+
+
+@dataclass
+class Row:
+    """One result file's line of a board: raw names (escaped by each renderer) and formatted numbers."""
+
+    data: dict
+    path: Path
+    summary: dict
+    method: str
+    model: str  # "<model> (<pretrained>)"
+    unknown_weights: bool
+    hyperparameters: str
+    seeds: int
+    untouched: bool
+    cells: dict[str, Cell]
+
+
+@dataclass
+class Pair:
+    """A paired bootstrap comparison of two rows (``a`` ranked above ``b``): the shown scores' difference."""
+
+    a: Row
+    b: Row
+    difference: str
+    interval: str
+    told_apart: bool
+
+
+@dataclass
+class Separation:
+    """Which differences are real, for one group of rows bootstrapped together."""
+
+    title: str | None  # the group's model and seeds, where a board has several groups
+    compared: int
+    separated: int
+    neighbours_only: bool
+    seeds: list
+    neighbours: list[Pair]
+    pairs: list[Pair]  # every pair compared
+
+
+@dataclass
+class TaskTable:
+    """One task's numbers per row, and the zero-shot reference of each pretrained model."""
+
+    name: str
+    has_new: bool
+    references: list[tuple[str | None, list, dict[str, str]]]  # (model label or None, parts, excluded probes)
+    rows: list[tuple[Row, dict[str, str]]]  # columns id, new, mean_shift, mean_forgetting, score, and
+    # shift:<name> / forgetting:<probe> for each shift and probe
+
+
+@dataclass
+class Board:
+    """Everything a suite's leaderboard shows, computed once: the Markdown page and the web site render it."""
+
+    suite: str
+    columns: list
+    rows: list[Row]
+    separation: list[Separation]
+    tasks: list[TaskTable]
+    shots: list[int]
+    seeds: list[int]
+
+
+def _pair(b: dict, r1: Row, r2: Row) -> Pair:
+    a, c = _row_name(r1.path), _row_name(r2.path)
+    pairs = b["difference"]
+    _, lo, hi = pairs[(a, c)] if (a, c) in pairs else (None, -pairs[(c, a)][2], -pairs[(c, a)][1])
+    diff = r1.summary["overall"]["score"]["mean"] - r2.summary["overall"]["score"]["mean"]  # the shown scores'
+    return Pair(r1, r2, formatting.signed(diff, 1), f"[{formatting.signed(lo, 1)}, {formatting.signed(hi, 1)}]",
+                lo > 0 or hi < 0)
+
+
+def _separation(rows: list[Row], boot: dict[tuple, dict]) -> list[Separation]:
+    """How many method pairs the paired bootstrap tells apart, each pair of neighbours in the ranking, and
+    every pair compared."""
     out = []
+    several = len([k for k in boot if len(boot[k]["score"]) > 1]) > 1
     for key, b in boot.items():
-        group = [(data, path, summary) for data, path, summary in rows if _boot_key(data) == key
-                 and _row_name(path) in b["score"]]
+        group = [r for r in rows if _boot_key(r.data) == key and _row_name(r.path) in b["score"]]
         if len(group) < 2:
             continue
-        label = {(_row_name(path)): md(data["config"]["method"]) for data, path, _ in group}
         pairs = b["difference"]
         separated = sum(1 for _, lo, hi in pairs.values() if lo > 0 or hi < 0)
-        model = group[0][0]["config"]
-        several = len([k for k in boot if len(boot[k]["score"]) > 1]) > 1
-        title = f"{md(model['model'])}, seeds {', '.join(map(str, key[-1]))}"
-        out += [f"## Which differences are real{' (' + title + ')' if several else ''}", "",
-                f"Of the {len(pairs)} pairs of {'ranking neighbours' if b.get('neighbours_only') else 'methods'}"
-                f"{f' (more than {MAX_ALL_PAIRS} rows: neighbours only)' if b.get('neighbours_only') else ''}, "
-                f"**{separated}** are told apart: the paired 95% interval "
-                f"of their score difference excludes zero (bootstrap over the test images of every scored set "
-                f"and the seeds {', '.join(map(str, b['seeds']))}). Neighbours in the ranking:", ""]
-        table = []
-        for (d1, p1, s1), (d2, p2, s2) in zip(group, group[1:]):
-            a, c = _row_name(p1), _row_name(p2)
-            _, lo, hi = pairs[(a, c)] if (a, c) in pairs else (None, -pairs[(c, a)][2], -pairs[(c, a)][1])
-            diff = s1["overall"]["score"]["mean"] - s2["overall"]["score"]["mean"]  # the shown scores' difference
-            table.append([f"{label[a]} − {label[c]}", formatting.signed(diff, 1),
-                          f"[{formatting.signed(lo, 1)}, {formatting.signed(hi, 1)}]",
-                          "yes" if lo > 0 or hi < 0 else "no"])
-        out += [tabulate(table, headers=["pair", "score difference", "95% interval", "told apart"],
-                         tablefmt="github", disable_numparse=True), ""]
+        title = f"{group[0].data['config']['model']}, seeds {', '.join(map(str, key[-1]))}" if several else None
+        every = [_pair(b, r1, r2) for i, r1 in enumerate(group) for r2 in group[i + 1:]
+                 if (_row_name(r1.path), _row_name(r2.path)) in pairs
+                 or (_row_name(r2.path), _row_name(r1.path)) in pairs]
+        out.append(Separation(title, len(pairs), separated, bool(b.get("neighbours_only")), list(b["seeds"]),
+                              [_pair(b, r1, r2) for r1, r2 in zip(group, group[1:])], every))
     return out
 
 
-def render_suite(suite: str, entries: list[tuple[Path, dict]], known_models: dict | None = None) -> str:
+def board(suite: str, entries: list[tuple[Path, dict]], known_models: dict | None = None) -> Board:
+    """The numbers of one suite's board from checked result files, each computed once by scoring.py."""
     known_models = submission.known_models() if known_models is None else known_models
-    rows = [(data, path, summarised(data)) for path, data in entries]
-    rows.sort(key=lambda r: (-r[2]["overall"]["score"]["mean"], r[0]["config"]["method"], r[0]["config"]["model"]))
-    boot = intervals(rows)
+    ranked = [(data, path, summarised(data)) for path, data in entries]
+    ranked.sort(key=lambda r: (-r[2]["overall"]["score"]["mean"], r[0]["config"]["method"],
+                               r[0]["config"]["model"]))
+    boot = intervals(ranked)
     # new-class accuracy only for suites with base-to-new tasks
-    columns = [c for c in COLUMNS if c[1] != "new" or any("new" in r[2]["overall"] for r in rows)]
-    untouched = {id(r[0]) for r in rows if encoders_untouched(r[0])}
+    columns = [c for c in COLUMNS if c[1] != "new" or any("new" in r[2]["overall"] for r in ranked)]
+    untouched = {id(r[0]) for r in ranked if encoders_untouched(r[0])}
     best = {}
     for _, key, pick, _ in columns:  # a value that is zero by construction is never the best
-        vals = [r[2]["overall"][key]["mean"] for r in rows if key in r[2]["overall"]
+        vals = [r[2]["overall"][key]["mean"] for r in ranked if key in r[2]["overall"]
                 and not (key == "mean_forgetting" and id(r[0]) in untouched)]
         best[key] = pick(vals) if vals else None
-    table = []
-    for data, path, summary in rows:
+    rows = []
+    for data, path, summary in ranked:
         cfg = data["config"]
-        model = md(f"{cfg['model']} ({cfg['pretrained']})")
-        if cfg["model_fingerprint"] not in known_models:  # check refused a known fingerprint under another name
-            model += " (unknown weights)"
-        line = [md(cfg["method"]), model, hyperparameters(cfg)]
         seeds = len({c["seed"] for c in data["cells"]})
+        cells = {}
         for _, key, _, digits in columns:
             stat = summary["overall"].get(key)
-            cell = formatting.share(stat["mean"]) if digits is None and stat else _pm(stat, digits, seeds)
+            cell = Cell(formatting.share(stat["mean"]) if digits is None and stat else _pm(stat, digits, seeds),
+                        stat["mean"] if stat else None)
             if key == "mean_forgetting" and id(data) in untouched and stat:
-                cell += " (encoders untouched)"
+                cell.note = "encoders untouched"
             elif stat and best[key] is not None and math.isclose(stat["mean"], best[key], abs_tol=1e-9):
-                cell = f"**{cell}**"
+                cell.best = True
             if key == "score":
                 ci = boot[_boot_key(data)]["score"].get(_row_name(path))
-                cell += f" [{formatting.fixed(ci[0], 1)}, {formatting.fixed(ci[1], 1)}]" if ci else " [-]"
-            line.append(cell)
-        line.append(str(len({c["seed"] for c in data["cells"]})))
-        line.append(f"[json](results/{path.name})")
-        table.append(line)
-    headers = ["method", "model", "hyper-parameters"] + [c for c, _, _, _ in columns] + ["seeds", "result"]
-    shots = sorted({r[0]["config"]["shots"] for r in rows})
-    seeds = sorted({s for r in rows for s in _seeds(r[0])})
-    protocol = (f"Every row: {' or '.join(map(str, shots))} shots per class, evaluation seeds "
-                f"{', '.join(map(str, seeds))} (the suite's; a row lacking a seed is bootstrapped apart from the "
-                "others).")
-    out = [f"# Leaderboard: {md(suite)} suite", "",
-           HEADER.format(margin=scoring.CHANCE_MARGIN, replicates=scoring.BOOTSTRAP_REPLICATES) + " " + protocol,
-           "", tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
-    out += _separation(rows, boot)
-    tasks = sorted({t for _, d in entries for t in d["config"]["tasks"]})
-    for task in tasks:
+                cell.interval = f"[{formatting.fixed(ci[0], 1)}, {formatting.fixed(ci[1], 1)}]" if ci else "[-]"
+            cells[key] = cell
+        rows.append(Row(data, path, summary, cfg["method"], f"{cfg['model']} ({cfg['pretrained']})",
+                        cfg["model_fingerprint"] not in known_models, hyperparameters(cfg), seeds,
+                        id(data) in untouched, cells))
+    tasks = []
+    for task in sorted({t for _, d in entries for t in d["config"]["tasks"]}):
         has_new = any("new" in d["reference"].get(task, {}) for _, d in entries)
         sub = []
-        for data, path, summary in rows:
-            s = summary["tasks"].get(task)
+        for row in rows:
+            s = row.summary["tasks"].get(task)
             if not s:
                 continue
-            sub.append([md(data["config"]["method"]), _fmt(s["id"]), *([_fmt(s.get("new"))] if has_new else []),
-                        _fmt(s["mean_shift"]), _fmt(s["mean_forgetting"]), formatting.fixed(s['score']['mean'], 1)])
-        out += [f"## Task {md(task)}", ""]
+            numbers = {"id": _fmt(s["id"]), "new": _fmt(s.get("new")), "mean_shift": _fmt(s["mean_shift"]),
+                       "mean_forgetting": _fmt(s["mean_forgetting"]), "score": formatting.fixed(s["score"]["mean"], 1)}
+            numbers.update({f"shift:{k}": _fmt(v) for k, v in s["shifts"].items()})
+            numbers.update({f"forgetting:{k}": _fmt(v) for k, v in s["forgetting"].items()})
+            sub.append((row, numbers))
         models = {}  # one zero-shot reference per pretrained model (and precision) with results here
-        for data, _, _ in rows:
-            cfg = data["config"]
-            if task in data["reference"]:
+        for row in rows:
+            cfg = row.data["config"]
+            if task in row.data["reference"]:
                 precision = cfg.get("precision", "fp32")
                 label = f"{cfg['model']} ({cfg['pretrained']}{'' if precision == 'fp32' else ', ' + precision})"
-                models.setdefault((cfg["model_fingerprint"], precision), (label, data["reference"][task]))
-        for label, ref in models.values():
-            prefix = "Zero-shot reference" + (f" of {md(label)}" if len(models) > 1 else "")
-            out.append(f"{prefix}: {_reference_line(ref)}.")
-            excluded = scoring.excluded_probes(ref)
+                models.setdefault((cfg["model_fingerprint"], precision), (label, row.data["reference"][task]))
+        references = [(label if len(models) > 1 else None, reference_parts(ref), scoring.excluded_probes(ref))
+                      for label, ref in models.values()]
+        tasks.append(TaskTable(task, has_new, references, sub))
+    return Board(suite, columns, rows, _separation(rows, boot), tasks,
+                 sorted({r.data["config"]["shots"] for r in rows}), sorted({s for r in rows for s in _seeds(r.data)}))
+
+
+def render_suite(suite: str, entries: list[tuple[Path, dict]], known_models: dict | None = None) -> str:
+    return render_board(board(suite, entries, known_models))
+
+
+def render_board(b: Board) -> str:
+    """A board as the Markdown page: every user string escaped by :func:`md`."""
+    table = []
+    for row in b.rows:
+        line = [md(row.method), md(row.model) + (" (unknown weights)" if row.unknown_weights else ""),
+                row.hyperparameters]
+        for _, key, _, _ in b.columns:
+            cell = row.cells[key]
+            text = cell.text + (f" ({cell.note})" if cell.note else "")
+            text = f"**{text}**" if cell.best else text
+            line.append(text + (f" {cell.interval}" if cell.interval else ""))
+        line += [str(row.seeds), f"[json](results/{row.path.name})"]
+        table.append(line)
+    headers = ["method", "model", "hyper-parameters"] + [c for c, _, _, _ in b.columns] + ["seeds", "result"]
+    out = [f"# Leaderboard: {md(b.suite)} suite", "",
+           HEADER.format(margin=scoring.CHANCE_MARGIN, replicates=scoring.BOOTSTRAP_REPLICATES) + " " +
+           protocol_sentence(b), "", tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
+    for sep in b.separation:
+        out += [f"## Which differences are real{' (' + md(sep.title) + ')' if sep.title else ''}", "",
+                separation_sentence(sep, "**") + " Neighbours in the ranking:", ""]
+        table = [[f"{md(p.a.method)} − {md(p.b.method)}", p.difference, p.interval, "yes" if p.told_apart else "no"]
+                 for p in sep.neighbours]
+        out += [tabulate(table, headers=["pair", "score difference", "95% interval", "told apart"],
+                         tablefmt="github", disable_numparse=True), ""]
+    for t in b.tasks:
+        out += [f"## Task {md(t.name)}", ""]
+        for label, parts, excluded in t.references:
+            prefix = "Zero-shot reference" + (f" of {md(label)}" if label else "")
+            out.append(f"{prefix}: {_parts_line(parts)}.")
             if excluded:
                 out.append("Left out of forgetting and the score: " +
                            "; ".join(f"probe {md(p)} ({why})" for p, why in excluded.items()) + ".")
-        out += ["", tabulate(sub, headers=["method", "ID acc", *(["new-class acc"] if has_new else []),
+        keys = ["id", *(["new"] if t.has_new else []), "mean_shift", "mean_forgetting", "score"]
+        sub = [[md(row.method)] + [numbers[k] for k in keys] for row, numbers in t.rows]
+        out += ["", tabulate(sub, headers=["method", "ID acc", *(["new-class acc"] if t.has_new else []),
                                             "mean shift acc", "probe forgetting", "score"],
                              tablefmt="github", disable_numparse=True), ""]
     return "\n".join(out)
+
+
+def protocol_sentence(b: Board) -> str:
+    """The board's protocol: shots and evaluation seeds."""
+    return (f"Every row: {' or '.join(map(str, b.shots))} shots per class, evaluation seeds "
+            f"{', '.join(map(str, b.seeds))} (the suite's; a row lacking a seed is bootstrapped apart from the "
+            "others).")
+
+
+def separation_sentence(sep: Separation, strong: str = "") -> str:
+    """How many pairs are told apart, in words (``strong`` marks the count: ** in Markdown)."""
+    return (f"Of the {sep.compared} pairs of {'ranking neighbours' if sep.neighbours_only else 'methods'}"
+            f"{f' (more than {MAX_ALL_PAIRS} rows: neighbours only)' if sep.neighbours_only else ''}, "
+            f"{strong}{sep.separated}{strong} are told apart: the paired 95% interval "
+            f"of their score difference excludes zero (bootstrap over the test images of every scored set "
+            f"and the seeds {', '.join(map(str, sep.seeds))}).")
 
 
 MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~!&])")
