@@ -1,4 +1,4 @@
-"""`clipbench leaderboard build | check | verify`: Markdown tables from checked result files."""
+"""`clipbench leaderboard build | check | verify`: Markdown tables (and a web site) from checked result files."""
 
 from __future__ import annotations
 
@@ -18,8 +18,13 @@ def add_parser(sub) -> None:
     build.add_argument("--results", type=Path, default=Path("leaderboards/results"),
                        help="folder of result files (default: %(default)s)")
     build.add_argument("--out", type=Path, default=Path("leaderboards"), help="default: %(default)s")
-    build.add_argument("--check-current", action="store_true",
-                       help="write nothing; exit 1 if the Markdown differs from a fresh build (for CI)")
+    mode = build.add_mutually_exclusive_group()
+    mode.add_argument("--check-current", action="store_true",
+                      help="write nothing; exit 1 if the Markdown differs from a fresh build (for CI)")
+    mode.add_argument("--site", type=Path, default=None, metavar="DIR",
+                      help="also write the board as a static web site into DIR (new, empty, or a site built "
+                           "before): sortable tables, trade-off plots, a page per task and per method; opens "
+                           "from disk with no network")
     chk = board_sub.add_parser("check", help="validate result files before submitting them")
     chk.add_argument("files", nargs="+", type=Path)
     ver = board_sub.add_parser("verify", help="re-run a result's seeds from its stored config and compare",
@@ -55,8 +60,11 @@ def _tolerance(text: str) -> float:
 
 
 def main(args, console: Console) -> int:
-    from clipbench import leaderboard, submission
+    from clipbench import leaderboard, site, submission
 
+    site_dir = None
+    if args.action == "build" and args.site is not None:  # a bad DIR is said before any work
+        site_dir = site.check_target(args.site)
     pm, registry = load_plugins()
     checks = dict(known_methods=dict(registry.methods), suites=registry.suites,
                   known_references=submission.shipped_references(), known_models=submission.known_models())
@@ -108,6 +116,11 @@ def main(args, console: Console) -> int:
         return 0
     if not args.out.is_dir():
         raise ClipbenchError(f"No leaderboard folder at {args.out}: create it or pass --out FOLDER.")
-    for path in leaderboard.build(args.results, args.out, **checks):
+    entries = leaderboard.load_checked(args.results, **checks)
+    boards = leaderboard.boards(entries)
+    for path in leaderboard.write_pages(leaderboard.markdown_pages(boards), args.out):
         console.print(f"wrote {escape(str(path))}", highlight=False)
+    if site_dir is not None:
+        written = site.write(site.render(boards, checks["known_methods"]), site_dir)
+        console.print(f"wrote the site: {escape(str(written[-1]))} ({len(written)} files)", highlight=False)
     return 0
