@@ -300,19 +300,21 @@ def test_no_link_leaves_the_site_and_every_link_lands(committed):
 
 def test_rebuild_in_place_removes_only_its_own_stale_pages(committed, tmp_path, shipped):
     boards, _ = committed
-    three = [(r.path, r.data) for r in boards["default"].rows if r.method in ("lp-ft", "saft", "zeroshot")]
+    pages = site.render(boards, shipped["known_methods"])
     out = tmp_path / "site"
-    site.write(site.render({"default": leaderboard.board("default", three)}, shipped["known_methods"]), out)
+    site.write(pages, out)
     (out / "notes.txt").write_text("mine")
     assert (out / "method" / "saft.html").is_file()
-    fewer = {"default": leaderboard.board("default", [(p, d) for p, d in three if d["config"]["method"] != "saft"])}
     outside = sorted(p for p in tmp_path.iterdir())
-    written = site.write(site.render(fewer, shipped["known_methods"]), out)
-    assert written[-1] == out / "index.html"
+    fewer = {rel: text for rel, text in pages.items() if "saft" not in rel and not rel.startswith("task/")}
+    written = site.write(fewer, out)  # as if saft's row and every task had left the board
+    assert written[-1] == out / "index.html" and len(written) == len(fewer)
     assert not (out / "method" / "saft.html").exists() and (out / "method" / "lp-ft.html").is_file()
     assert not list((out / "results").glob("*__saft__*")) and (out / "notes.txt").read_text() == "mine"
+    assert not (out / "task").exists()  # the folders it made, emptied, go too
     assert sorted(p for p in tmp_path.iterdir()) == outside
     assert not [p for p in out.rglob("*.tmp")]
+    assert json.loads((out / site.MANIFEST).read_text()) == sorted(fewer)
 
 
 def test_bad_site_folder_is_one_sentence_before_any_work(tmp_path, monkeypatch, capsys):
