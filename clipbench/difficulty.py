@@ -30,7 +30,7 @@ HARDER_WHEN = {"silhouette_modality": "higher", "silhouette_class": "lower", "co
 
 
 @torch.inference_mode()
-def task_difficulty(model: ClipModel, task: Task, batch_size: int = 512,
+def task_difficulty(model: ClipModel, task: Task, batch_size: int | None = None,
                     features: Callable[[ImageSet], torch.Tensor] | None = None) -> dict:
     """The three measures on the task's test set; ``features(images)`` gives the pretrained embeddings
     (the command passes the embedding cache's, so a second call encodes nothing)."""
@@ -38,7 +38,10 @@ def task_difficulty(model: ClipModel, task: Task, batch_size: int = 512,
     if features is not None:
         emb = features(images).to(model.device)
     else:
-        emb = torch.cat([model.encode_image(x) for x, _ in images.batches(batch_size)])
+        from clipbench.protocol import default_batch_size
+
+        batch = batch_size or default_batch_size(model.device)
+        emb = torch.cat([model.encode_image(x) for x, _ in images.batches(batch)])
     text = Adapted(model).text_head(task)
     labels = images.labels
     return {

@@ -38,7 +38,7 @@ class RunRequest:
     device: str = "auto"
     out_dir: Path = Path("results")
     options: dict[str, dict] = field(default_factory=dict)  # method -> {option: value}
-    batch_size: int = 512
+    batch_size: int | None = None  # evaluation batch; None: protocol.default_batch_size of the device
     cache: bool = True
     precision: str = "fp32"
     data: Path | None = None  # root of real datasets (suites on real data); default $CLIPBENCH_DATA_DIR
@@ -114,7 +114,8 @@ def plan(request: RunRequest, registry: Registry) -> Plan:
         raise ClipbenchError(f"Seeds are whole numbers from 0 to {results.MAX_SEED}, got {bad[0]!r}.")
     if len(set(request.seeds)) != len(request.seeds):
         raise ClipbenchError("A seed is named twice in --seeds; each seed runs once.")
-    if isinstance(request.batch_size, bool) or not isinstance(request.batch_size, int) or request.batch_size < 1:
+    if request.batch_size is not None and (isinstance(request.batch_size, bool) or not isinstance(request.batch_size, int)
+                                           or request.batch_size < 1):
         raise ClipbenchError(f"--batch-size must be a whole number of at least 1, got {request.batch_size!r}.")
     check_out_dir(Path(request.out_dir))
     if request.precision not in ("fp32", "bf16"):

@@ -69,10 +69,16 @@ def test_seeds_are_the_verifiers_choice(submitted, registry):
     assert drawn == {1, 2, 3}
 
 
-@pytest.mark.parametrize("method, task", [("zeroshot", None), ("linear-probe", None), ("full-ft", "digits")])
+@pytest.mark.parametrize("method, task", [
+    ("zeroshot", None), ("linear-probe", None),  # no training; a frozen encoder (scored from the cache)
+    ("full-ft", "digits"),  # every weight trains: the cell the default suite's guarantees are read from
+    pytest.param("saft", "shape", marks=pytest.mark.slow),  # a sparse mask
+    pytest.param("orthcr", "shape", marks=pytest.mark.slow),  # a reparametrisation (Cayley rotations)
+    pytest.param("coop", "shape", marks=pytest.mark.slow),  # a prompt learner, also scored on probes
+])
 def test_a_committed_cell_reproduces_its_numbers_exactly(method, task):
     """Accuracies are exact fractions computed once: re-running a published cell gives the same bits,
-    image by image (full-ft on one task: the cell the default suite's guarantees are read from)."""
+    image by image, one method of each kind, so a speed-up that moves a single image is caught."""
     from pathlib import Path
 
     from clipbench.plugins import collect, get_plugin_manager

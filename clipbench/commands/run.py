@@ -50,7 +50,9 @@ def add_parser(sub) -> None:
     data_arguments(run)
     run.add_argument("--option", "-o", type=option_value, action="append", default=[], metavar="METHOD.KEY=VALUE",
                      help="override one option of a method's config (repeatable)")
-    run.add_argument("--batch-size", type=positive_int, default=512, help="evaluation batch size (default: %(default)s)")
+    run.add_argument("--batch-size", type=positive_int, default=None,
+                     help="evaluation batch size; it never changes a number (default: 128 on the CPU, where it "
+                          "keeps a batch in the caches, 512 on a GPU)")
     run.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                      help="evaluation precision; bf16 scores in bfloat16 (on the CPU the image tower runs as a "
                           "bf16 copy, ~4x faster here), training stays fp32 (default: %(default)s)")
@@ -58,8 +60,10 @@ def add_parser(sub) -> None:
                      help="do not read or write the embedding cache ($CLIPBENCH_CACHE_DIR, default ~/.cache/clipbench)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (also off when not a terminal)")
     ex = run.add_argument_group("running the cells elsewhere (a suite is a grid of independent cells)")
-    ex.add_argument("--executor", choices=["sequential", "local", "slurm", "ray"], default="sequential",
-                    help="sequential: this process; local: --workers processes here; slurm: one job per cell "
+    ex.add_argument("--executor", choices=["auto", "sequential", "local", "slurm", "ray"], default="auto",
+                    help="auto: on the CPU one cell per core at one thread each (the layout the leaderboard's rows "
+                         "are made in, so the numbers match them bit for bit), on a GPU sequential; sequential: this "
+                         "process, all its threads; local: --workers processes here; slurm: one job per cell "
                          "through submitit (clipbench[slurm]); ray: Ray tasks (clipbench[ray]) (default: %(default)s)")
     ex.add_argument("--workers", type=positive_int, default=2, help="local and ray: parallel workers (default: 2)")
     ex.add_argument("--partition", default=None, help="slurm: partition")
