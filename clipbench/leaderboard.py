@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tabulate import tabulate
 
-from clipbench import formatting, results, scoring, submission
+from clipbench import claims, formatting, results, scoring, submission
 from clipbench.errors import ClipbenchError
 
 # ------------------------------------------------------------------ build
@@ -258,7 +258,7 @@ def intervals(rows: list[tuple[dict, Path, dict]]) -> dict[tuple, dict]:
     for key, runs in groups.items():
         names = list(runs)  # insertion order: the ranking
         pairs = None if len(names) <= MAX_ALL_PAIRS else list(zip(names, names[1:]))
-        out[key] = scoring.bootstrap(runs, pairs=pairs)
+        out[key] = scoring.bootstrap(runs, pairs=pairs, draws=True)  # draws: the claims' comparisons
         out[key]["neighbours_only"] = pairs is not None
     return out
 
@@ -336,6 +336,15 @@ class Board:
     tasks: list[TaskTable]
     shots: list[int]
     seeds: list[int]
+    claims: list[ClaimTable] = field(default_factory=list)
+
+
+@dataclass
+class ClaimTable:
+    """The papers' claims checked on one group of rows bootstrapped together (see :mod:`clipbench.claims`)."""
+
+    title: str | None  # the group's model and seeds, where a board has several groups
+    verdicts: list[claims.Verdict]
 
 
 def _pair(b: dict, r1: Row, r2: Row) -> Pair:
@@ -358,12 +367,29 @@ def _separation(rows: list[Row], boot: dict[tuple, dict]) -> list[Separation]:
             continue
         pairs = b["difference"]
         separated = sum(1 for _, lo, hi in pairs.values() if lo > 0 or hi < 0)
-        title = f"{group[0].data['config']['model']}, seeds {', '.join(map(str, key[-1]))}" if several else None
+        title = _group_title(group, key, several)
         every = [_pair(b, r1, r2) for i, r1 in enumerate(group) for r2 in group[i + 1:]
                  if (_row_name(r1.path), _row_name(r2.path)) in pairs
                  or (_row_name(r2.path), _row_name(r1.path)) in pairs]
         out.append(Separation(title, len(pairs), separated, bool(b.get("neighbours_only")), list(b["seeds"]),
                               [_pair(b, r1, r2) for r1, r2 in zip(group, group[1:])], every))
+    return out
+
+
+def _group_title(group: list[Row], key: tuple, several: bool) -> str | None:
+    return f"{group[0].data['config']['model']}, seeds {', '.join(map(str, key[-1]))}" if several else None
+
+
+def _claims(rows: list[Row], boot: dict[tuple, dict]) -> list[ClaimTable]:
+    """Every claim of :data:`clipbench.claims.CLAIMS` on each group of two or more rows bootstrapped together."""
+    out = []
+    several = len([k for k in boot if len(boot[k]["score"]) > 1]) > 1
+    for key, b in boot.items():
+        group = [r for r in rows if _boot_key(r.data) == key]
+        if len(group) < 2:
+            continue
+        candidates = [claims.Candidate(r.method, _row_name(r.path), r.untouched) for r in group]
+        out.append(ClaimTable(_group_title(group, key, several), claims.evaluate(candidates, b)))
     return out
 
 
@@ -426,7 +452,8 @@ def board(suite: str, entries: list[tuple[Path, dict]], known_models: dict | Non
                       for label, ref in models.values()]
         tasks.append(TaskTable(task, has_new, references, sub))
     return Board(suite, columns, rows, _separation(rows, boot), tasks,
-                 sorted({r.data["config"]["shots"] for r in rows}), sorted({s for r in rows for s in _seeds(r.data)}))
+                 sorted({r.data["config"]["shots"] for r in rows}), sorted({s for r in rows for s in _seeds(r.data)}),
+                 _claims(rows, boot))
 
 
 def render_suite(suite: str, entries: list[tuple[Path, dict]], known_models: dict | None = None) -> str:
@@ -457,6 +484,14 @@ def render_board(b: Board) -> str:
                  for p in sep.neighbours]
         out += [tabulate(table, headers=["pair", "score difference", "95% interval", "told apart"],
                          tablefmt="github", disable_numparse=True), ""]
+    for ct in b.claims:
+        out += [f"## Claims of the papers{' (' + md(ct.title) + ')' if ct.title else ''}", "", CLAIMS_HEADER, "",
+                tabulate([[str(v.number), md_prose(v.claim.statement), md_prose(v.claim.source),
+                           md_prose(v.comparison), v.estimate, md_prose(v.verdict)] for v in ct.verdicts],
+                         headers=CLAIMS_COLUMNS, tablefmt="github", disable_numparse=True), "",
+                "How each claim was made testable:", ""]
+        out += [f"{v.number}. {md_prose(v.claim.statement)}: {md_prose(v.claim.testable)}" for v in ct.verdicts]
+        out.append("")
     for t in b.tasks:
         out += [f"## Task {md(t.name)}", ""]
         for label, parts, excluded in t.references:
@@ -471,6 +506,29 @@ def render_board(b: Board) -> str:
                                             "mean shift acc", "probe forgetting", "score"],
                              tablefmt="github", disable_numparse=True), ""]
     return "\n".join(out)
+
+
+CLAIMS_COLUMNS = ["#", "claim", "source", "comparison", "estimate [95%]", "verdict"]
+CLAIMS_HEADER = (
+    "Derived by `clipbench leaderboard build` from the result files above, never written by hand: each claim "
+    "of the seed papers and of the field is a comparison of the board's numbers (means over tasks of the "
+    "seed means), and its verdict follows from the paired 95% interval of that comparison, from the same "
+    "bootstrap as the score intervals (the test images of every scored set and the seeds redrawn, the same "
+    "draws for every row; forgetting against the zero-shot reference on the same drawn images). "
+    "**reproduced**: the interval lies wholly on the claimed side of zero; **contradicted**: wholly on the "
+    "other side; **not separable**: it covers zero; **not measured**: the board lacks a row or a number the "
+    "claim needs (base-to-new claims become measurable when the results carry new-class accuracy). A claim "
+    "of several parts holds only if every part does (contradicted if any part is); a comparison against "
+    "several rows shows the least favourable one. A row with encoders untouched (forgetting zero by "
+    "construction) never counts as winning a forgetting comparison. A method with several rows is "
+    "represented by its highest-ranked one. The estimate is the difference of the board's numbers (before "
+    "rounding; for a comparison with a stated constant, the row's own number), then its 95% interval.")
+
+
+def md_prose(text) -> str:
+    """clipbench's own sentences in Markdown: every markup character escaped but the backticks of `code`."""
+    return MD_SPECIAL.sub(lambda m: m.group(1) if m.group(1) == "`" else "\\" + m.group(1),
+                          str(text)).replace("\n", " ")
 
 
 def protocol_sentence(b: Board) -> str:

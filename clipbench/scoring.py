@@ -311,7 +311,7 @@ BOOTSTRAP_SEED = 20261201
 
 
 def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: int = BOOTSTRAP_REPLICATES,
-              seed: int = BOOTSTRAP_SEED, pairs: list[tuple[str, str]] | None = None) -> dict:
+              seed: int = BOOTSTRAP_SEED, pairs: list[tuple[str, str]] | None = None, draws: bool = False) -> dict:
     """95% intervals of suite scores and of every pairwise score difference: a paired bootstrap.
 
     ``runs`` maps a name to (cells, references) of runs on the *same* test sets (one
@@ -325,6 +325,12 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
     {name: (lo, hi)}, "difference": {(a, b): (observed a - b, lo, hi)}, "replicates",
     "tasks", "seeds"}; a run without per-image correctness gets no interval.  ``pairs`` limits the
     differences computed to those pairs (the leaderboard bounds its work on large boards); default every pair.
+
+    ``draws=True`` also keeps, under "draws", every run's replicates of each suite number of
+    ``BOOTSTRAP_QUANTITIES`` ({name: {quantity: array}}, computed from the same resampled accuracies as the
+    score, as :func:`overall` computes them from seed means; forgetting against the reference's accuracy on
+    the same drawn images), and under "observed" the :func:`overall` of the cells compared, so
+    :func:`difference_interval` gives the paired interval of any of them (the leaderboard's claims).
 
     The draws come from PCG64's raw output (not a numpy distribution method), so
     the intervals are the same bytes on any numpy version; replicates are drawn in
@@ -351,14 +357,20 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
 
     seed_draw = draw(len(seeds), replicates, len(seeds))  # (B, S): which seeds each replicate averages over
     scores = {n: np.zeros(replicates) for n in names}
+    per_task: dict[str, dict[str, list]] = {n: {q: [] for q in BOOTSTRAP_QUANTITIES if q != "score"} for n in names}
     for task in tasks:
         ref = runs[names[0]][1][task]
         cell = {n: {c["seed"]: c for c in runs[n][0] if c["task"] == task} for n in names}
         resampled: dict[str, dict[str, np.ndarray]] = {n: {} for n in names}  # name -> key -> (B,) seed-mean acc
+        reference: dict[str, np.ndarray] = {}  # probe key -> (B,) the reference's accuracy on the drawn images
         for key, packed_ref in sorted(record_sets(ref).items()):
             size = packed_ref["n"]
             bits = {n: np.stack([_unpack(record_sets(cell[n][s])[key], np) for s in seeds], axis=1) for n in names}
             per_seed = {n: np.empty((replicates, len(seeds))) for n in names}
+            with_reference = draws and key.startswith("probes.")
+            ref_bits = _unpack(packed_ref, np) if with_reference else None
+            if with_reference:
+                reference[key] = np.empty(replicates)
             block = max(1, min(replicates, 20_000_000 // size))
             for start in range(0, replicates, block):
                 rows = min(block, replicates - start)
@@ -366,6 +378,8 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
                 weights = np.bincount(drawn.ravel(), minlength=rows * size).reshape(rows, size).astype(float)
                 for n in names:
                     per_seed[n][start:start + rows] = 100.0 * weights @ bits[n] / size  # (rows, S)
+                if with_reference:
+                    reference[key][start:start + rows] = 100.0 * weights @ ref_bits / size
             for n in names:
                 resampled[n][key] = np.take_along_axis(per_seed[n], seed_draw, axis=1).mean(axis=1)
         has_new = "new" in ref
@@ -377,21 +391,63 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
                     {s: float(r["shifts." + s][b]) for s in ref["shifts"]},
                     {p: float(r["probes." + p][b]) for p in ref["probes"]})
                 scores[n][b] += score / len(tasks)
+            if draws:
+                _task_draws(per_task[n], ref, r, reference, replicates, np)
     observed = {}
     for n in names:
-        lo, hi = np.percentile(scores[n], [2.5, 97.5])
-        out["score"][n] = (round(float(lo), DIGITS), round(float(hi), DIGITS))
+        out["score"][n] = percentile_interval(scores[n])
         kept = [c for c in runs[n][0] if c["task"] in tasks and c["seed"] in seeds]
-        observed[n] = summarise(kept, {t: runs[n][1][t] for t in tasks})["overall"]["score"]["mean"]
+        observed[n] = summarise(kept, {t: runs[n][1][t] for t in tasks})["overall"]
     wanted = None if pairs is None else {tuple(sorted(pair)) for pair in pairs}
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             if wanted is not None and (a, b) not in wanted:
                 continue
-            lo, hi = np.percentile(scores[a] - scores[b], [2.5, 97.5])
-            out["difference"][(a, b)] = (round(observed[a] - observed[b], DIGITS), round(float(lo), DIGITS),
-                                         round(float(hi), DIGITS))
+            lo, hi = percentile_interval(scores[a] - scores[b])
+            out["difference"][(a, b)] = (round(observed[a]["score"]["mean"] - observed[b]["score"]["mean"], DIGITS),
+                                         lo, hi)
+    if draws:
+        out["observed"] = observed
+        out["draws"] = {n: {"score": scores[n], **{q: np.mean(np.stack(v), axis=0)
+                                                   for q, v in per_task[n].items() if v}} for n in names}
     return out
+
+
+BOOTSTRAP_QUANTITIES = ("score", "id", "new", "mean_shift", "mean_forgetting", "base_new_hm")
+
+
+def _task_draws(into: dict[str, list], ref: dict, r: dict, reference: dict, replicates: int, np) -> None:
+    """One task's replicates of the suite numbers of :func:`overall` (each the task's value from seed means;
+    the suite's is their mean over the tasks that have it), appended to ``into``."""
+    into["id"].append(r["id"])
+    if "new" in ref:
+        into["new"].append(r["new"])
+        into["base_new_hm"].append(np.array([harmonic_mean([float(r["id"][b]), float(r["new"][b])])
+                                             for b in range(replicates)]))
+    if ref["shifts"]:
+        into["mean_shift"].append(np.mean(np.stack([r["shifts." + s] for s in sorted(ref["shifts"])]), axis=0))
+    kept = [p for p in sorted(ref["probes"]) if p not in excluded_probes(ref)]
+    if kept:
+        into["mean_forgetting"].append(np.mean(np.stack([reference["probes." + p] - r["probes." + p]
+                                                         for p in kept]), axis=0))
+
+
+def percentile_interval(values) -> tuple[float, float]:
+    """The bootstrap's 95% interval of replicates: their 2.5th and 97.5th percentiles, rounded once."""
+    import numpy as np
+
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return round(float(lo), DIGITS), round(float(hi), DIGITS)
+
+
+def difference_interval(boot: dict, quantity: str, a: str, b: str | None = None) -> tuple[float, float] | None:
+    """The paired 95% interval of ``quantity`` of run ``a`` minus run ``b`` (``a`` alone when ``b`` is None)
+    from a ``bootstrap(..., draws=True)``: the same replicates, so the same draws of images and seeds for
+    both; None where either run has no replicates of it."""
+    draws = boot.get("draws", {})
+    if quantity not in draws.get(a, {}) or (b is not None and quantity not in draws.get(b, {})):
+        return None
+    return percentile_interval(draws[a][quantity] - (draws[b][quantity] if b is not None else 0.0))
 
 
 def _unpack(packed: dict, np):

@@ -250,6 +250,7 @@ def _index_page(boards: dict[str, leaderboard.Board], methods: list[str]) -> str
                          x_label="ID accuracy (%)", y_label="mean shift accuracy (%)"),
                  "</div>"]
         body += _separation_html(b)
+        body += _claims_html(b)
     body.append('<h2 id="tasks">Tasks</h2>')
     for b in boards.values():
         if len(boards) > 1:
@@ -271,6 +272,25 @@ def _separation_html(b: leaderboard.Board) -> list[str]:
                 f'<p class="lead">{_prose(leaderboard.separation_sentence(sep, "**"))}</p>',
                 "<h3>Neighbours in the ranking</h3>"] + _pairs_table(sep.neighbours, depth=0, links=False)
         out += _matrix(b, sep)
+    return out
+
+
+def _claims_html(b: leaderboard.Board) -> list[str]:
+    """The papers' claims as the Markdown board prints them (the same Board, every cell escaped)."""
+    out = []
+    for i, ct in enumerate(b.claims):
+        title = f" ({e(ct.title)})" if ct.title else ""
+        out += [f'<h2 id="claims-{slug(b.suite)}{f"-{i + 1}" if i else ""}">Claims of the papers{title}</h2>',
+                f'<p class="lead">{_prose(leaderboard.CLAIMS_HEADER)}</p>', '<div class="scroll"><table>',
+                "<thead><tr>" + "".join(_th(h, None, cls="" if h in ("#", "estimate [95%]") else "text")
+                                        for h in leaderboard.CLAIMS_COLUMNS) + "</tr></thead>", "<tbody>"]
+        for v in ct.verdicts:
+            out.append(f"<tr><td>{v.number}</td>" + "".join(
+                f'<td class="text">{_prose(x)}</td>' for x in (v.claim.statement, v.claim.source, v.comparison))
+                + f'<td>{e(v.estimate)}</td><td class="text">{_prose(v.verdict)}</td></tr>')
+        out += ["</tbody></table></div>", "<h3>How each claim was made testable</h3>", "<ol>"]
+        out += [f"<li>{_prose(v.claim.statement)}: {_prose(v.claim.testable)}</li>" for v in ct.verdicts]
+        out.append("</ol>")
     return out
 
 

@@ -200,12 +200,13 @@ def test_every_markdown_row_is_on_the_site_with_the_same_numbers(committed):
     markdown = (ROOT / "default.md").read_text()
     assert leaderboard.markdown_pages(boards)["default.md"] == markdown  # the site's boards are the committed
     tables = markdown_tables(markdown)
-    board, neighbours, task_tables = tables[0], tables[1], tables[2:]
+    board, neighbours, claims, task_tables = tables[0], tables[1], tables[2], tables[3:]
     index = page(out, "index.html")
     [table] = index.find("table", id="board-default")
     assert html_rows(table) == board
     assert len(board) - 1 == len(boards["default"].rows) == 16
     assert html_rows(section_table(index, "Neighbours in the ranking")) == neighbours
+    assert html_rows(section_table(index, "Claims of the papers")) == [[c.replace("`", "") for c in r] for r in claims]
     names = re.findall(r"^## Task (\S+)", markdown, re.M)
     assert len(names) == len(task_tables) == 5
     for name, md_table in zip(names, task_tables):
