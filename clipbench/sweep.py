@@ -20,13 +20,14 @@ from pathlib import Path
 
 from clipbench.errors import ClipbenchError
 
-EXECUTORS = ("sequential", "local", "slurm", "ray")
+EXECUTORS = ("auto", "sequential", "local", "slurm", "ray")
 
 
 @dataclass
 class SweepOptions:
     executor: str = "sequential"
     workers: int = 2  # local: worker processes
+    threads: int | None = None  # local: torch threads per worker (None: an equal share of the cores)
     partition: str | None = None  # slurm
     gpus: int = 0  # slurm: GPUs per job
     cpus: int = 4  # slurm: CPUs per job
@@ -148,14 +149,20 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
         raise ClipbenchError(f"Unknown executor {options.executor!r}: use {', '.join(EXECUTORS)}.")
     cells, stores = pending(request, registry)
     total = len(cells)
+    if options.executor == "auto":
+        options = auto_layout(request, total, options)
+        if options.executor == "sequential":
+            return _in_process(request, registry, pm, reporter, options.threads)
     if options.executor == "local":
         workers = local_workers(options.workers, total)
         if workers < options.workers:
             log(f"--workers {options.workers} capped at {workers}: one worker per core ({available_cores()} here) "
                 f"and per cell to run ({total}); more would only compete for the same cores")
         options = dataclasses.replace(options, workers=workers)
+    threads = options.threads or threads_per_worker(options.workers)
     log(f"{total} cell(s) to run on {options.executor}"
-        + (f" with {options.workers} workers" if options.executor == "local" else ""))
+        + (f" with {options.workers} workers at {threads} thread{'s' if threads > 1 else ''} each"
+           if options.executor == "local" else ""))
     fields = request_fields(request)
     by_method = {store.config["method"]: store for store in stores}
     finished = []
@@ -179,6 +186,36 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
         if store.folder.is_dir() and store.done():
             paths.append(store.write_merged())
     return paths
+
+
+def auto_layout(request, cells: int, options: SweepOptions) -> SweepOptions:
+    """How ``--executor auto`` runs ``cells`` pending cells: on the CPU, one thread per cell and as many cells at
+    once as there are cores (the layout the board's rows were made in, so the numbers are theirs bit for bit;
+    and the fastest for small models, whose kernels gain less from a second thread than from a second cell);
+    on a GPU, one cell after another in this process."""
+    from clipbench import runner
+
+    if runner.resolve_device(request.device).type != "cpu":
+        return dataclasses.replace(options, executor="sequential", threads=None)
+    workers = min(available_cores(), cells)
+    if workers <= 1:
+        return dataclasses.replace(options, executor="sequential", threads=1)
+    return dataclasses.replace(options, executor="local", workers=workers, threads=1)
+
+
+def _in_process(request, registry, pm, reporter, threads: int | None) -> list[Path]:
+    """A sequential run in this process, at ``threads`` torch threads (None: torch's default)."""
+    import torch
+
+    from clipbench import runner
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return runner.execute(request, registry, pm, reporter)
+    finally:
+        torch.set_num_threads(before)
 
 
 def pick_cell(queue: list[Cell], own: set, started: set) -> int:
@@ -216,7 +253,7 @@ def _local(fields, cells, options, report, log, keys=None) -> None:
     from concurrent.futures.process import BrokenProcessPool
 
     workers = max(1, options.workers)
-    threads = threads_per_worker(workers)
+    threads = options.threads or threads_per_worker(workers)
     queue = list(cells)
     pools = [ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
              for _ in range(min(workers, len(queue)))]

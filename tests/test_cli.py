@@ -255,7 +255,8 @@ def test_a_full_disk_loses_no_finished_cell(capsys, tmp_path, monkeypatch):
         return real(path, data)
 
     monkeypatch.setattr(results, "write_atomic", full)
-    argv = ["run", "--method", "zeroshot", "--task", "shape", "--shots", "1", "--seeds", "1,2", "--out", str(tmp_path)]
+    argv = ["run", "--method", "zeroshot", "--task", "shape", "--shots", "1", "--seeds", "1,2", "--out", str(tmp_path),
+            "--executor", "sequential"]  # the failing disk is patched into this process
     code, out, err = run_cli(capsys, *argv)
     [path] = list(tmp_path.glob("*.json"))
     assert code == 2 and "Could not write the result file" in err and path.name in err.replace("\n", "")
@@ -334,7 +335,8 @@ def test_a_failing_plugin_is_one_sentence_exit_2_and_the_finished_cells_are_kept
     from clipbench import results
 
     _failing_zeroshot(monkeypatch)
-    argv = ["run", "--method", "zeroshot", "--task", "shape", "--shots", "1", "--seeds", "1,2", "--out", str(tmp_path)]
+    argv = ["run", "--method", "zeroshot", "--task", "shape", "--shots", "1", "--seeds", "1,2", "--out", str(tmp_path),
+            "--executor", "sequential"]  # the failing plugin is patched into this process
     code, out, err = run_cli(capsys, *argv)
     flat = " ".join(err.split())
     assert code == 2 and "Traceback" not in err + out
