@@ -48,4 +48,13 @@ def main(args, console: Console) -> int:
                       *(f"{info[k]:{f}}" if k in info else "-" for k, f in
                         (("gflops", ".1f"), ("peak_gflops", ".1f"), ("fraction_of_peak", ".0%"))), ratio)
     console.print(table)
+    notes = [(b["name"], b["extra_info"]["breakdown"]) for b in sorted(data["benchmarks"], key=lambda b: b["name"])
+             if "breakdown" in b.get("extra_info", {})]
+    if notes:
+        where = Table(title="where a default-suite cell spends its time (one method of each kind)")
+        where.add_column("cell", no_wrap=True)
+        where.add_column("adapt / evaluate / harness")
+        for name, text in notes:
+            where.add_row(escape(name.removeprefix("test_where_a_cell_spends_its_time")), escape(text))
+        console.print(where)
     return code

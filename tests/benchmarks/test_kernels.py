@@ -241,3 +241,120 @@ def test_adaptation_peak_memory_on_vit_b_32(benchmark, measured, name):
     if name == "saft" and ("peak", "full-ft") in measured:
         benchmark.extra_info["ratio"] = round(peak / measured[("peak", "full-ft")], 2)
         benchmark.extra_info["ratio_of"] = "SAFT/full-ft peak memory"
+
+
+def embedded_text_flops(model, prompts: int) -> float:
+    """Forward FLOPs of the embedded text tower on ``prompts`` prompts (its matmuls, as for the image tower)."""
+    t = model.transformer
+    width, layers = t.width, len(t.resblocks)
+    mlp = t.resblocks[0].mlp.c_fc.out_features
+    tokens = model.context_length
+    per_layer = 2 * tokens * (4 * width * width + 2 * width * mlp) + 2 * 2 * tokens * tokens * width
+    return prompts * layers * per_layer
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    from clipbench.models import load_embedded
+
+    return load_embedded().to(DEVICE)
+
+
+def test_embedded_training_step(benchmark, matmul_peak, embedded):
+    """One full fine-tuning step of the embedded model as the default suite runs it: 32 images and the
+    10 class prompts forward and backward (about 3x the forward FLOPs), then fused AdamW."""
+    import torch.nn.functional as F
+
+    model = embedded.clone()
+    model.module.train()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (32, 3, model.image_size, model.image_size), dtype=torch.uint8, generator=g)
+    y = torch.arange(32) % 10
+    prompts = [f"a photo of a {c}." for c in "zero one two three four five six seven eight nine".split()]
+    opt = torch.optim.AdamW(model.module.parameters(), lr=1e-5, fused=True)
+
+    def step():
+        logits = model.logit_scale * model.encode_image(x.to(DEVICE)) @ model.encode_text(prompts).T
+        loss = F.cross_entropy(logits, y.to(DEVICE))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sync()
+
+    benchmark.pedantic(step, rounds=5, warmup_rounds=2)
+    flops = 3 * (vit_image_flops(model.module, 32) + embedded_text_flops(model.module, 10))
+    report(benchmark, flops, matmul_peak, 32)
+
+
+@pytest.mark.parametrize("batch", [512, "default"])
+def test_embedded_evaluation(benchmark, matmul_peak, measured, embedded, batch):
+    """Scoring 1,024 images through the evaluator's encoding path (an adapted image tower, no cache), at the
+    old batch of 512 and at the default CPU/GPU batch; the embeddings are bit for bit the same."""
+    from clipbench.protocol import default_batch_size
+
+    size = default_batch_size(DEVICE) if batch == "default" else batch
+    x = torch.randint(0, 256, (1024, 3, embedded.image_size, embedded.image_size), dtype=torch.uint8,
+                      generator=torch.Generator().manual_seed(0))
+
+    def run():
+        with torch.inference_mode():
+            out = torch.cat([embedded.encode_image(x[i:i + size]) for i in range(0, len(x), size)])
+        sync()
+        return out
+
+    out = benchmark.pedantic(run, rounds=3, warmup_rounds=1)
+    report(benchmark, vit_image_flops(embedded.module, len(x)), matmul_peak, len(x))
+    measured[("eval", batch)] = (benchmark.stats.stats.min, out)
+    if batch == "default" and ("eval", 512) in measured:
+        before, reference = measured[("eval", 512)]
+        assert torch.equal(out, reference), "the evaluation batch changed an embedding"
+        benchmark.extra_info["ratio"] = round(before / benchmark.stats.stats.min, 2)
+        benchmark.extra_info["ratio_of"] = f"batch 512 / batch {size} time"
+
+
+KINDS = {"linear-probe": "frozen encoder", "full-ft": "full fine-tune", "saft": "sparse mask",
+         "orthcr": "reparametrised", "coop": "prompt learner"}
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_where_a_cell_spends_its_time(benchmark, tmp_path, name):
+    """One default-suite cell (shape, seed 1) of a method of each kind, in process with a warm cache and the
+    zero-shot reference already scored: the shares of adapting, evaluating, and the harness around them
+    (sampling, checks, copies, the store's files, merging, hooks)."""
+    from clipbench import runner
+    from clipbench.plugins import collect, get_plugin_manager
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    registry = collect(pm)
+    request = runner.RunRequest(methods=[name], tasks=["shape"], seeds=[1], device=str(DEVICE))
+    p = runner.plan(request, registry)
+    model = runner.load_for(request, p.suite, registry, p.device)
+    evaluator = runner.evaluator_for(request, model)
+    runner.execute(runner.RunRequest(methods=["zeroshot"], tasks=["shape"], seeds=[1], device=str(DEVICE),
+                                     out_dir=tmp_path / "warm"), registry, pm, model=model, evaluator=evaluator)
+    shares = []
+    runs = iter(range(100))
+
+    def run():
+        before = evaluator.seconds
+        start = time.perf_counter()
+        [path] = runner.execute(dataclass_replace(request, out_dir=tmp_path / f"run{next(runs)}"), registry, pm,
+                                model=model, evaluator=evaluator)
+        total = time.perf_counter() - start
+        import json
+
+        [cell] = json.loads(path.read_text())["cells"]
+        adapt, evaluate = cell["cost"]["adapt_seconds"], evaluator.seconds - before
+        shares.append((total, adapt / total, evaluate / total, (total - adapt - evaluate) / total))
+
+    benchmark.pedantic(run, rounds=1)
+    total, adapt, evaluate, harness = min(shares)
+    benchmark.extra_info["breakdown"] = (f"{KINDS[name]}: adapt {adapt:.0%}, evaluate {evaluate:.0%}, "
+                                         f"harness {harness:.1%} of {total:.1f} s")
+    benchmark.extra_info["harness_fraction"] = round(harness, 4)
+
+
+def dataclass_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
