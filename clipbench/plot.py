@@ -17,7 +17,9 @@ def require_matplotlib():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ClipbenchError("--plot needs matplotlib, an optional extra: pip install 'clipbench[plot]' "
+        from clipbench.extras import install_command
+
+        raise ClipbenchError(f"--plot needs matplotlib, an optional extra: {install_command('plot')} "
                              "(or pip install matplotlib).") from None
     return plt
 

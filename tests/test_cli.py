@@ -301,9 +301,12 @@ def test_the_plot_install_hint_is_printed_literally(capsys, tmp_path, monkeypatc
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
 
+    from clipbench.extras import install_command
+
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     code, out, err = run_cli(capsys, "report", str(tmp_path / "missing.json"), "--plot", str(tmp_path / "p.png"))
-    assert code == 2 and "pip install 'clipbench[plot]'" in err and "not found" not in err
+    assert code == 2 and f"{install_command('plot')} (or pip install matplotlib)" in err.replace("\n", "")
+    assert "not found" not in err
 
 
 def test_a_batch_log_gets_tables_wider_than_a_terminals_default(capsys, monkeypatch):
@@ -430,3 +433,66 @@ def test_a_dangling_cells_link_is_named_not_called_a_full_disk(capsys, tmp_path)
     code, out, err = run_cli(capsys, *argv)
     flat = "".join(err.split())
     assert code == 2 and "Somethingisintheway" in flat and "danglinglink" in flat and "Freespace" not in flat
+
+
+def test_version_says_which_clipbench_answers(capsys):
+    from importlib.metadata import version
+    from pathlib import Path
+
+    import clipbench
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == (f"clipbench {version('clipbench')} "
+                                               f"({Path(clipbench.__file__).resolve().parent})")
+    assert clipbench.__version__ == version("clipbench")  # the package and its metadata agree
+
+
+def _subparsers(parser, path=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield path + (name,), sub
+                yield from _subparsers(sub, path + (name,))
+
+
+def test_every_command_has_a_description_in_its_help():
+    from clipbench.cli import build_parser
+
+    commands = dict(_subparsers(build_parser()))
+    assert ("show",) in commands and ("leaderboard", "check") in commands
+    missing = [" ".join(path) for path, sub in commands.items() if not sub.description]
+    assert missing == []
+
+
+@pytest.mark.parametrize("direct_url, command", [
+    ('{"url": "file:///home/me/clipbench", "dir_info": {"editable": true}}', "pip install -e '/home/me/clipbench[plot]'"),
+    ('{"url": "file:///home/me/clipbench", "dir_info": {}}', "pip install '/home/me/clipbench[plot]'"),
+    ('{"url": "https://github.com/o/clipbench", "vcs_info": {"vcs": "git"}}',
+     "pip install 'clipbench[plot] @ https://github.com/o/clipbench'"),
+    ('{"url": "https://files.example/clipbench-0.1.0-py3-none-any.whl", "archive_info": {}}',
+     "pip install 'clipbench[plot]'"),
+    (None, "pip install 'clipbench[plot]'"),
+])
+def test_the_install_hint_fits_how_clipbench_was_installed(monkeypatch, direct_url, command):
+    import importlib.metadata
+
+    from clipbench.extras import install_command
+
+    class Dist:
+        def read_text(self, name):
+            return direct_url if name == "direct_url.json" else None
+
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda name=None: [Dist()])
+    assert install_command("plot") == command
+
+
+def test_the_install_hint_of_this_checkout_is_the_editable_one(monkeypatch, tmp_path):
+    """The README's commands install clipbench with pip install -e: the hint must say -e, never the index."""
+    from clipbench.extras import install_command
+
+    monkeypatch.chdir(tmp_path)
+    assert install_command("plot").startswith("pip install -e '") and install_command("plot").endswith("[plot]'")

@@ -11,11 +11,14 @@ from clipbench.errors import ClipbenchError
 
 
 def add_parser(sub) -> None:
-    rep = sub.add_parser("report", help="show one result file in the terminal, optionally plot it")
+    rep = sub.add_parser("report", help="show result files (one or several) in the terminal, optionally plot them",
+                         description="Print each result file's per-task tables, then one suite table of them "
+                                     "all with each score's 95% interval; --plot draws ID accuracy against "
+                                     "forgetting.")
     rep.add_argument("files", nargs="+", type=Path, help="result files (one per method)")
     rep.add_argument("--plot", type=Path, default=None,
                      help="write a PNG of ID accuracy vs forgetting per method, seed std as error bars, zero-shot "
-                          "as the anchor (needs matplotlib: pip install 'clipbench[plot]')")
+                          "as the anchor (needs matplotlib, an optional extra: the `plot` extra of clipbench)")
 
 
 def main(args, console: Console) -> int:
