@@ -14,9 +14,14 @@ from rich.table import Table
 class RichReporter:
     """In a terminal: an overall bar (cell i of n) above one bar per running stage (adapting,
     encoding, evaluating), dropped when finished.  Elsewhere (a batch log): one plain line per
-    finished cell with its key numbers, cells done / total and an ETA."""
+    finished cell with its key numbers, cells done / total and an ETA.  In both, the plan first (what
+    will run, where the results go, whether the cache is warm) and a line per zero-shot reference.
 
-    def __init__(self, console: Console, enabled: bool = True, log_cells: bool | None = None):
+    The ETA comes from :class:`Eta`: recorded cell costs (earlier runs in --out, the committed board)
+    scaled to this machine by the cells computed so far; the reference is never counted as a cell."""
+
+    def __init__(self, console: Console, enabled: bool = True, log_cells: bool | None = None,
+                 clock: Callable[[], float] = time.perf_counter):
         self.console = console
         self.enabled = enabled
         self.log_cells = (not console.is_terminal) if log_cells is None else log_cells
@@ -25,8 +30,70 @@ class RichReporter:
             TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
             disable=not enabled)
         self._overall = None
-        self._start = time.perf_counter()
+        self._clock = clock
+        self._start = clock()
         self._computed = 0  # cells computed by this process (resumed ones cost nothing)
+        self._cell_start: float | None = None
+        self._reference: dict[str, float] = {}
+        self._references_done: set[str] = set()
+        self._references_total = 0
+        self.eta: Eta | None = None
+
+    def _say(self, line: str) -> None:
+        self.console.print(escape(line), highlight=False, soft_wrap=True)
+
+    # ------------------------------------------------------------ the plan (runner.outline events)
+
+    def planned(self, o) -> None:
+        """The first line, as soon as the request is checked (before the model loads)."""
+        per = f"{len(o.tasks)} task{'s' if len(o.tasks) != 1 else ''} x {len(o.seeds)} seed{'s' if len(o.seeds) != 1 else ''}"
+        self._say(f"clipbench run: {', '.join(o.methods)} on suite {o.suite}: "
+                  + (f"{len(o.methods)} methods x " if len(o.methods) > 1 else "")
+                  + f"{per} = {o.cells} cell{'s' if o.cells != 1 else ''} (tasks {', '.join(o.tasks)}; seeds "
+                  f"{','.join(map(str, o.seeds))}); model {o.model} on {o.device}; loading the model")
+
+    def prepared(self, o) -> None:
+        """Where the results go, what is done already, the reference and the cache, the first ETA."""
+        for path in o.outputs:
+            self._say(f"results: {path}")
+        done = o.cells - len(o.pending)
+        self._say(f"cells: {len(o.pending)} to run" + (f", {done} already done (resumed)" if done else ""))
+        self._references_total = len(o.references)
+        cache = ("embedding cache off" if o.cache == "off" else
+                 f"embedding cache {o.cache} ({o.cached_sets} of {o.scored_sets} test sets cached in {o.cache_dir})")
+        if o.references:
+            self._say(f"zero-shot reference: {len(o.references)} task{'s' if len(o.references) != 1 else ''} to "
+                      f"score first (every test set, shift and probe with the pretrained model); {cache}")
+        else:
+            self._say(f"zero-shot reference: stored with the results; {cache}")
+        recorded, sources = recorded_costs(o)
+        self.eta = Eta(o.pending, recorded)
+        guess = self.eta.seconds()
+        if not o.pending:
+            return
+        if guess is not None:
+            self._say(f"ETA of the cells: about {_clock(guess)} at the speed recorded in {', '.join(sources)}; "
+                      "rescaled to this machine after the first cell")
+        else:
+            self._say("ETA: after the first cell (no recorded cost of these cells"
+                      + (f" in {', '.join(sources)}" if sources else "") + ")")
+
+    def reference_started(self, task: str) -> None:
+        self._reference.setdefault(task, self._clock())
+
+    def reference_finished(self, task: str) -> None:
+        """One line per task, the first time (another method's run reuses the scores in memory)."""
+        if task in self._references_done:
+            return
+        self._references_done.add(task)
+        n = len(self._references_done)
+        seconds = self._clock() - self._reference[task]
+        self._say(f"zero-shot reference {n}/{max(self._references_total, n)}: {task} scored in {_clock(seconds)}")
+
+    def cell_started(self, method: str, task: str, seed: int) -> None:
+        self._cell_start = self._clock()
+
+    # ------------------------------------------------------------ cells
 
     def cell_finished(self, done: int, total: int, method: str, cell: dict) -> None:
         if self.enabled and self._overall is None:
@@ -34,16 +101,24 @@ class RichReporter:
         if self._overall is not None:
             self.progress.update(self._overall, completed=done, total=total)
         self._computed += 1
+        now = self._clock()
+        seconds = now - self._cell_start if self._cell_start is not None else None
+        self._cell_start = None
+        if self.eta is not None and seconds is not None:
+            self.eta.finished(method, cell["task"], cell["seed"], seconds)
+            eta = self.eta.seconds()
+        else:  # no plan told (a cluster sweep): extrapolate from the cells so far
+            eta = (now - self._start) / self._computed * (total - done)
         if self.log_cells:
-            elapsed = time.perf_counter() - self._start
-            eta = elapsed / self._computed * (total - done)
             shifts = cell["shifts"].values()
             probes = cell["probes"].values()
             line = (f"cell {done}/{total} {method} {cell['task']} seed {cell['seed']}: ID {cell['id']:.1f}"
                     + (f", mean shift {sum(shifts) / len(shifts):.1f}" if shifts else "")
                     + (f", mean probe {sum(probes) / len(probes):.1f}" if probes else "")
-                    + f"; adapt {cell['cost']['adapt_seconds']:.1f} s; elapsed {_clock(elapsed)}, ETA {_clock(eta)}")
-            self.console.print(escape(line), highlight=False, soft_wrap=True)
+                    + f"; adapt {cell['cost']['adapt_seconds']:.1f} s"
+                    + (f", cell {_clock(seconds)}" if seconds is not None else "")
+                    + f"; elapsed {_clock(now - self._start)}, ETA {'?' if eta is None else _clock(eta)}")
+            self._say(line)
 
     def __enter__(self):
         self.progress.start()
@@ -65,6 +140,117 @@ class RichReporter:
                 self.progress.update(task_id, completed=done, total=max(total_now, 1))
 
         return tick
+
+
+class Eta:
+    """Seconds left for the cells still to run.
+
+    A cell's recorded cost (its adaptation time plus its evaluation time, images scored / images per
+    second, as result files record them) says how cells compare: a method is slower on a bigger task.
+    The cells computed here say how fast this machine is: the remaining recorded costs are scaled by
+    (their measured wall time) / (their recorded cost).  A cell with no recorded cost counts as the mean
+    measured cell of its method (else of any method); before any cell is measured there is no scaling,
+    and without a recorded cost no estimate."""
+
+    def __init__(self, pending: list[tuple[str, str, int]], recorded: dict[tuple[str, str], float]):
+        self.left = list(pending)
+        self.recorded = dict(recorded)
+        self.measured: list[tuple[str, str, float]] = []
+
+    def finished(self, method: str, task: str, seed: int, seconds: float) -> None:
+        if (method, task, seed) in self.left:
+            self.left.remove((method, task, seed))
+        self.measured.append((method, task, seconds))
+
+    def seconds(self) -> float | None:
+        def ratio(pairs):  # this machine's wall time per recorded second
+            recorded = sum(r for r, _ in pairs)
+            return sum(s for _, s in pairs) / recorded if pairs and recorded > 0 else None
+
+        known = [(m, self.recorded[(m, t)], s) for m, t, s in self.measured if (m, t) in self.recorded]
+        overall_ratio = ratio([(r, s) for _, r, s in known]) if self.measured else 1.0
+        by_method: dict[str, list[float]] = {}
+        for m, _, s in self.measured:
+            by_method.setdefault(m, []).append(s)
+        overall = [s for _, _, s in self.measured]
+        total = 0.0
+        for m, t, _ in self.left:
+            # a method's own cells scale its recorded costs best (its fixed per-cell work included)
+            scale = ratio([(r, s) for mm, r, s in known if mm == m]) or overall_ratio
+            if (m, t) in self.recorded and scale is not None:
+                total += scale * self.recorded[(m, t)]
+            elif by_method.get(m):
+                total += sum(by_method[m]) / len(by_method[m])
+            elif overall:
+                total += sum(overall) / len(overall)
+            else:
+                return None
+        return total
+
+
+def cell_cost(cell: dict) -> float | None:
+    """A recorded cell's cost in seconds: adaptation plus evaluation (images scored / images per second)."""
+    from clipbench import scoring
+
+    cost = cell.get("cost") if isinstance(cell, dict) else None
+    if not isinstance(cost, dict) or not scoring.is_finite(cost.get("adapt_seconds")):
+        return None
+    seconds = float(cost["adapt_seconds"])
+    speed = cost.get("eval_images_per_second")
+    if scoring.is_finite(speed) and speed > 0:
+        try:
+            seconds += sum(s["n"] for s in scoring.record_sets(cell).values()) / speed
+        except (TypeError, KeyError, AttributeError):
+            pass
+    return seconds
+
+
+BOARD = "leaderboards/results"  # the committed board of a clone: recorded costs of every built-in method
+
+
+def recorded_costs(o) -> tuple[dict[tuple[str, str], float], list[str]]:
+    """Mean recorded cost of each (method, task) of an outline's cells, from result files of the same
+    suite, method and model weights: those in --out (this run's finished cells among them), then the
+    committed board.  Returns the costs and the folders they came from."""
+    from pathlib import Path
+
+    from clipbench import results
+
+    import clipbench
+
+    folders = [Path(o.out_dir), Path(BOARD), Path(clipbench.__file__).resolve().parent.parent / BOARD]
+    wanted = {(m, t) for m, t, _ in o.pending}
+    costs: dict[tuple[str, str], list[float]] = {}
+    seen_files, sources = set(), []
+    for folder in folders:
+        try:
+            files = sorted(folder.glob(f"{o.suite}__*.json")) if folder.is_dir() else []
+        except OSError:
+            continue
+        used = False
+        for path in files:
+            if not any(path.name.startswith(f"{o.suite}__{m}__") for m in o.methods):
+                continue
+            try:
+                key = path.resolve()
+                if key in seen_files:
+                    continue
+                seen_files.add(key)
+                data = results.read_json(path)
+                cfg = data["config"]
+                if cfg["suite"] != o.suite or cfg["model_fingerprint"] != o.model_fingerprint:
+                    continue
+                for cell in data["cells"]:
+                    pair = (cfg["method"], cell["task"])
+                    seconds = cell_cost(cell)
+                    if pair in wanted and seconds is not None:
+                        costs.setdefault(pair, []).append(seconds)
+                        used = True
+            except (results.ResultFileError, OSError, KeyError, TypeError, AttributeError):
+                continue  # a damaged or foreign file tells nothing about costs
+        if used:
+            sources.append(str(folder))
+    return {k: sum(v) / len(v) for k, v in costs.items()}, sources
 
 
 def _clock(seconds: float) -> str:
