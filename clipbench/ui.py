@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from rich.console import Console
@@ -313,24 +314,187 @@ def summary_tables(result: dict) -> list[Table]:
     return tables
 
 
-def comparison_table(results: list[dict]) -> Table:
-    """One row per result: the suite numbers of scoring.py (mean over tasks of seed means, ± std over seeds)."""
+def run_labels(results: list[dict]) -> list[str]:
+    """A name per result for tables and plots: its method, numbered where one method appears twice."""
+    methods = [r["config"]["method"] for r in results]
+    seen: dict[str, int] = {}
+    labels = []
+    for m in methods:
+        seen[m] = seen.get(m, 0) + 1
+        labels.append(m if methods.count(m) == 1 else f"{m} #{seen[m]}")
+    return labels
+
+
+@dataclass
+class Comparison:
+    """The uncertainty `report` shows beside the numbers, all from :func:`scoring.bootstrap`: each run's score
+    interval (suite and per task) and, for every run that shares test sets (suite and model weights) and seeds
+    with an earlier one, the paired difference from the first such run, its baseline."""
+
+    labels: list[str]
+    score_ci: dict[str, tuple[float, float] | None]
+    task_ci: dict[str, dict[str, tuple[float, float]]]
+    baseline: dict[str, str]  # label -> the label it is compared with
+    difference: dict[str, tuple[float, float, float]]  # label -> (score - baseline's, lo, hi)
+    task_difference: dict[str, dict[str, tuple[float, float, float]]]
+    shared_seeds: dict[str, list[int]]  # label -> the seeds its difference is computed on
+
+
+def compare(results: list[dict]) -> Comparison:
+    """Bootstrap the runs: one paired bootstrap per group of runs on the same test sets (suite and model
+    weights), its first run the baseline of the others; a run whose tasks or seeds differ from its group's
+    gets its own intervals (the paired one covers only what the runs share)."""
+    from clipbench import scoring
+
+    labels = run_labels(results)
+    out = Comparison(labels, {}, {}, {}, {}, {}, {})
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(results):
+        groups.setdefault((r["config"]["suite"], r["config"]["model_fingerprint"]), []).append(i)
+
+    def cells_of(i):
+        return {(c["task"], c["seed"]) for c in results[i]["cells"]}
+
+    for members in groups.values():
+        runs = {labels[i]: (results[i]["cells"], results[i]["reference"]) for i in members}
+        base = labels[members[0]]
+        joint = scoring.bootstrap(runs, pairs=[(base, labels[i]) for i in members[1:]]) if len(members) > 1 else None
+        for i in members:
+            label = labels[i]
+            alone = joint
+            if joint is None or cells_of(i) != {(t, s) for t in joint["tasks"] for s in joint["seeds"]}:
+                alone = scoring.bootstrap({label: runs[label]})
+            out.score_ci[label] = alone["score"].get(label)
+            out.task_ci[label] = alone["task_score"].get(label, {})
+            if joint is None or i == members[0]:
+                continue
+            key = tuple(sorted((base, label)))
+            if key in joint["difference"]:
+                sign = 1 if key == (label, base) else -1  # bootstrap keys pairs in name order: a - b
+                obs, lo, hi = joint["difference"][key]
+                out.baseline[label] = base
+                out.shared_seeds[label] = list(joint["seeds"])
+                out.difference[label] = (sign * obs, *sorted((sign * lo, sign * hi)))
+                out.task_difference[label] = {t: (sign * o, *sorted((sign * l, sign * h)))
+                                              for t, (o, l, h) in joint["task_difference"][key].items()}
+    return out
+
+
+def _interval(ci) -> str:
+    from clipbench.formatting import fixed
+
+    return f"[{fixed(ci[0], 1)}, {fixed(ci[1], 1)}]" if ci else "-"
+
+
+def _delta(diff) -> str:
+    """A paired difference with its interval; bold where the interval excludes zero (told apart)."""
+    from clipbench.formatting import signed
+
+    if not diff:
+        return "-"
+    obs, lo, hi = diff
+    text = f"{signed(obs, 1)} [{signed(lo, 1)}, {signed(hi, 1)}]"
+    return f"[bold]{text}[/]" if lo > 0 or hi < 0 else text
+
+
+def _differences_caption(cmp: Comparison) -> str | None:
+    """Which baseline each Δ is taken from and on which seeds, said once when they are all the same."""
+    pairs = {(cmp.baseline[label], tuple(cmp.shared_seeds[label])) for label in cmp.labels if label in cmp.baseline}
+    if not pairs:
+        return None
+    if len(pairs) == 1:
+        [(base, seeds)] = pairs
+        said = f"score minus {escape(base)}'s on seeds {','.join(map(str, seeds))}"
+    else:
+        said = "; ".join(f"{escape(label)} - {escape(cmp.baseline[label])} on seeds "
+                         f"{','.join(map(str, cmp.shared_seeds[label]))}" for label in cmp.labels if label in cmp.baseline)
+    return f"Δ score: {said}, paired bootstrap 95% interval (bold: it excludes 0)"
+
+
+def task_comparison_tables(results: list[dict], cmp: Comparison | None = None) -> list[Table]:
+    """One table per task with a row per run (and zero-shot's), side by side: ID, mean shift, mean
+    forgetting, score with its 95% interval and the paired difference from the baseline run."""
     from clipbench import scoring
     from clipbench.formatting import fixed, share
 
+    cmp = cmp or compare(results)
+    summaries = [scoring.summarise(r["cells"], r["reference"])["tasks"] for r in results]
+    order: dict[tuple[str, str], None] = {}
+    for r, tasks in zip(results, summaries):
+        for task in tasks:
+            order[(r["config"]["suite"], task)] = None
+    with_delta = bool(cmp.difference)
+    tables = []
+    for suite, task in order:
+        present = [i for i, r in enumerate(results) if r["config"]["suite"] == suite and task in summaries[i]]
+        has_new = any("new" in summaries[i][task] for i in present)
+        seeds = sorted({s for i in present for s in summaries[i][task]["seeds"]})
+        table = Table(title=escape(f"{suite}/{task}: runs side by side (mean ± std over seeds "
+                                   f"{','.join(map(str, seeds))})"))
+        cols = ["method", "ID"] + (["new"] if has_new else []) + ["shift", "forget", "score", "score 95%"] \
+            + (["Δ score [95%]"] if with_delta else []) + ["train%", "adapt s"]
+        for col in cols:
+            table.add_column(col, justify="left" if col == "method" else "right",
+                             no_wrap=col in ("method", "score 95%", "Δ score [95%]"))
+        anchors = {}
+        for i in present:  # zero-shot once per model
+            r = results[i]
+            anchors.setdefault(r["config"]["model_fingerprint"], (r["config"]["model"], r["reference"][task]))
+        for model, ref in anchors.values():
+            zs, _ = scoring.task_score(ref, ref["id"], ref.get("new"), ref["shifts"], ref["probes"])
+            label = "zero-shot" if len(anchors) == 1 else f"zero-shot ({model})"
+            row = [escape(label), fixed(ref["id"], 1)] + ([fixed(ref["new"], 1) if "new" in ref else "-"]
+                                                        if has_new else [])
+            row += [fixed(scoring.mean(ref["shifts"].values()), 1) if ref["shifts"] else "-",
+                    "0.0" if ref["probes"] else "-", fixed(zs, 1), "-"] + (["-"] if with_delta else []) + ["0", "-"]
+            table.add_row(*row, style="dim")
+        for i in present:
+            s, label = summaries[i][task], cmp.labels[i]
+            n = len(s["seeds"])
+            row = [escape(label), fmt(s["id"], 1, n)] + ([fmt(s.get("new"), 1, n)] if has_new else [])
+            row += [fmt(s.get("mean_shift"), 1, n), fmt(s.get("mean_forgetting"), 1, n), fmt(s["score"], 1),
+                    _interval(cmp.task_ci.get(label, {}).get(task))]
+            if with_delta:
+                row.append("baseline" if label in cmp.baseline.values() and label not in cmp.baseline
+                           else _delta(cmp.task_difference.get(label, {}).get(task)))
+            row += [share(s["trainable_pct"]["mean"]), fmt(s["adapt_seconds"], 1, n)]
+            table.add_row(*row)
+        excluded = sorted({p for i in present for p in summaries[i][task].get("excluded_probes") or {}})
+        notes = [_differences_caption(cmp)] if with_delta else []
+        if excluded:
+            notes.append(f"probes left out of forgetting and the score (pretrained within "
+                         f"{scoring.CHANCE_MARGIN:g} points of chance): {escape(', '.join(excluded))}")
+        table.caption = "\n".join(n for n in notes if n) or None
+        tables.append(table)
+    return tables
+
+
+def comparison_table(results: list[dict], cmp: Comparison | None = None) -> Table:
+    """One row per result: the suite numbers of scoring.py (mean over tasks of seed means, ± std over seeds),
+    the score's 95% interval and, where runs share seeds, the paired difference from the baseline run."""
+    from clipbench import scoring
+    from clipbench.formatting import share
+
+    cmp = cmp or compare(results)
+    with_delta = bool(cmp.difference)
     table = Table(title="Suite means over tasks (each a mean over seeds; ± std over seeds)",
-                  caption="score 95%: bootstrap over test images and seeds")
-    for col in ("method", "ID", "+ID", "shift", "+OOD", "forget", "score", "score 95%", "train%", "adapt s"):
-        table.add_column(col, justify="left" if col == "method" else "right", no_wrap=col in ("method", "score 95%"))
-    for r in results:
+                  caption="\n".join(filter(None, ["score 95%: bootstrap over test images and seeds",
+                                                   _differences_caption(cmp)])))
+    cols = ["method", "ID", "+ID", "shift", "+OOD", "forget", "score", "score 95%"] \
+        + (["Δ score [95%]"] if with_delta else []) + ["train%", "adapt s"]
+    for col in cols:
+        table.add_column(col, justify="left" if col == "method" else "right",
+                         no_wrap=col in ("method", "score 95%", "Δ score [95%]"))
+    for r, label in zip(results, cmp.labels):
         o = scoring.summarise(r["cells"], r["reference"])["overall"]
-        ci = scoring.bootstrap({"run": (r["cells"], r["reference"])})["score"].get("run")
 
         def cell(key, digits=1):
             return fmt(o.get(key), digits)
 
-        table.add_row(escape(r["config"]["method"]), cell("id"), cell("id_gain"), cell("mean_shift"),
-                      cell("ood_gain"), cell("mean_forgetting"), cell("score"),
-                      f"[{fixed(ci[0], 1)}, {fixed(ci[1], 1)}]" if ci else "-", share((o.get("trainable_pct") or {}).get("mean")),
-                      cell("adapt_seconds"))
+        row = [escape(label), cell("id"), cell("id_gain"), cell("mean_shift"), cell("ood_gain"),
+               cell("mean_forgetting"), cell("score"), _interval(cmp.score_ci.get(label))]
+        if with_delta:
+            row.append("baseline" if label in cmp.baseline.values() and label not in cmp.baseline
+                       else _delta(cmp.difference.get(label)))
+        table.add_row(*row, share((o.get("trainable_pct") or {}).get("mean")), cell("adapt_seconds"))
     return table
