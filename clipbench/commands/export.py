@@ -42,7 +42,8 @@ def add_parser(sub) -> None:
 
 
 def main(args, console: Console) -> int:
-    from clipbench import export, results, submission
+    from clipbench import export, results
+    from clipbench.api import read_checked
 
     files = []
     for f in args.files:
@@ -51,15 +52,7 @@ def main(args, console: Console) -> int:
         raise ClipbenchError(f"No result files in {', '.join(map(str, args.files))}.")
     all_rows = []
     for f in files:
-        try:
-            data = results.read_json(f)
-        except results.ResultFileError as exc:
-            raise ClipbenchError(str(exc)) from None
-        problems = submission.check(data, complete=False)
-        if problems:
-            raise ClipbenchError(f"{f} cannot be exported: {problems[0]} (`clipbench leaderboard check` lists "
-                                 "every problem).")
-        all_rows += export.rows(data, tuple(args.level))
+        all_rows += export.rows(read_checked(f, "exported"), tuple(args.level))
     text = export.to_csv(all_rows) if args.format == "csv" else export.to_jsonl(all_rows)
     if args.out is None:
         if sys.stdout is None:

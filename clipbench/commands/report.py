@@ -7,8 +7,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from clipbench.errors import ClipbenchError
-
 
 def add_parser(sub) -> None:
     rep = sub.add_parser("report", help="compare result files side by side in the terminal, optionally plot them",
@@ -31,18 +29,10 @@ def main(args, console: Console) -> int:
         from clipbench.plot import require_matplotlib
 
         require_matplotlib()
-    from clipbench import results, submission, ui
+    from clipbench import ui
+    from clipbench.api import read_checked
 
-    loaded = []
-    for f in args.files:
-        try:
-            data = results.read_json(f)
-        except results.ResultFileError as exc:
-            raise ClipbenchError(str(exc)) from None
-        problems = submission.check(data, complete=False)
-        if problems:
-            raise ClipbenchError(f"{f} is not a result clipbench can report: {problems[0]}.")
-        loaded.append(data)
+    loaded = [read_checked(f, "reported") for f in args.files]
     cmp = ui.compare(loaded)
     if len(loaded) == 1 or args.per_run:
         for r in loaded:
