@@ -59,6 +59,26 @@ def test_a_config_base_turns_a_recipe_into_the_schedule():
 # ---------------------------------------------------------------- running the benchmark from Python
 
 
+def _readme_example() -> str:
+    section = (ROOT / "README.md").read_text().split("## Python API", 1)[1]
+    return section.split("```python", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_notebook_example_runs_as_written(tmp_path, monkeypatch):
+    pytest.importorskip("pandas")  # a dev extra: installed by the README's test command
+    code = _readme_example()
+    assert len(code.strip().splitlines()) <= 6 and "clipbench.evaluate(" in code
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    run, frame, same = scope["run"], scope["frame"], scope["same"]
+    assert run.path.resolve().parent == (tmp_path / "results").resolve() and run.path.is_file()
+    assert run.summary == same.summary and run.summary["overall"]["score"]["mean"] == run.score
+    lo, hi = run.interval()
+    assert lo <= run.score <= hi
+    assert list(frame["level"]) == ["task"] and frame["score"].iloc[0] == run.summary["tasks"]["clothing"]["score"]["mean"]
+
+
 def test_evaluate_is_the_runner_with_its_files_and_resumes(fake_plugin, tmp_path):
     from clipbench import runner, scoring
     from clipbench.plugins import collect, get_plugin_manager
