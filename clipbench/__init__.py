@@ -15,6 +15,12 @@ The public API a plugin imports (everything else is internal)::
 - :class:`Deviation` is one entry of a method's deviation card (``Method.reference``, ``Method.deviations``);
 - :func:`run_id` is a run's stable identity, for tracker plugins (the reporting hooks' ``run`` records).
 
+Running the benchmark from Python (a notebook, a script): :func:`evaluate` (one method) and
+:func:`evaluate_many` return a :class:`Result` / :class:`Results` (``.summary``, ``.cells``,
+``.to_pandas()``); :func:`load` reads result files back (:mod:`clipbench.api`)::
+
+    run = clipbench.evaluate(method="linear-probe", tasks=["shape"], seeds=[1, 2])
+
 Names are imported on first use, so ``import clipbench`` (and ``clipbench --help``) stays fast.
 """
 
@@ -30,6 +36,8 @@ _EXPORTS = {
     "FewShot": "clipbench.tasks", "Task": "clipbench.tasks", "Suite": "clipbench.tasks",
     "run_id": "clipbench.store",
     "Deviation": "clipbench.cards",
+    "evaluate": "clipbench.api", "evaluate_many": "clipbench.api", "load": "clipbench.api",
+    "Result": "clipbench.api", "Results": "clipbench.api",
 }
 
 __all__ = ["hookimpl", *_EXPORTS]

@@ -27,12 +27,23 @@ def build_parser() -> Parser:
         prog="clipbench",
         description="Benchmark parameter-efficient fine-tuning of CLIP: in-distribution gain, "
                     "robustness under shift, and forgetting of zero-shot skill.")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="print the version and where this clipbench is imported from, then exit")
     parser.add_argument("--debug", action="store_true",
                         help=f"show the full traceback behind an error sentence (or set {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in dict.fromkeys(COMMANDS.values()):  # each module once, in order
         importlib.import_module(f"clipbench.commands.{module}").add_parser(sub)
     return parser
+
+
+def version_line() -> str:
+    """``clipbench 0.1.0 (/path/to/clipbench)``: which copy answers matters when a clone and an install differ."""
+    from pathlib import Path
+
+    import clipbench
+
+    return f"clipbench {clipbench.__version__} ({Path(clipbench.__file__).resolve().parent})".replace("%", "%%")
 
 
 DEBUG_ENV = "CLIPBENCH_DEBUG"  # set (to anything but 0) for the full traceback behind an error sentence

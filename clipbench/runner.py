@@ -20,6 +20,7 @@ from clipbench import protocol, results, tuning
 from clipbench.cache import EmbeddingCache
 from clipbench.errors import ClipbenchError
 from clipbench.models import ClipModel, load_model
+from clipbench.outline import Outline, outline, tell
 from clipbench.plugins import Registry, frozen
 from clipbench.store import RunStore
 from clipbench.tasks import Suite, Task, default_data_dir
@@ -210,6 +211,7 @@ def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
     """
     reporter = reporter or protocol.SilentReporter()
     p = plan(request, registry)
+    tell(reporter, "planned", Outline.of(request, p))
     if model is None:
         model = load_for(request, p.suite, registry, p.device)
     model.module.eval()
@@ -224,6 +226,7 @@ def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
     total_cells = len(p.methods) * len(p.tasks) * len(request.seeds)
     finished = 0
     tuned_over = p.suite.selected(None) + [t for t in p.tasks if t.name not in p.suite.adapt_on]
+    tell(reporter, "prepared", outline(request, p, model, model_fp, evaluator, tuned_over))
     for method, config, config_dict in p.methods:
         tuned, tuning_prov = tuned_values(request, p.suite, tuned_over, method, model_fp)
         configs = {t.name: method.make_config({**config_dict, **tuned.get(t.name, {})}) for t in p.tasks}
@@ -235,7 +238,9 @@ def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
         try:
             for task in p.tasks:
                 if store.reference(task.name) is None:
+                    tell(reporter, "reference_started", task.name)
                     ref = protocol.zeroshot_reference(model, p.suite, task, evaluator)
+                    tell(reporter, "reference_finished", task.name)
                     guarded_io(store.merged_path,
                                lambda: store.put_reference(task.name, ref, data_fingerprints(p.suite, task)))
             for task in p.tasks:
@@ -243,6 +248,7 @@ def execute(request: RunRequest, registry: Registry, pm: pluggy.PluginManager,
                     if (task.name, seed) in done:
                         finished += 1
                         continue
+                    tell(reporter, "cell_started", method.name, task.name, seed)
                     run_view = frozen(store.merged())
 
                     def on_epoch(epoch, epochs, loss, task=task.name, seed=seed, run_view=run_view):

@@ -322,7 +322,9 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
     pretrained accuracy on the whole probe set as its reference (common to every
     run, it cannot move a paired difference; resampled, a small probe set could put
     it at chance).  Only tasks and seeds every run has enter.  Returns {"score":
-    {name: (lo, hi)}, "difference": {(a, b): (observed a - b, lo, hi)}, "replicates",
+    {name: (lo, hi)}, "task_score": {name: {task: (lo, hi)}} (the same draws, one task's score),
+    "difference": {(a, b): (observed a - b, lo, hi)}, "task_difference": {(a, b): {task: (observed a - b,
+    lo, hi)}}, "replicates",
     "tasks", "seeds"}; a run without per-image correctness gets no interval.  ``pairs`` limits the
     differences computed to those pairs (the leaderboard bounds its work on large boards); default every pair.
 
@@ -340,7 +342,8 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
 
     names = sorted(n for n, (cells, refs) in runs.items() if cells and all("correct" in c for c in cells)
                    and all("correct" in refs[c["task"]] for c in cells))
-    out = {"score": {}, "difference": {}, "replicates": replicates, "tasks": [], "seeds": []}
+    out = {"score": {}, "task_score": {}, "difference": {}, "task_difference": {}, "replicates": replicates,
+           "tasks": [], "seeds": []}
     if not names:
         return out
     tasks = sorted(set.intersection(*[{c["task"] for c in runs[n][0]} for n in names]))
@@ -358,6 +361,7 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
     seed_draw = draw(len(seeds), replicates, len(seeds))  # (B, S): which seeds each replicate averages over
     scores = {n: np.zeros(replicates) for n in names}
     per_task: dict[str, dict[str, list]] = {n: {q: [] for q in BOOTSTRAP_QUANTITIES if q != "score"} for n in names}
+    task_scores = {n: {t: np.zeros(replicates) for t in tasks} for n in names}
     for task in tasks:
         ref = runs[names[0]][1][task]
         cell = {n: {c["seed"]: c for c in runs[n][0] if c["task"] == task} for n in names}
@@ -390,14 +394,18 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
                     ref, float(r["id"][b]), float(r["new"][b]) if has_new else None,
                     {s: float(r["shifts." + s][b]) for s in ref["shifts"]},
                     {p: float(r["probes." + p][b]) for p in ref["probes"]})
+                task_scores[n][task][b] = score
                 scores[n][b] += score / len(tasks)
             if draws:
                 _task_draws(per_task[n], ref, r, reference, replicates, np)
-    observed = {}
+    observed, observed_task = {}, {}
     for n in names:
         out["score"][n] = percentile_interval(scores[n])
+        out["task_score"][n] = {t: percentile_interval(task_scores[n][t]) for t in tasks}
         kept = [c for c in runs[n][0] if c["task"] in tasks and c["seed"] in seeds]
-        observed[n] = summarise(kept, {t: runs[n][1][t] for t in tasks})["overall"]
+        summary = summarise(kept, {t: runs[n][1][t] for t in tasks})
+        observed[n] = summary["overall"]
+        observed_task[n] = {t: summary["tasks"][t]["score"]["mean"] for t in tasks}
     wanted = None if pairs is None else {tuple(sorted(pair)) for pair in pairs}
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -406,6 +414,9 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
             lo, hi = percentile_interval(scores[a] - scores[b])
             out["difference"][(a, b)] = (round(observed[a]["score"]["mean"] - observed[b]["score"]["mean"], DIGITS),
                                          lo, hi)
+            out["task_difference"][(a, b)] = {
+                t: (round(observed_task[a][t] - observed_task[b][t], DIGITS),
+                    *percentile_interval(task_scores[a][t] - task_scores[b][t])) for t in tasks}
     if draws:
         out["observed"] = observed
         out["draws"] = {n: {"score": scores[n], **{q: np.mean(np.stack(v), axis=0)

@@ -104,16 +104,75 @@ def test_list_suites_tasks_models(capsys):
         assert code == 0 and expected in out
 
 
-def test_report_shows_runs_and_plots(capsys, tmp_path):
+def _board(*methods):
     from pathlib import Path
 
-    files = sorted(str(p) for p in (Path(__file__).parent.parent / "leaderboards" / "results").glob("*.json"))[:2]
+    folder = Path(__file__).parent.parent / "leaderboards" / "results"
+    files = [str(next(folder.glob(f"default__{m}__*.json"))) for m in methods]
     assert files, "the committed default leaderboard results are missing"
+    return files
+
+
+def test_report_of_two_runs_is_side_by_side_with_the_paired_difference(capsys, monkeypatch):
+    """One table per task with a row per method (zero-shot first), then the suite table; the second run's
+    score minus the first's, with the paired bootstrap interval of scoring.py."""
+    import json
+    import re
+
+    from clipbench import scoring
+
+    monkeypatch.setenv("COLUMNS", "200")
+    files = _board("lora", "saft")
     code, out, _ = run_cli(capsys, "report", *files)
-    assert code == 0 and "Suite means over tasks" in out
+    assert code == 0
+    titles = re.findall(r"default/(\w+): runs side by side", out)
+    assert titles == ["animals", "clothing", "colour", "digits", "shape"]
+    assert "Suite means over tasks" in out and out.count("Suite means over tasks") == 1
+    data = [json.load(open(f)) for f in files]
+    boot = scoring.bootstrap({"lora": (data[0]["cells"], data[0]["reference"]),
+                              "saft": (data[1]["cells"], data[1]["reference"])})
+    obs, lo, hi = boot["difference"][("lora", "saft")]  # lora - saft: the report shows saft - lora
+    from clipbench.formatting import signed
+
+    suite_part = out[out.index("Suite means over tasks"):]
+    assert f"{signed(-obs, 1)} [{signed(-hi, 1)}, {signed(-lo, 1)}]" in suite_part
+    shape = out[out.index("default/shape: runs side by side"):out.index("Suite means over tasks")]
+    rows = [line for line in shape.splitlines() if line.startswith("│")]
+    assert [r.split("│")[1].strip() for r in rows] == ["zero-shot", "lora", "saft"]
+    t_obs, t_lo, t_hi = boot["task_difference"][("lora", "saft")]["shape"]
+    assert "baseline" in rows[1] and f"{signed(-t_obs, 1)} [{signed(-t_hi, 1)}, {signed(-t_lo, 1)}]" in rows[2]
+    assert "Δ score: score minus lora's on seeds 1,2,3" in out
+
+
+def test_report_of_one_run_keeps_its_per_measure_tables(capsys):
+    code, out, _ = run_cli(capsys, "report", *_board("saft"))
+    assert code == 0 and "runs side by side" not in out and "shift uci-digits" in out and "Δ score" not in out
+
+
+def test_the_plot_has_the_shift_panel_and_the_score_with_its_interval(tmp_path):
     pytest.importorskip("matplotlib")
+    import json
+
+    from clipbench import scoring
+    from clipbench.plot import tradeoff_figure
+
+    data = [json.load(open(f)) for f in _board("lora", "saft")]
+    fig = tradeoff_figure(data)
+    forgetting, shift, score = fig.axes
+    assert "forgetting" in forgetting.get_xlabel() and "shift" in shift.get_xlabel() and "score" in score.get_xlabel()
+    o = scoring.summarise(data[1]["cells"], data[1]["reference"])["overall"]
+    points = [tuple(line.get_xydata()[0]) for line in shift.lines if len(line.get_xydata()) == 1]
+    assert (o["mean_shift"]["mean"], o["id"]["mean"]) in points
+    lo, hi = scoring.bootstrap({"saft": (data[1]["cells"], data[1]["reference"])})["score"]["saft"]
+    bars = [c for c in score.collections if len(c.get_segments()) == 1]
+    spans = {tuple(round(v, 4) for v in seg[:, 0]) for c in bars for seg in c.get_segments()}
+    assert (lo, hi) in spans
+    at = {t.get_text(): y for t, y in zip(score.get_yticklabels(), score.get_yticks())}
+    assert set(at) == {"lora", "saft"} and at["lora"] > at["saft"]  # the first file (the baseline) on top
     png = tmp_path / "t.png"
-    assert main(["report", *files, "--plot", str(png)]) == 0
+    from clipbench.cli import main as cli
+
+    assert cli(["report", *_board("lora", "saft"), "--plot", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -302,9 +361,12 @@ def test_the_plot_install_hint_is_printed_literally(capsys, tmp_path, monkeypatc
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
 
+    from clipbench.extras import install_command
+
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     code, out, err = run_cli(capsys, "report", str(tmp_path / "missing.json"), "--plot", str(tmp_path / "p.png"))
-    assert code == 2 and "pip install 'clipbench[plot]'" in err and "not found" not in err
+    assert code == 2 and f"{install_command('plot')} (or pip install matplotlib)" in err.replace("\n", "")
+    assert "not found" not in err
 
 
 def test_a_batch_log_gets_tables_wider_than_a_terminals_default(capsys, monkeypatch):
@@ -432,3 +494,73 @@ def test_a_dangling_cells_link_is_named_not_called_a_full_disk(capsys, tmp_path)
     code, out, err = run_cli(capsys, *argv)
     flat = "".join(err.split())
     assert code == 2 and "Somethingisintheway" in flat and "danglinglink" in flat and "Freespace" not in flat
+
+
+def test_version_says_which_clipbench_answers(capsys):
+    from importlib.metadata import version
+    from pathlib import Path
+
+    import clipbench
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == (f"clipbench {version('clipbench')} "
+                                               f"({Path(clipbench.__file__).resolve().parent})")
+    assert clipbench.__version__ == version("clipbench")  # the package and its metadata agree
+
+
+def _subparsers(parser, path=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield path + (name,), sub
+                yield from _subparsers(sub, path + (name,))
+
+
+def test_every_command_has_a_description_in_its_help():
+    from clipbench.cli import build_parser
+
+    commands = dict(_subparsers(build_parser()))
+    assert ("show",) in commands and ("leaderboard", "check") in commands
+    missing = [" ".join(path) for path, sub in commands.items() if not sub.description]
+    assert missing == []
+
+
+def test_top_level_help_says_report_takes_several_files(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "compare result files side by side" in out and "show one result file" not in out
+
+
+@pytest.mark.parametrize("direct_url, command", [
+    ('{"url": "file:///home/me/clipbench", "dir_info": {"editable": true}}', "pip install -e '/home/me/clipbench[plot]'"),
+    ('{"url": "file:///home/me/clipbench", "dir_info": {}}', "pip install '/home/me/clipbench[plot]'"),
+    ('{"url": "https://github.com/o/clipbench", "vcs_info": {"vcs": "git"}}',
+     "pip install 'clipbench[plot] @ https://github.com/o/clipbench'"),
+    ('{"url": "https://files.example/clipbench-0.1.0-py3-none-any.whl", "archive_info": {}}',
+     "pip install 'clipbench[plot]'"),
+    (None, "pip install 'clipbench[plot]'"),
+])
+def test_the_install_hint_fits_how_clipbench_was_installed(monkeypatch, direct_url, command):
+    import importlib.metadata
+
+    from clipbench.extras import install_command
+
+    class Dist:
+        def read_text(self, name):
+            return direct_url if name == "direct_url.json" else None
+
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda name=None: [Dist()])
+    assert install_command("plot") == command
+
+
+def test_the_install_hint_of_this_checkout_is_the_editable_one(monkeypatch, tmp_path):
+    """The README's commands install clipbench with pip install -e: the hint must say -e, never the index."""
+    from clipbench.extras import install_command
+
+    monkeypatch.chdir(tmp_path)
+    assert install_command("plot").startswith("pip install -e '") and install_command("plot").endswith("[plot]'")

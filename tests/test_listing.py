@@ -116,3 +116,24 @@ def test_show_method_prints_the_tuned_values_run_applies_per_task(capsys, monkey
     assert any("shape" in row and "lr=0.001" in row and "tuned/" in row for row in rows)
     assert "declares no search space" in " ".join(_listing(capsys, monkeypatch, "show", "method", "zeroshot"))
     assert method.name == "saft"
+
+
+@pytest.mark.parametrize("what, key", [("methods", "name"), ("suites", "name"), ("tasks", "task"),
+                                       ("models", "model")])
+def test_json_listings_are_records_for_scripts(capsys, what, key):
+    import json
+
+    from clipbench.commands.listing import records
+    from clipbench.plugins import collect, get_plugin_manager
+
+    assert main(["list", what, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed == records(collect(get_plugin_manager()), what)
+    assert listed and all(isinstance(r[key], str) for r in listed)
+    if what == "methods":
+        assert {"saft", "lora"} <= {r["name"] for r in listed} and all(r["citation"] for r in listed)
+    if what == "tasks":
+        shape = next(r for r in listed if r["suite"] == "default" and r["task"] == "shape")
+        assert shape["classes"] == 6 and "outline" in shape["shifts"] and shape["adapted_on"]
+    if what == "models":
+        assert any(r["model"] == "clipbench-tiny" and "world-real" in r["offline"] for r in listed)

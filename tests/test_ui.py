@@ -37,5 +37,106 @@ def test_a_batch_log_gets_one_line_per_cell_with_an_eta(registry, tmp_path):
                        reg, pm, reporter)
     lines = [line for line in buf.getvalue().splitlines() if line.startswith("cell ")]
     assert len(lines) == 2
-    assert lines[0].startswith("cell 1/2 counting shape seed 1: ID ") and "ETA 0:00:0" in lines[0]
+    import re
+
+    assert lines[0].startswith("cell 1/2 counting shape seed 1: ID ")
+    assert re.search(r"; elapsed \d+:\d\d:\d\d, ETA \d+:\d\d:\d\d$", lines[0])  # the ETA's value: see below
     assert "mean shift" in lines[0] and "mean probe" in lines[0]
+
+
+class _Ticks:
+    """A clock that moves ``step`` seconds at every reading: each cell, read at its start and its end,
+    takes exactly ``step`` seconds, whatever this machine's speed."""
+
+    def __init__(self, step: float):
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def _batch_log(reg, pm, out, seeds, clock=None, **request) -> list[str]:
+    import io
+
+    from rich.console import Console
+
+    from clipbench import runner
+    from clipbench.ui import RichReporter
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=False, width=300)
+    with RichReporter(console, enabled=False, **({"clock": clock} if clock else {})) as reporter:
+        runner.execute(runner.RunRequest(["counting"], suite="mini", shots=2, seeds=seeds, out_dir=out, **request),
+                       reg, pm, reporter)
+    return buf.getvalue().splitlines()
+
+
+def test_a_batch_log_says_the_plan_before_any_work_then_the_reference_then_the_cells(registry, tmp_path,
+                                                                                     monkeypatch):
+    monkeypatch.setenv("CLIPBENCH_CACHE_DIR", str(tmp_path / "cold-cache"))
+    pm, reg = registry
+    lines = _batch_log(reg, pm, tmp_path / "out", [1, 2])
+    assert lines[0] == ("clipbench run: counting on suite mini: 1 task x 2 seeds = 2 cells (tasks shape; seeds 1,2); "
+                        "model random-tiny on cpu; loading the model")
+    [result] = list((tmp_path / "out").glob("mini__counting__*.json"))
+    assert lines[1] == f"results: {result}"
+    assert lines[2] == "cells: 2 to run"
+    assert lines[3].startswith("zero-shot reference: 1 task to score first") \
+        and "embedding cache cold (0 of 3 test sets cached in" in lines[3]
+    assert lines[4] == "ETA: after the first cell (no recorded cost of these cells)"
+    assert lines[5].startswith("zero-shot reference 1/1: shape scored in ")
+    assert lines[6].startswith("cell 1/2 counting shape seed 1: ") and lines[7].startswith("cell 2/2 ")
+    assert len(lines) == 8
+
+    # again with two more seeds: resumed, the reference stored, the cache warm, an ETA from the recorded cells
+    lines = _batch_log(reg, pm, tmp_path / "out", [1, 2, 3, 4], clock=_Ticks(5.0))
+    assert lines[2] == "cells: 2 to run, 2 already done (resumed)"
+    assert lines[3] == (f"zero-shot reference: stored with the results; embedding cache warm (3 of 3 test sets "
+                        f"cached in {tmp_path / 'cold-cache'})")
+    assert lines[4].startswith("ETA of the cells: about 0:00:0") \
+        and f"at the speed recorded in {tmp_path / 'out'}; rescaled" in lines[4]
+    # each cell takes 5 s on the (fake) clock: after the first, the one left is 5 s away, reference excluded
+    assert lines[5].startswith("cell 3/4 counting shape seed 3: ")
+    assert lines[5].endswith(", cell 0:00:05; elapsed 0:00:10, ETA 0:00:05")
+    assert lines[6].endswith("ETA 0:00:00")
+
+
+def test_the_eta_after_one_cell_weighs_the_cells_left_by_their_recorded_costs():
+    """The committed board records what each task costs SAFT; on a machine 1.8x slower, with +-15% noise per
+    cell and a three-minute zero-shot reference, the ETA after one cell is within 30% of the truth, where
+    extrapolating from the time to the first cell (the reference included) was not."""
+    from pathlib import Path
+
+    from clipbench.outline import Outline
+    from clipbench.ui import Eta, recorded_costs
+
+    board = Path(__file__).resolve().parent.parent / "leaderboards" / "results"
+    tasks = ["shape", "colour", "clothing", "digits", "animals"]
+    pending = [("saft", t, s) for t in tasks for s in (1, 2, 3)]
+    o = Outline("default", ["saft"], tasks, [1, 2, 3], "clipbench-tiny", "cpu", board, 15, pending=pending,
+                model_fingerprint="f8aadfabf412419d")
+    recorded, sources = recorded_costs(o)
+    assert set(recorded) == {("saft", t) for t in tasks} and sources
+    noise = [1.15, 0.85, 1.1, 0.9, 1.0, 1.15, 0.85, 0.9, 1.1, 1.05, 0.95, 1.15, 0.85, 1.0, 1.1]
+    actual = [1.8 * recorded[(m, t)] * k for (m, t, _), k in zip(pending, noise)]
+    eta = Eta(pending, recorded)
+    eta.finished(*pending[0], actual[0])
+    truth = sum(actual[1:])
+    assert abs(eta.seconds() - truth) / truth < 0.3
+    reference = 180.0
+    naive = (reference + actual[0]) / 1 * 14  # the old ETA: elapsed time (reference included) per cell
+    assert abs(naive - truth) / truth > 0.3
+
+
+def test_eta_falls_back_to_measured_cells_where_nothing_was_recorded():
+    from clipbench.ui import Eta
+
+    pending = [("a", "x", 1), ("a", "y", 1), ("b", "x", 1)]
+    eta = Eta(pending, {("a", "x"): 10.0, ("a", "y"): 30.0})
+    assert eta.seconds() is None  # b has no record, and nothing has run yet to stand in for it
+    eta.finished("a", "x", 1, 20.0)  # this machine: twice the recorded time
+    assert eta.seconds() == 2 * 30.0 + 20.0  # a/y scaled; b counted as the mean measured cell
+    eta.finished("a", "y", 1, 60.0)
+    eta.finished("b", "x", 1, 7.0)
+    assert eta.seconds() == 0.0

@@ -13,7 +13,9 @@ from clipbench.errors import ClipbenchError
 
 
 def add_parser(sub) -> None:
-    data = sub.add_parser("data", help="check that a suite's real datasets are where clipbench looks")
+    data = sub.add_parser("data", help="check that a suite's real datasets are where clipbench looks",
+                          description="check: per dataset of a suite, the folder looked in and whether it is "
+                                      "present, missing or corrupt.")
     data_sub = data.add_subparsers(dest="action", metavar="ACTION", required=True)
     dcheck = data_sub.add_parser("check", help="per dataset: present, missing or corrupt, with image counts",
                                  description="Look for every dataset a suite uses under --data and report, per "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -9,20 +10,40 @@ from rich.console import Console
 from rich.markup import escape
 
 from clipbench.errors import ClipbenchError
+from clipbench.export import LEVELS  # pure (no torch): --help stays fast
+
+EPILOG = """levels (the `level` column; --level picks some):
+  cell   one task x seed: id, new, each shift.NAME and probe.NAME, the task's zeroshot.* reference,
+         mean_shift, mean_probe, mean_forgetting, and the costs (trainable_params, adapt_seconds, ...)
+  task   one task over its seeds: means, *_std (std over seeds), id_gain, ood_gain, score, and
+         score_ci_low / score_ci_high, the score's 95% interval (paired bootstrap over test images and seeds)
+  run    the suite numbers (means over tasks of seed means) and the suite score's 95% interval
+
+Numbers stored in the result file are written exactly as stored; numbers computed by the export are
+rounded once to 4 decimals, as every summary is. A column a row's level lacks is empty (CSV) or null (JSON).
+
+examples:
+  clipbench export results/ --level run --out runs.csv          one row per run, for a paper's table
+  clipbench export results/*.json --level cell --format jsonl   every cell, for pandas.read_json(lines=True)"""
 
 
 def add_parser(sub) -> None:
     exp = sub.add_parser("export", help="result files as CSV or JSON lines (for pandas, spreadsheets, papers)",
                          description="One row per cell (task x seed), per task summary and per run, each with "
                                      "the run's method, suite, model, fingerprints and hyper-parameter source; "
-                                     "rows of many files stack into one table (pandas.read_csv).")
+                                     "rows of many files stack into one table (pandas.read_csv).",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     exp.add_argument("files", nargs="+", type=Path, help="result files, or folders of them")
     exp.add_argument("--format", choices=["csv", "jsonl"], default="csv", help="default: %(default)s")
     exp.add_argument("--out", type=Path, default=None, help="file to write (default: standard output)")
+    exp.add_argument("--level", nargs="+", choices=LEVELS, default=list(LEVELS), metavar="LEVEL",
+                     help="only rows of these levels: cell, task, run (default: all three, told apart by the "
+                          "`level` column)")
 
 
 def main(args, console: Console) -> int:
-    from clipbench import export, results, submission
+    from clipbench import export, results
+    from clipbench.api import read_checked
 
     files = []
     for f in args.files:
@@ -31,15 +52,7 @@ def main(args, console: Console) -> int:
         raise ClipbenchError(f"No result files in {', '.join(map(str, args.files))}.")
     all_rows = []
     for f in files:
-        try:
-            data = results.read_json(f)
-        except results.ResultFileError as exc:
-            raise ClipbenchError(str(exc)) from None
-        problems = submission.check(data, complete=False)
-        if problems:
-            raise ClipbenchError(f"{f} cannot be exported: {problems[0]} (`clipbench leaderboard check` lists "
-                                 "every problem).")
-        all_rows += export.rows(data)
+        all_rows += export.rows(read_checked(f, "exported"), tuple(args.level))
     text = export.to_csv(all_rows) if args.format == "csv" else export.to_jsonl(all_rows)
     if args.out is None:
         if sys.stdout is None:

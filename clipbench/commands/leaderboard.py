@@ -12,9 +12,13 @@ from clipbench.errors import ClipbenchError
 
 
 def add_parser(sub) -> None:
-    board = sub.add_parser("leaderboard", help="build the Markdown leaderboards or check a submission")
+    board = sub.add_parser("leaderboard", help="build the Markdown leaderboards or check a submission",
+                           description="build: the Markdown boards from the checked result files; check: validate "
+                                       "result files before a pull request; verify: re-run a result's seeds.")
     board_sub = board.add_subparsers(dest="action", metavar="ACTION", required=True)
-    build = board_sub.add_parser("build", help="leaderboards/results/*.json -> leaderboards/<suite>.md")
+    build = board_sub.add_parser("build", help="leaderboards/results/*.json -> leaderboards/<suite>.md",
+                                 description="Check every result file in --results and write one Markdown "
+                                             "leaderboard per suite into --out, with each score's 95% interval.")
     build.add_argument("--results", type=Path, default=Path("leaderboards/results"),
                        help="folder of result files (default: %(default)s)")
     build.add_argument("--out", type=Path, default=Path("leaderboards"), help="default: %(default)s")
@@ -25,8 +29,12 @@ def add_parser(sub) -> None:
                       help="also write the board as a static web site into DIR (new, empty, or a site built "
                            "before): sortable tables, trade-off plots, a page per task and per method; opens "
                            "from disk with no network")
-    chk = board_sub.add_parser("check", help="validate result files before submitting them")
-    chk.add_argument("files", nargs="+", type=Path)
+    chk = board_sub.add_parser("check", help="validate result files before submitting them",
+                               description="Walk each result file's schema field by field (names, accuracy and "
+                                           "chance ranges, costs, every task x seed cell once, the zero-shot "
+                                           "reference, config_hash, the summary recomputed from the cells) and "
+                                           "list at most 50 problems per file; exit 1 if any file has one.")
+    chk.add_argument("files", nargs="+", type=Path, help="result files (e.g. leaderboards/results/*.json)")
     ver = board_sub.add_parser("verify", help="re-run a result's seeds from its stored config and compare",
                                description="Check a result file, then re-run its seeds from the stored config "
                                            "and compare every accuracy and the zero-shot reference.")

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clipbench.commands.common import load_plugins
+from clipbench.errors import ClipbenchError
 
 
 def add_parser(sub) -> None:
@@ -24,8 +25,14 @@ def add_parser(sub) -> None:
     lst.add_argument("--verbose", "-v", action="store_true", help="citations, descriptions, every column")
     lst.add_argument("--all", action="store_true",
                      help="with `models`: also every open_clip architecture whose weights are not on this machine")
+    lst.add_argument("--json", action="store_true",
+                     help="one JSON array of records on standard output, every field, for scripts")
     show = sub.add_parser("show", help="one method (or suite) in full: citation, options, defaults, search space, "
-                                        "deviation card")
+                                        "deviation card",
+                          description="A method: its citation, every option with its default, source and search "
+                                      "grid, the tuned values `clipbench run` applies instead of the defaults (and "
+                                      "where they came from), and its deviation card. A suite: its tasks with "
+                                      "their classes, shifts and probes.")
     show.add_argument("what", choices=["method", "suite"])
     show.add_argument("name", help="e.g. saft")
 
@@ -43,32 +50,36 @@ TEXT = {"overflow": "fold"}
 
 def main(args, console: Console) -> int:
     pm, registry = load_plugins()
+    if args.json:  # for scripts: every field, no folding, no markup, one JSON array on stdout
+        import json
+        import sys
+
+        if sys.stdout is None:
+            raise ClipbenchError("Standard output is closed, so the listing has nowhere to go.")
+        sys.stdout.write(json.dumps(records(registry, args.what, args.suite, args.all), indent=1) + "\n")
+        return 0
     if args.what == "methods":
         cols = [("method", NAME), ("what it trains", TEXT)] + ([("citation", TEXT)] if args.verbose else [])
         table = _table("methods (clipbench show method NAME for options)", cols + [("plugin", NAME)])
-        for name in sorted(registry.methods):
-            m = registry.methods[name]
-            row = [name, str(getattr(m, "summary", ""))] + ([str(m.citation)] if args.verbose else [])
-            owner = registry.owners[("method", name)]
-            table.add_row(*map(escape, row + [owner]))
+        for r in records(registry, "methods"):
+            row = [r["name"], r["summary"]] + ([r["citation"]] if args.verbose else [])
+            table.add_row(*map(escape, row + [r["plugin"]]))
     elif args.what == "suites":
         cols = [("suite", NAME), ("adapts on", TEXT)] + ([("description", TEXT)] if args.verbose else [])
         table = _table("suites", cols + [("plugin", NAME)])
-        for name, s in sorted(registry.suites.items()):
-            owner = registry.owners[("suite", name)]
-            row = [name, ", ".join(s.adapt_on)] + ([str(s.description)] if args.verbose else [])
-            table.add_row(*map(escape, row + [owner]))
+        for r in records(registry, "suites"):
+            row = [r["name"], ", ".join(r["adapts_on"])] + ([r["description"]] if args.verbose else [])
+            table.add_row(*map(escape, row + [r["plugin"]]))
     elif args.what == "tasks":
         cols = [("suite", NAME), ("task", NAME), ("classes", {"justify": "right", **NAME}), ("shifts", TEXT),
                 ("probes", TEXT)] + ([("description", TEXT)] if args.verbose else [])
         table = _table("tasks", cols)
-        suites = [registry.suite(args.suite)] if args.suite else [registry.suites[n] for n in sorted(registry.suites)]
-        for s in suites:
-            for t in s.tasks.values():
-                classes = str(t.num_classes) if t.classnames else "data"
-                row = [s.name, t.name, classes, ", ".join(t.shifts) or "-", ", ".join(t.probes) or "-"]
-                table.add_row(*map(escape, row + ([str(t.description)] if args.verbose else [])))
-        if any(not t.classnames for s in suites for t in s.tasks.values()):
+        rows = records(registry, "tasks", args.suite)
+        for r in rows:
+            classes = "data" if r["classes"] is None else str(r["classes"])
+            row = [r["suite"], r["task"], classes, ", ".join(r["shifts"]) or "-", ", ".join(r["probes"]) or "-"]
+            table.add_row(*map(escape, row + ([r["description"]] if args.verbose else [])))
+        if any(r["classes"] is None for r in rows):
             table.caption = "classes 'data': read from the dataset under --data"
     else:
         table = _models(registry, show_all=args.all, verbose=args.verbose)
@@ -76,26 +87,50 @@ def main(args, console: Console) -> int:
     return 0
 
 
+def records(registry, what: str, suite: str | None = None, show_all: bool = False) -> list[dict]:
+    """What `list` shows, as plain records (the table and ``--json`` are two views of these)."""
+    if what == "methods":
+        return [{"name": name, "summary": str(getattr(m, "summary", "")), "citation": str(m.citation),
+                 "plugin": registry.owners[("method", name)]}
+                for name, m in sorted(registry.methods.items())]
+    if what == "suites":
+        return [{"name": name, "adapts_on": list(s.adapt_on), "description": str(s.description),
+                 "default_model": s.default_model, "default_pretrained": s.default_pretrained,
+                 "plugin": registry.owners[("suite", name)]}
+                for name, s in sorted(registry.suites.items())]
+    if what == "tasks":
+        suites = [registry.suite(suite)] if suite else [registry.suites[n] for n in sorted(registry.suites)]
+        return [{"suite": s.name, "task": t.name, "classes": t.num_classes if t.classnames else None,
+                 "shifts": list(t.shifts), "probes": list(t.probes), "adapted_on": t.name in s.adapt_on,
+                 "description": str(t.description)}
+                for s in suites for t in s.tasks.values()]
+    from clipbench.models import open_clip_catalogue
+
+    out = [{"model": name, "pretrained": list(src.tags), "offline": list(src.tags) if src.available is not False
+            else [], "source": src.plugin, "available": src.available is not False, "description": src.description}
+           for name, src in sorted(registry.models.items())]
+    out += [{"model": arch, "pretrained": list(tags), "offline": list(offline), "source": "open_clip",
+             "available": bool(offline), "description": ""} for arch, tags, offline in open_clip_catalogue()]
+    return out if show_all else [r for r in out if r["available"]]
+
+
 def _models(registry, show_all: bool, verbose: bool) -> Table:
     """Models available here first (the plugins' sources, open_clip tags already downloaded); the rest with
     --all."""
-    from clipbench.models import open_clip_catalogue
-
+    every = records(registry, "models", show_all=True)
     table = _table("models available offline", [("model", NAME), ("--pretrained", TEXT), ("source", NAME)])
-    for name, src in sorted(registry.models.items()):
-        if src.available is False and not show_all:
-            continue
-        table.add_row(escape(name), escape(", ".join(src.tags) or "-"), escape(src.plugin))
-    missing = 0
-    for arch, tags, offline in open_clip_catalogue():
-        if offline:
-            table.add_row(escape(arch), escape(", ".join(offline)), "open_clip")
+    for r in every:
+        if r["source"] != "open_clip":
+            if r["available"] or show_all:
+                table.add_row(escape(r["model"]), escape(", ".join(r["pretrained"]) or "-"), escape(r["source"]))
+        elif r["offline"]:
+            table.add_row(escape(r["model"]), escape(", ".join(r["offline"])), "open_clip")
         elif show_all:
+            tags = r["pretrained"]
             shown = ", ".join(tags if verbose else tags[:3]) + ("" if verbose or len(tags) <= 3 else f" (+{len(tags) - 3})")
-            table.add_row(escape(arch), escape(shown) + " [dim](download)[/]", "open_clip")
-        else:
-            missing += 1
-    if missing:
+            table.add_row(escape(r["model"]), escape(shown) + " [dim](download)[/]", "open_clip")
+    missing = sum(1 for r in every if r["source"] == "open_clip" and not r["offline"])
+    if missing and not show_all:
         table.caption = (f"{missing} more open_clip architectures need a download first: "
                          "`clipbench list models --all`")
     if show_all:

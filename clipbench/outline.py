@@ -1,0 +1,85 @@
+"""What a run is about to do, told before it does it: the plan header of a batch log and its ETA's inputs.
+
+The runner tells its reporter (optional events, see :func:`tell`): ``planned(outline)`` once the request is
+checked, ``prepared(outline)`` once the model is loaded (result files, cells already done, cache),
+``reference_started/finished(task)`` around each zero-shot reference and ``cell_started(method, task,
+seed)`` before each cell.  Only the reporter prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def tell(reporter, event: str, *args) -> None:
+    """An optional reporter event (the plan, the zero-shot reference, a cell starting): reporters that do
+    not listen for it (the silent one, a cluster worker's) are not asked."""
+    listener = getattr(reporter, event, None)
+    if listener is not None:
+        listener(*args)
+
+
+@dataclass
+class Outline:
+    """What a run is about to do, told before the work (a batch log's header): ``planned`` fills the names
+    as soon as they are checked, ``prepared`` the rest once the model is loaded."""
+
+    suite: str
+    methods: list[str]
+    tasks: list[str]
+    seeds: list[int]
+    model: str
+    device: str
+    out_dir: Path
+    cells: int  # methods x tasks x seeds
+    pending: list[tuple[str, str, int]] = field(default_factory=list)  # (method, task, seed) to compute, in order
+    outputs: list[Path] = field(default_factory=list)  # the merged result files
+    references: list[str] = field(default_factory=list)  # tasks whose zero-shot reference is not stored yet
+    cache: str = "off"  # the embedding cache: off, warm (every set the reference scores is in it) or cold
+    cached_sets: int = 0
+    scored_sets: int = 0
+    cache_dir: Path | None = None
+    model_fingerprint: str | None = None
+
+    @classmethod
+    def of(cls, request, p) -> "Outline":
+        """What a checked request (``runner.plan``) names, before the model loads."""
+        tasks = [t.name for t in p.tasks]
+        methods = [m.name for m, _, _ in p.methods]
+        return cls(p.suite.name, methods, tasks, list(request.seeds), request.model or p.suite.default_model,
+                   str(p.device), Path(request.out_dir), len(methods) * len(tasks) * len(request.seeds))
+
+
+def outline(request, p, model, model_fp: str, evaluator, tuned_over: list) -> Outline:
+    """The full :class:`Outline` of a checked request (``runner.plan``) with its model loaded: the result
+    files, the cells already done, what the embedding cache holds.  Reads only (no folder is created), so a
+    run that fails next leaves nothing behind."""
+    from clipbench import protocol
+    from clipbench.runner import run_config_of, tuned_values
+    from clipbench.store import RunStore
+
+    out = Outline.of(request, p)
+    out.model_fingerprint = model_fp
+    for method, _, config_dict in p.methods:
+        tuned, _ = tuned_values(request, p.suite, tuned_over, method, model_fp)
+        store = RunStore(Path(request.out_dir), run_config_of(request, p, method, config_dict, tuned, model, model_fp))
+        out.outputs.append(store.merged_path)
+        done = store.done()
+        out.pending += [(method.name, t.name, s) for t in p.tasks for s in request.seeds if (t.name, s) not in done]
+        out.references += [t.name for t in p.tasks if store.reference(t.name) is None and t.name not in out.references]
+    cache = evaluator.cache
+    if cache is not None and cache.enabled:
+        out.cache_dir = cache.root
+        visual = protocol.image_encoder_fingerprint(model)
+        sets = {}
+        for task in p.tasks:
+            train_task, new_task = protocol.task_views(task)
+            for images in [train_task.test.value, *(lazy.value for lazy in train_task.shifts.values()),
+                           *(p.suite.task(q).test.value for q in task.probes),
+                           *([new_task.test.value] if new_task is not None else [])]:
+                sets[images.fingerprint] = cache.path(visual, images.fingerprint, f"features-{evaluator.precision}")
+        out.scored_sets = len(sets)
+        out.cached_sets = sum(path.is_file() for path in sets.values())
+        out.cache = "warm" if out.cached_sets == out.scored_sets else "cold"
+    return out
