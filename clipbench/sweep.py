@@ -115,12 +115,15 @@ class CellJob:
 # ------------------------------------------------------------------ the driver
 
 
-def pending(request, registry) -> tuple[list[Cell], list]:
-    """The cells of ``request`` not yet in their runs' folders, and those runs' stores (for merging)."""
+def pending(request, registry, reporter=None) -> tuple[list[Cell], list]:
+    """The cells of ``request`` not yet in their runs' folders, and those runs' stores (for merging); the
+    ``reporter`` hears the plan as a sequential run tells it (what will run, where, what is done, the cache)."""
     from clipbench import runner
+    from clipbench.outline import Outline, outline, tell
     from clipbench.store import RunStore
 
     p = runner.plan(request, registry)
+    tell(reporter, "planned", Outline.of(request, p))
     model = runner.load_for(request, p.suite, registry, p.device)
     runner.attach_data(request, p.suite, p.tasks, model)
     for task in p.tasks:
@@ -129,6 +132,8 @@ def pending(request, registry) -> tuple[list[Cell], list]:
         protocol.sample_fewshot_check(task, request.shots)
     model_fp = model.fingerprint()
     tuned_over = p.suite.selected(None) + [t for t in p.tasks if t.name not in p.suite.adapt_on]
+    if reporter is not None:
+        tell(reporter, "prepared", outline(request, p, model, model_fp, runner.evaluator_for(request, model), tuned_over))
     cells, stores = [], []
     for method, _, config_dict in p.methods:
         tuned, _ = runner.tuned_values(request, p.suite, tuned_over, method, model_fp)
@@ -147,12 +152,12 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
     reporter = reporter or protocol.SilentReporter()
     if options.executor not in EXECUTORS:
         raise ClipbenchError(f"Unknown executor {options.executor!r}: use {', '.join(EXECUTORS)}.")
-    cells, stores = pending(request, registry)
+    cells, stores = pending(request, registry, reporter)
     total = len(cells)
     if options.executor == "auto":
         options = auto_layout(request, total, options)
-        if options.executor == "sequential":
-            return _in_process(request, registry, pm, reporter, options.threads)
+        if options.executor == "sequential":  # the plan is told already: the runner need not tell it again
+            return _in_process(request, registry, pm, _PlanToldAlready(reporter), options.threads)
     if options.executor == "local":
         workers = local_workers(options.workers, total)
         if workers < options.workers:
@@ -201,6 +206,18 @@ def auto_layout(request, cells: int, options: SweepOptions) -> SweepOptions:
     if workers <= 1:
         return dataclasses.replace(options, executor="sequential", threads=1)
     return dataclasses.replace(options, executor="local", workers=workers, threads=1)
+
+
+class _PlanToldAlready:
+    """A reporter that has heard the plan: it skips the runner's second telling and hears everything else."""
+
+    planned = prepared = None
+
+    def __init__(self, reporter):
+        self._reporter = reporter
+
+    def __getattr__(self, name):
+        return getattr(self._reporter, name)
 
 
 def _in_process(request, registry, pm, reporter, threads: int | None) -> list[Path]:

@@ -190,3 +190,24 @@ def test_auto_gives_the_numbers_of_a_one_thread_sequential_run_of_a_training_met
     assert numbers(auto)[0] == numbers(seq)[0]
     assert results.load_result(auto)["provenance"]["threads"] == 1
     assert torch.get_num_threads() == before
+
+
+def test_a_sweep_tells_the_plan_before_the_work_once(tmp_path, monkeypatch):
+    """The batch log of the default (auto) layout starts with the plan, as a sequential run's does, and an auto
+    run that falls back to this process does not tell it twice."""
+    from clipbench import protocol
+
+    heard = []
+
+    class Listener(protocol.SilentReporter):
+        def planned(self, o):
+            heard.append(("planned", o.cells))
+
+        def prepared(self, o):
+            heard.append(("prepared", len(o.pending)))
+
+    monkeypatch.setattr(sweep, "available_cores", lambda: 1)  # auto: one pending cell -> this process
+    pm = get_plugin_manager(load_entrypoints=False)
+    request = runner.RunRequest(methods=["zeroshot"], tasks=["shape"], seeds=[1], shots=1, out_dir=tmp_path)
+    sweep.execute(request, collect(pm), pm, sweep.SweepOptions(executor="auto"), Listener())
+    assert heard == [("planned", 1), ("prepared", 1)]
