@@ -146,7 +146,7 @@ def test_local_workers_are_capped_at_the_cores_and_the_cells_and_the_log_says_so
     assert [sweep.local_workers(asked, cells) for asked, cells in ((1000, 40), (1000, 1), (1, 40), (2, 2))] \
         == [2, 1, 1, 2]
     store = SimpleNamespace(config={"method": "m"}, folder=Path("never-made"), done=lambda: False)
-    monkeypatch.setattr(sweep, "pending", lambda request, registry: ([("m", "t", s) for s in range(40)], [store]))
+    monkeypatch.setattr(sweep, "pending", lambda request, registry, reporter=None: ([("m", "t", s) for s in range(40)], [store]))
     started = []
     monkeypatch.setattr(sweep, "_local", lambda fields, cells, options, *rest: started.append(options.workers))
     lines = []
