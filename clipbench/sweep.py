@@ -42,19 +42,29 @@ Cell = tuple[str, str, int]  # (method, task, seed)
 
 
 def request_fields(request) -> dict:
-    """A RunRequest as plain data a job can receive (paths as strings)."""
+    """A RunRequest as plain data a job can receive: paths as absolute strings, because a job runs in another
+    folder (never the one the sweep was started from, which may hold a checkout that would shadow the package).
+    """
+    from clipbench import tuning
+
     out = dataclasses.asdict(request)
+    if out.get("tuned_dir") is None:  # `run`'s default, ./tuned, is the driver's folder, not the job's
+        out["tuned_dir"] = tuning.tuned_dirs()[0]
     for key in ("out_dir", "data", "tuned_dir"):
         if out.get(key) is not None:
-            out[key] = str(out[key])
+            out[key] = str(Path(out[key]).resolve())
+    if out.get("checkpoint") and Path(out["checkpoint"]).exists():  # a local weights file, not a model name
+        out["checkpoint"] = str(Path(out["checkpoint"]).resolve())
     return out
 
 
 def _request(fields: dict, cell: Cell):
+    """The request of one cell: its method alone, with only that method's ``--option`` values."""
     from clipbench.runner import RunRequest
 
     method, task, seed = cell
-    f = dict(fields, methods=[method], tasks=[task], seeds=[seed])
+    options = {method: fields["options"][method]} if method in (fields.get("options") or {}) else {}
+    f = dict(fields, methods=[method], tasks=[task], seeds=[seed], options=options)
     for key in ("out_dir", "data", "tuned_dir"):
         if f.get(key) is not None:
             f[key] = Path(f[key])

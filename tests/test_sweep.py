@@ -154,3 +154,23 @@ def test_local_workers_are_capped_at_the_cores_and_the_cells_and_the_log_says_so
                   log=lines.append)
     assert started == [2]
     assert any("--workers 1000 capped at 2" in line for line in lines), lines
+
+
+# ------------------------------------------------------------------ what every engine's job receives
+
+
+def test_each_cell_gets_only_its_own_methods_options_and_absolute_paths(tmp_path, monkeypatch):
+    """`--option linear-probe.steps=5 --method zeroshot linear-probe`: the zeroshot cell's request must not name
+    linear-probe (it was refused: "--option names method 'linear-probe', which is not among --method zeroshot")."""
+    pm = get_plugin_manager(load_entrypoints=False)
+    registry = collect(pm)
+    monkeypatch.chdir(tmp_path)
+    request = runner.RunRequest(methods=["zeroshot", "linear-probe"], options={"linear-probe": {"steps": "5"}},
+                                out_dir=Path("out"), tasks=["shape"], seeds=[1])
+    fields = sweep.request_fields(request)
+    for cell in [("zeroshot", "shape", 1), ("linear-probe", "shape", 1)]:
+        cell_request = sweep._request(fields, cell)
+        runner.plan(cell_request, registry)  # raises for a request naming another method's option
+        assert cell_request.options == ({"linear-probe": {"steps": "5"}} if cell[0] == "linear-probe" else {})
+    # a job starts in another folder: every path it gets is absolute, ./tuned included
+    assert fields["out_dir"] == str(tmp_path / "out") and fields["tuned_dir"] == str(tmp_path / "tuned")
