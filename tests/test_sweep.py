@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from clipbench import results, runner, sweep
+from clipbench.errors import ClipbenchError
 from clipbench.plugins import collect, get_plugin_manager
 
 GRID = dict(methods=["zeroshot", "linear-probe"], suite="default", tasks=["shape", "colour"], seeds=[1, 2], shots=4)
@@ -114,26 +116,32 @@ def test_a_cell_still_queued_on_slurm_is_not_submitted_twice(tmp_path):
     """`--no-wait`, then the same command again: cells whose job is still pending or running are skipped."""
     import json
 
+    from clipbench.sweep_slurm import SUBMITTED, JobState, SlurmSilent, still_queued
+
     folder = tmp_path / ".submitit"
     folder.mkdir()
-    (folder / sweep.SUBMITTED).write_text(json.dumps({"saft/shape/1": "41_0", "saft/shape/2": "41_1",
-                                                      "saft/colour/1": "41_2"}))
-    states = {"41_0": "RUNNING", "41_1": "FAILED", "41_2": "PENDING"}
+    (folder / SUBMITTED).write_text(json.dumps({"saft/shape/1": "41_0", "saft/shape/2": "41_1",
+                                                "saft/colour/1": "41_2"}))
+    states = {"41_0": JobState("RUNNING"), "41_1": JobState("FAILED"), "41_2": JobState("PENDING", "Priority")}
     cells = [("saft", "shape", 1), ("saft", "shape", 2), ("saft", "colour", 1), ("saft", "colour", 2)]
-    queued = sweep.still_queued(folder, cells, state=lambda f, job: states[job])
+    asked = []
+    queued = still_queued(folder, cells, lambda ids: asked.append(ids) or {j: states[j] for j in ids})
     assert queued == {("saft", "shape", 1): "41_0", ("saft", "colour", 1): "41_2"}
-    (folder / sweep.SUBMITTED).write_text("not json")
-    assert sweep.still_queued(folder, cells, state=lambda f, job: "RUNNING") == {}
+    assert asked == [["41_0", "41_1", "41_2"]]  # one question to Slurm for all of them
+    with pytest.raises(ClipbenchError, match="Slurm does not answer .*cannot be told which cells are still queued"):
+        still_queued(folder, cells, lambda ids: (_ for _ in ()).throw(SlurmSilent("slurmctld is down")))
+    (folder / SUBMITTED).write_text("not json")
+    assert still_queued(folder, cells, lambda ids: {j: JobState("RUNNING") for j in ids}) == {}
     # another run in the same --out (other shots, options or model) never blocks this run's cells
-    (folder / sweep.SUBMITTED).write_text(json.dumps({"runA/shape/1": "7_0"}))
-    keys_b = {c: f"runB/{c[1]}/{c[2]}" for c in cells}
-    assert sweep.still_queued(folder, cells, state=lambda f, job: "RUNNING", keys=keys_b) == {}
-    keys_a = {c: f"runA/{c[1]}/{c[2]}" for c in cells}
-    assert sweep.still_queued(folder, cells, state=lambda f, job: "RUNNING", keys=keys_a) == {cells[0]: "7_0"}
+    (folder / SUBMITTED).write_text(json.dumps({"runA/shape/1": "7_0"}))
+    running = lambda ids: {j: JobState("RUNNING") for j in ids}  # noqa: E731
+    assert still_queued(folder, cells, running, keys={c: f"runB/{c[1]}/{c[2]}" for c in cells}) == {}
+    assert still_queued(folder, cells, running, keys={c: f"runA/{c[1]}/{c[2]}" for c in cells}) == {cells[0]: "7_0"}
 
 
 def test_the_core_never_imports_an_engine():
-    out = subprocess.run([sys.executable, "-c", "import sys, clipbench.cli, clipbench.runner, clipbench.sweep; "
+    out = subprocess.run([sys.executable, "-c", "import sys, clipbench.cli, clipbench.runner, clipbench.sweep, "
+                          "clipbench.sweep_slurm; "
                           "print(sorted(m for m in ('submitit', 'ray') if m in sys.modules))"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -174,3 +182,208 @@ def test_each_cell_gets_only_its_own_methods_options_and_absolute_paths(tmp_path
         assert cell_request.options == ({"linear-probe": {"steps": "5"}} if cell[0] == "linear-probe" else {})
     # a job starts in another folder: every path it gets is absolute, ./tuned included
     assert fields["out_dir"] == str(tmp_path / "out") and fields["tuned_dir"] == str(tmp_path / "tuned")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--executor", "slurm", "--time-min", "2"], "--time-min 2 is too short for Slurm"),
+    (["--executor", "ray", "--gpus", "-1"], "--gpus must be a whole number of at least 0"),
+    (["--executor", "local", "--gpus", "1"], "--gpus is for --executor slurm or ray"),
+])
+def test_requests_no_engine_can_run_are_one_sentence_before_any_work(capsys, tmp_path, monkeypatch, argv, message):
+    from clipbench.cli import main
+
+    monkeypatch.setattr(sweep, "pending", lambda *a: pytest.fail("work started before the request was checked"))
+    code = main(["run", "--method", "zeroshot", "--out", str(tmp_path), "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ Slurm: the partition, the queue, the wait
+
+
+SINFO = "debug*|2|21694|(null)|infinite\ngpu|32|515000|gpu:a100:4(S:0-1)|2-00:00:00\nshort|8+|64000|gpu:2,shard:8|30:00\n"
+
+
+def completed(stdout="", stderr="", code=0):
+    return subprocess.CompletedProcess([], code, stdout, stderr)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(partition="nope"), "Slurm has no partition 'nope': use one of debug, gpu, short"),
+    (dict(cpus=4, mem_gb=16), "No node of partition 'debug' can run a job of --cpus 4 --mem-gb 16 --gpus 0"),
+    (dict(cpus=1, mem_gb=1, gpus=1), "the largest has 2 CPUs, 21 GB, 0 GPUs"),
+    (dict(partition="gpu", gpus=8), "No node of partition 'gpu'"),
+    (dict(partition="gpu", mem_gb=600), "No node of partition 'gpu'"),
+    (dict(partition="short", time_min=45), "over the time limit of partition 'short' (30 minutes)"),
+])
+def test_a_request_no_node_of_the_partition_can_meet_is_refused_before_submission(changes, message):
+    from clipbench import sweep_slurm
+
+    calls = []
+    run = lambda argv: calls.append(argv) or completed(SINFO)  # noqa: E731  (sinfo's own output format)
+    options = sweep.SweepOptions(executor="slurm", **{"cpus": 1, "mem_gb": 1, **changes})
+    with pytest.raises(ClipbenchError, match=re.escape(message)):
+        sweep_slurm.check(options, run=run)
+    assert calls == [["sinfo", "-h", "-N", "-o", "%P|%c|%m|%G|%l"]]
+    for fits in (dict(cpus=2, mem_gb=16), dict(partition="gpu", gpus=4, cpus=32, time_min=2880),
+                 dict(partition="short", gpus=2, time_min=30)):
+        sweep_slurm.check(sweep.SweepOptions(executor="slurm", **{"cpus": 1, "mem_gb": 1, **fits}), run=run)
+
+
+def test_no_slurm_here_is_one_sentence():
+    from clipbench import sweep_slurm
+
+    def missing(argv):
+        raise sweep_slurm.SlurmSilent("sinfo is not installed here")
+
+    with pytest.raises(ClipbenchError, match="needs a Slurm cluster, but sinfo could not be run"):
+        sweep_slurm.check(sweep.SweepOptions(executor="slurm"), run=missing)
+
+
+def test_squeue_answers_first_and_a_cluster_without_accounting_is_asked_no_sacct_again():
+    from clipbench.sweep_slurm import JobState, SlurmQueue, SlurmSilent
+
+    answers = {
+        "squeue": [completed("41_0|RUNNING|None\n41_2|PENDING|PartitionConfig\n41_3|COMPLETED|None\n"),
+                   completed("", "slurm_load_jobs error: Invalid job id specified", 1),
+                   completed("", "squeue: error: Unable to contact slurm controller (connect failure)", 1)],
+        "sacct": [completed("", "Slurm accounting storage is disabled", 1)],
+    }
+    calls = []
+
+    def run(argv):
+        calls.append(argv[0])
+        return answers[argv[0]].pop(0)
+
+    queue = SlurmQueue(run)
+    assert queue.states(["41_0", "41_1", "41_2", "41_3"]) == {
+        "41_0": JobState("RUNNING"), "41_1": JobState("GONE"), "41_2": JobState("PENDING", "PartitionConfig"),
+        "41_3": JobState("COMPLETED")}
+    assert calls == ["squeue", "sacct"] and queue.accounting is False
+    assert queue.states(["41_1"]) == {"41_1": JobState("GONE")}  # squeue knows none of them: not an error
+    assert calls == ["squeue", "sacct", "squeue"]  # and sacct is not asked again
+    with pytest.raises(SlurmSilent, match="Unable to contact slurm controller"):
+        queue.states(["41_0"])
+
+
+def test_sacct_tells_how_jobs_squeue_has_forgotten_ended():
+    from clipbench.sweep_slurm import JobState, SlurmQueue
+
+    answers = iter([completed("", "slurm_load_jobs error: Invalid job id specified", 1),
+                    completed("41_0|COMPLETED\n41_1|CANCELLED by 1000\n")])
+    queue = SlurmQueue(lambda argv: next(answers))
+    assert queue.states(["41_0", "41_1", "41_2"]) == {"41_0": JobState("COMPLETED"), "41_1": JobState("CANCELLED"),
+                                                      "41_2": JobState("GONE")}
+    assert queue.accounting is True
+
+
+class ScriptedSlurm:
+    """Slurm's answers over time for a wait: one dict of states (or an exception) per look, with what a job
+    writes before that look (its result file, its log); the clock moves only when the wait sleeps."""
+
+    def __init__(self, steps):
+        self.steps, self.now, self.looks = list(steps), 0.0, 0
+
+    def states(self, job_ids):
+        step = self.steps[min(self.looks, len(self.steps) - 1)]
+        self.looks += 1
+        for write in step.get("writes", ()):
+            write()
+        if "raise" in step:
+            raise step["raise"]
+        return {j: step["states"].get(j) for j in job_ids if j in step["states"]}
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def slurm_job(folder: Path, job_id: str):
+    submitit = _engine("submitit")
+    return submitit.SlurmJob(folder=folder, job_id=job_id)
+
+
+def result(job, outcome, payload):
+    from submitit.core.utils import cloudpickle_dump
+
+    return lambda: cloudpickle_dump((outcome, payload), job.paths.result_pickle)
+
+
+def test_a_requeued_job_is_waited_for_not_read_as_failed(tmp_path):
+    """USR2 (preemption or the time limit): the job checkpoints, Slurm requeues it (PENDING, BeginTime), and an error
+    its first run may have left is not its last word; the requeued run's success is."""
+    from clipbench.sweep_slurm import JobState, wait
+
+    job = slurm_job(tmp_path, "7_0")
+    trace = "Traceback (most recent call last):\nsubmitit.core.utils.UncompletedJobError: Job not requeued"
+    slurm = ScriptedSlurm([
+        {"states": {"7_0": JobState("RUNNING")}},
+        {"states": {"7_0": JobState("COMPLETING")}, "writes": [result(job, "error", trace)]},
+        {"states": {"7_0": JobState("PENDING", "BeginTime")}},
+        {"states": {"7_0": JobState("RUNNING")}},
+        {"states": {"7_0": JobState("RUNNING")}, "writes": [result(job, "success", [("m", "t", 1)])]},
+    ])
+    reported, lines = [], []
+    wait([(job, ("m", "t", 1))], slurm, reported.append, lines.append, clock=lambda: slurm.now, sleep=slurm.sleep)
+    assert reported == [("m", "t", 1)]
+    assert "slurm: 1 pending (BeginTime), 0 done" in lines
+
+
+def test_a_killed_job_fails_after_a_bounded_wait_naming_its_cell_its_cause_and_its_log(tmp_path):
+    """A job killed (scancel --signal=KILL, out of memory) leaves no result: once Slurm no longer holds it, the wait
+    gives its result a grace period, then names the cell, the end of its log and the log's path."""
+    from clipbench.sweep_slurm import ENDED_GRACE_S, JobState, wait
+
+    killed, failed, fine = (slurm_job(tmp_path, f"9_{i}") for i in range(3))
+    killed.paths.stderr.write_text("clipbench: cell zeroshot/colour/1 on node1 pid 12 (Slurm job 9_0)\n"
+                                   "submitit WARNING (2026) - Bypassing signal SIGTERM\n"
+                                   "slurmstepd: error: *** STEP 9.0 ON node1 CANCELLED ***\n"
+                                   "srun: error: node1: task 0: Killed\n")
+    trace = ('Traceback (most recent call last):\n  File "runner.py", line 3, in execute\n'
+             "clipbench.errors.ClipbenchError: Method 'saft' failed on task shape, seed 2: ValueError: bad lr\n")
+    slurm = ScriptedSlurm([
+        {"states": {"9_0": JobState("RUNNING"), "9_1": JobState("RUNNING"), "9_2": JobState("PENDING", "Resources")}},
+        {"states": {"9_0": JobState("FAILED", "NonZeroExitCode"), "9_1": JobState("FAILED"),
+                    "9_2": JobState("RUNNING")}, "writes": [result(failed, "error", trace)]},
+        {"states": {"9_2": JobState("RUNNING")}, "writes": [result(fine, "success", [])]},
+        {"states": {}},  # all three have left the queue
+    ])
+    reported, lines = [], []
+    cells = [("zeroshot", "colour", 1), ("saft", "shape", 2), ("zeroshot", "shape", 1)]
+    with pytest.raises(ClipbenchError) as caught:
+        wait(list(zip([killed, failed, fine], cells)), slurm, reported.append, lines.append,
+             clock=lambda: slurm.now, sleep=slurm.sleep)
+    message = str(caught.value)
+    assert reported == [("zeroshot", "shape", 1)]
+    assert message.startswith("2 of 3 cell job(s) failed; every cell that finished is saved and merged.")
+    assert "zeroshot/colour/1: job 9_0 ended without a result (no longer known to Slurm)" in message
+    assert "srun: error: node1: task 0: Killed" in message and "Bypassing signal" not in message
+    assert f"log: {killed.paths.stderr}" in message
+    assert "saft/shape/2: job 9_1 failed" in message and "ValueError: bad lr" in message
+    assert f"log: {failed.paths.stderr}" in message
+    assert slurm.now >= ENDED_GRACE_S  # the killed job was given its grace, and no more than needed
+    assert slurm.now < ENDED_GRACE_S + 30
+    assert "slurm: 2 running, 1 pending (Resources), 0 done" in lines
+
+
+def test_a_slurm_that_stops_answering_ends_the_wait_with_a_sentence(tmp_path):
+    from clipbench.sweep_slurm import SILENCE_LIMIT_S, JobState, SlurmSilent, wait
+
+    job = slurm_job(tmp_path, "3")
+    slurm = ScriptedSlurm([{"states": {"3": JobState("RUNNING")}},
+                           {"raise": SlurmSilent("Unable to contact slurm controller")}])
+    lines = []
+    with pytest.raises(ClipbenchError, match="Slurm has not answered squeue for 10 minutes .*may still be running"):
+        wait([(job, ("m", "t", 1))], slurm, lambda cell: None, lines.append, clock=lambda: slurm.now,
+             sleep=slurm.sleep)
+    assert SILENCE_LIMIT_S <= slurm.now < SILENCE_LIMIT_S + 30
+    assert lines == ["slurm: 1 running, 0 done",
+                     "slurm: squeue does not answer (Unable to contact slurm controller); still waiting"]
+
+
+def test_a_job_that_can_never_start_is_said_in_the_queue_line():
+    from clipbench.sweep_slurm import JobState, queue_line
+
+    line = queue_line({"5_0": JobState("PENDING", "PartitionConfig"), "5_1": JobState("RUNNING")}, 2, 1)
+    assert line.startswith("slurm: 1 running, 1 pending (PartitionConfig), 2 done, 1 failed - PartitionConfig: "
+                           "Slurm will not start these jobs as asked")

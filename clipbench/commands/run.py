@@ -66,7 +66,9 @@ def add_parser(sub) -> None:
     ex.add_argument("--gpus", type=int, default=0, help="slurm: GPUs per job (default: 0)")
     ex.add_argument("--cpus", type=positive_int, default=4, help="slurm: CPUs per job (default: 4)")
     ex.add_argument("--mem-gb", type=positive_int, default=16, help="slurm: memory per job (default: 16)")
-    ex.add_argument("--time-min", type=positive_int, default=60, help="slurm: time limit per cell job (default: 60)")
+    ex.add_argument("--time-min", type=positive_int, default=60,
+                    help="slurm: time limit per cell job, at least 5: a job is signalled 90 s before it to requeue "
+                         "itself (default: 60)")
     ex.add_argument("--parallelism", type=positive_int, default=64,
                     help="slurm: array jobs running at once (default: 64)")
     ex.add_argument("--no-wait", action="store_true",
