@@ -9,7 +9,7 @@ through the same runner as a plain ``clipbench run``, writing one file per cell
 preempted or killed job loses only its unfinished cell, and running the same
 command again resubmits only what is missing.  The engines are optional extras
 (``clipbench[slurm]``, ``clipbench[ray]``); nothing here imports them until asked.
-The Slurm engine is :mod:`clipbench.sweep_slurm`.
+The Slurm engine is :mod:`clipbench.sweep_slurm`, the Ray engine :mod:`clipbench.sweep_ray`.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
     if cells:
         # a cell's identity across submissions: its run's folder (the run hash) and the cell
         keys = {c: f"{by_method[c[0]].folder.name}/{c[1]}/{c[2]}" for c in cells}
-        run = {"local": _local, "ray": _ray}.get(options.executor) or _engine(options.executor).run
+        run = _local if options.executor == "local" else _engine(options.executor).run
         try:
             run(fields, cells, options, report, log, keys)
         except ClipbenchError:
@@ -286,41 +286,3 @@ def _local(fields, cells, options, report, log, keys=None) -> None:
     finally:
         for pool in pools:  # a worker still in a job finishes and saves it
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _cell_key(cell: Cell, keys: dict | None = None) -> str:
-    return (keys or {}).get(cell) or "/".join(map(str, cell))
-
-
-def _ray(fields, cells, options, report, log, keys=None) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise ClipbenchError("--executor ray needs ray: pip install 'clipbench[ray]'.") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        if options.ray_address:
-            ray.init(address=options.ray_address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=max(1, options.workers), include_dashboard=False, log_to_driver=False)
-    try:
-        remote = ray.remote(num_cpus=1)(run_cells)
-        pending_refs = {remote.remote(fields, [cell], 1): cell for cell in cells}
-        refs = list(pending_refs)
-        while refs:
-            ready, refs = ray.wait(refs, num_returns=1)
-            try:
-                ray.get(ready[0])
-            except Exception as exc:  # RayTaskError wraps the cell's own error; the finished cells are saved
-                cause = getattr(exc, "cause", None) or exc
-                if isinstance(cause, ClipbenchError):
-                    raise cause from None
-                raise ClipbenchError(f"The cell {_cell_key(pending_refs[ready[0]])} failed on Ray "
-                                     f"({type(cause).__name__}: {str(cause).splitlines()[0][:200] if str(cause) else ''}); "
-                                     "every finished cell is saved. Run the same command again to run only what "
-                                     "is missing.") from None
-            report(pending_refs[ready[0]])
-    finally:
-        if started_here:
-            ray.shutdown()
-

@@ -76,9 +76,22 @@ def test_submitit_gives_the_sequential_numbers(sequential, tmp_path):
     assert (tmp_path / ".submitit").is_dir()
 
 
-def test_ray_gives_the_sequential_numbers(sequential, tmp_path):
+REPO = Path(__file__).resolve().parents[1]
+
+
+def lab_folder(tmp_path: Path) -> Path:
+    """A folder holding a clone named clipbench (the usual layout `lab/clipbench/`): from here, Python finds that
+    clone as a namespace package named clipbench before the installed one, unless the workers run elsewhere."""
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "clipbench").symlink_to(REPO)
+    return lab
+
+
+def test_ray_gives_the_sequential_numbers_when_started_beside_a_clone(sequential, tmp_path, monkeypatch):
     _engine("ray")
-    assert sweep_run(tmp_path, sweep.SweepOptions(executor="ray", workers=2)) == sequential
+    monkeypatch.chdir(lab_folder(tmp_path))  # Ray puts the driver's folder on its workers' import path
+    assert sweep_run(tmp_path / "out", sweep.SweepOptions(executor="ray", workers=2)) == sequential
 
 
 def _children(pid: int) -> list[int]:
@@ -141,7 +154,7 @@ def test_a_cell_still_queued_on_slurm_is_not_submitted_twice(tmp_path):
 
 def test_the_core_never_imports_an_engine():
     out = subprocess.run([sys.executable, "-c", "import sys, clipbench.cli, clipbench.runner, clipbench.sweep, "
-                          "clipbench.sweep_slurm; "
+                          "clipbench.sweep_slurm, clipbench.sweep_ray; "
                           "print(sorted(m for m in ('submitit', 'ray') if m in sys.modules))"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -387,3 +400,42 @@ def test_a_job_that_can_never_start_is_said_in_the_queue_line():
     line = queue_line({"5_0": JobState("PENDING", "PartitionConfig"), "5_1": JobState("RUNNING")}, 2, 1)
     assert line.startswith("slurm: 1 running, 1 pending (PartitionConfig), 2 done, 1 failed - PartitionConfig: "
                            "Slurm will not start these jobs as asked")
+
+
+# ------------------------------------------------------------------ Ray: the driver's environment, GPUs
+
+
+def test_ray_workers_get_the_drivers_settings_and_a_gpu_each_when_asked(sequential, tmp_path, monkeypatch):
+    """A cluster started elsewhere never saw the driver's environment: CLIPBENCH_* travel in the runtime_env.
+    --gpus asks Ray for GPUs per cell (here one declared GPU): each cell runs on one of its own."""
+    ray = _engine("ray")
+    ray.init(address="local", num_cpus=1, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        lines = []
+        pm = get_plugin_manager(load_entrypoints=False)
+        one = dict(GRID, methods=["zeroshot"], tasks=["shape"], seeds=[1])
+        [path] = sweep.execute(runner.RunRequest(out_dir=tmp_path / "a", **one), collect(pm), pm,
+                               sweep.SweepOptions(executor="ray", gpus=1), log=lines.append)
+        cells, _ = numbers(path)
+        assert cells == [c for c in sequential["zeroshot"][0] if c[0] == "shape" and c[1] == 1]
+        assert "zeroshot/shape/1 ran on GPU 0" in lines
+        monkeypatch.setenv("CLIPBENCH_LOAD_PLUGINS", "no-such-plugin")  # set after the cluster started
+        with pytest.raises(ClipbenchError, match="zeroshot/shape/1: failed on Ray(.|\n)*no-such-plugin"):
+            sweep.execute(runner.RunRequest(out_dir=tmp_path / "b", **one), collect(pm), pm,
+                          sweep.SweepOptions(executor="ray"))
+    finally:
+        ray.shutdown()
+
+
+def test_more_gpus_than_the_ray_cluster_has_is_refused_where_it_cannot_grow_and_said_where_it_may():
+    from clipbench.sweep_ray import check_gpus
+
+    lines = []
+    check_gpus(1, 1.0, started_here=True, log=lines.append)
+    assert lines == []
+    with pytest.raises(ClipbenchError, match=re.escape("--gpus 2 asks for 2 GPU(s) per cell, but the Ray cluster "
+                                                       "started here has 1: Ray would keep the cells waiting forever")):
+        check_gpus(2, 1.0, started_here=True, log=lines.append)
+    check_gpus(2, 0.0, started_here=False, log=lines.append)  # an autoscaler may still add GPU nodes
+    assert lines == ["--gpus 2: the Ray cluster has 0 GPU(s) now, so the cells wait until nodes with enough GPUs "
+                     "join (an autoscaler may add them); Ctrl-C stops waiting, and finished cells are kept"]
