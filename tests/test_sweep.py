@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -439,3 +440,181 @@ def test_more_gpus_than_the_ray_cluster_has_is_refused_where_it_cannot_grow_and_
     check_gpus(2, 0.0, started_here=False, log=lines.append)  # an autoscaler may still add GPU nodes
     assert lines == ["--gpus 2: the Ray cluster has 0 GPU(s) now, so the cells wait until nodes with enough GPUs "
                      "join (an autoscaler may add them); Ctrl-C stops waiting, and finished cells are kept"]
+
+
+# ------------------------------------------------------------------ the real engines (tools/cluster-up)
+# A real single-node Slurm without accounting and a real Ray head, both on 127.0.0.1, brought up by
+# tools/cluster-up (CI does it before the tests); without them these tests skip, saying why.
+
+REAL_ARGV = ["run", "--method", "zeroshot", "linear-probe", "--option", "linear-probe.steps=300", "--task", "shape",
+             "--seeds", "1,2", "--shots", str(GRID["shots"]), "--out", "out", "--no-progress"]
+
+
+def real_engine(name: str) -> str:
+    """What tools/cluster-up wrote for a real engine (Slurm: 1; Ray: the head's address), or a skip saying why."""
+    value = os.environ.get(f"CLIPBENCH_REAL_{name.upper()}")
+    if not value:
+        why = (os.environ.get(f"CLIPBENCH_REAL_{name.upper()}_UNAVAILABLE")
+               or "not brought up here: run tools/cluster-up and source the env file it writes (see the README)")
+        pytest.skip(f"no real {name}: {why}")
+    return value
+
+
+def cli(*argv: str, cwd: Path, env: dict | None = None, wait: bool = True):
+    """The installed `clipbench` command, as a user starts it (from ``cwd``: a folder holding a clone)."""
+    command = [str(Path(sys.executable).with_name("clipbench")), *argv]
+    env = dict(os.environ, CLIPBENCH_LOAD_PLUGINS="", **(env or {}))  # only the built-ins, as `sequential` has
+    if not wait:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@contextlib.contextmanager
+def running(driver: subprocess.Popen):
+    """A command started in the background, never left running by a failed test."""
+    try:
+        yield driver
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+
+
+def merged_cells(out: Path) -> dict:
+    return {results.load_result(p)["config"]["method"]: numbers(p)[0] for p in sorted(out.glob("*.json"))}
+
+
+def shape_cells(sequential) -> dict:
+    return {method: [c for c in cells if c[0] == "shape"] for method, (cells, _) in sequential.items()}
+
+
+def lines_until(stream, text: str) -> str:
+    """What a running command printed up to and including the line holding ``text`` (all of it if it ends first)."""
+    seen = ""
+    for line in iter(stream.readline, ""):
+        seen += line
+        if text in line:
+            break
+    return seen
+
+
+def job_running_a_cell(out: Path, taken: set, timeout: float = 300) -> tuple[str, str, int]:
+    """A Slurm job whose log names its cell (its signal handlers are installed) and whose cell is not yet on disk:
+    its id, its cell and the pid of its process."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for log in sorted((out / ".submitit").glob("*_0_log.err")):
+            job = log.name[: -len("_0_log.err")]
+            match = re.search(r"clipbench: cell (\S+)/(\S+)/(\d+) on \S+ pid (\d+)", log.read_text(errors="replace"))
+            if job in taken or not match:
+                continue
+            method, task, seed, pid = match.groups()
+            if not list(out.glob(f"*__{method}__*.cells/cells/{task}__seed{seed}.json")):
+                return job, f"{method}/{task}/{seed}", int(pid)
+        time.sleep(0.2)
+    pytest.fail(f"no job started a cell within {timeout} s")
+
+
+@pytest.mark.real_cluster
+def test_a_real_slurm_sweep_from_beside_a_clone_survives_requeue_kill_and_rerun(sequential, tmp_path):
+    """Slurm without accounting: `--no-wait`, then the same command while the jobs are queued (nothing submitted
+    twice), one job requeued mid-cell (USR2, as Slurm sends before preemption or the time limit) and waited for, one
+    killed mid-cell (as the out-of-memory killer does) and named with its log, then the same command again: the
+    merged numbers are the sequential run's."""
+    real_engine("slurm")
+    lab = lab_folder(tmp_path)
+    out = lab / "out"
+    argv = [*REAL_ARGV, "--executor", "slurm", "--cpus", "1", "--mem-gb", "1", "--time-min", "10"]
+    first = cli(*argv, "--no-wait", cwd=lab)
+    assert first.returncode == 0, first.stderr
+    assert "submitted 4 job(s)" in first.stdout and "Bypassing sacct" not in first.stdout + first.stderr
+    with running(cli(*argv, cwd=lab, env={"PYTHONUNBUFFERED": "1"}, wait=False)) as driver:
+        seen = lines_until(driver.stdout, "waiting for them too")  # it has chosen what not to submit again
+        # the signals Slurm sends the job's process (`scancel --signal` may deliver one twice: it retries while the
+        # job is requeueing, so it would requeue it twice)
+        requeued, requeued_cell, pid = job_running_a_cell(out, set())
+        os.kill(pid, signal.SIGUSR2)  # preemption, or the time limit coming
+        killed, killed_cell, pid = job_running_a_cell(out, {requeued})
+        os.kill(pid, signal.SIGKILL)  # the out-of-memory killer (`scancel --signal=KILL` cancels, with KillWait to go)
+        stdout, stderr = driver.communicate(timeout=900)
+        stdout = seen + stdout
+    assert driver.returncode == 2, (stdout, stderr)
+    # the jobs run meanwhile (a first one may be done): those still queued or running are not submitted again
+    assert re.search(r"\d cell\(s\) are still queued or running from an earlier submission", stdout)
+    assert not re.search(r"submitted \d+ job", stdout)
+    assert re.search(r"slurm: .*\d pending \(", stdout) and re.search(r"slurm: \d running", stdout)  # queue states
+    assert "Bypassing sacct" not in stdout + stderr and "Traceback" not in stderr
+    assert re.match(r"error: 1 of \d cell job\(s\) failed; every cell that finished is saved and merged", stderr), stderr
+    assert f"{killed_cell}: job {killed} ended without a result" in stderr
+    assert f"log: {out.resolve()}/.submitit/{killed}_0_log.err" in stderr
+    assert requeued_cell not in stderr  # waited for through its requeue
+    requeued_log = (out / ".submitit" / f"{requeued}_0_log.err").read_text()
+    assert requeued_log.count(f"clipbench: cell {requeued_cell} ") == 2 and "requeued 1 time(s)" in requeued_log
+    assert sum(len(cells) for cells in merged_cells(out).values()) == 3  # merged, though one cell failed
+    rerun = cli(*argv, cwd=lab)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "1 cell(s) to run on slurm" in rerun.stdout and "submitted 1 job(s)" in rerun.stdout
+    assert merged_cells(out) == shape_cells(sequential)
+    for log in (out / ".submitit").glob("*_log.err"):  # every job's log says which cell it ran, first thing
+        assert log.read_text().startswith("clipbench: cell "), log
+
+
+@pytest.mark.real_cluster
+def test_real_slurm_refusals_are_one_sentence_and_leave_nothing_behind(tmp_path):
+    """What the partition cannot run is refused before submission; what only sbatch knows to refuse is said in
+    one sentence too, and the refused array leaves no pickled cell behind."""
+    from clipbench import sweep_slurm
+
+    real_engine("slurm")
+    argv = [*REAL_ARGV, "--executor", "slurm", "--time-min", "10"]
+    for extra, message in [(["--gpus", "1", "--cpus", "1", "--mem-gb", "1"], "No node of partition 'debug' can run"),
+                           (["--cpus", str(4 * sweep.available_cores()), "--mem-gb", "1"], "No node of partition"),
+                           (["--partition", "nope"], "Slurm has no partition 'nope'")]:
+        refused = cli(*argv, *extra, cwd=tmp_path)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    submitit = _engine("submitit")
+    folder = tmp_path / ".submitit"
+    folder.mkdir()
+    executor = submitit.AutoExecutor(folder=folder)
+    executor.update_parameters(timeout_min=10, slurm_partition="nope")
+    for cells in ([("zeroshot", "shape", 1)], [("zeroshot", "shape", 1), ("zeroshot", "shape", 2)]):
+        with pytest.raises(ClipbenchError, match=r"Slurm refused the jobs \(.*[Ii]nvalid partition.*\); nothing was "
+                                                 "submitted"):
+            sweep_slurm.submit(executor, cells, {}, sweep.SweepOptions(executor="slurm"), folder)
+        assert list(folder.iterdir()) == []
+
+
+def ray_worker_in_a_cell(marker: str, timeout: float = 300) -> int:
+    """The pid of a Ray worker running a cell of this test (its environment holds ``marker``)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for proc in Path("/proc").iterdir():
+            try:
+                if (proc / "cmdline").read_bytes().startswith(b"ray::run_cell_task") \
+                        and marker.encode() in (proc / "environ").read_bytes():
+                    return int(proc.name)
+            except (OSError, ValueError):
+                continue
+        time.sleep(0.2)
+    pytest.fail(f"no Ray worker started a cell within {timeout} s")
+
+
+@pytest.mark.real_cluster
+def test_a_real_ray_sweep_from_beside_a_clone_gets_the_drivers_settings_and_survives_a_killed_worker(
+        sequential, tmp_path):
+    """A Ray head started elsewhere: the workers import the installed package (not the clone beside the driver),
+    run with the driver's CLIPBENCH_* settings (a cache folder the head never heard of), and a worker killed
+    mid-cell costs only a retry; the same command again runs nothing and the merged numbers are the sequential's."""
+    address = real_engine("ray")
+    lab = lab_folder(tmp_path)
+    argv = [*REAL_ARGV, "--executor", "ray", "--ray-address", address]
+    with running(cli(*argv, cwd=lab, wait=False)) as driver:
+        # found by the driver's setting in its environment: the head was started before this test chose it
+        os.kill(ray_worker_in_a_cell(f"CLIPBENCH_CACHE_DIR={os.environ['CLIPBENCH_CACHE_DIR']}"), signal.SIGKILL)
+        stdout, stderr = driver.communicate(timeout=900)
+    assert driver.returncode == 0, (stdout, stderr)
+    assert stdout.count("cell ") >= 4 and "Traceback" not in stderr
+    rerun = cli(*argv, cwd=lab)
+    assert rerun.returncode == 0 and "0 cell(s) to run on ray" in rerun.stdout, rerun.stderr
+    assert merged_cells(lab / "out") == shape_cells(sequential)
