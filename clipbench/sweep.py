@@ -9,6 +9,7 @@ through the same runner as a plain ``clipbench run``, writing one file per cell
 preempted or killed job loses only its unfinished cell, and running the same
 command again resubmits only what is missing.  The engines are optional extras
 (``clipbench[slurm]``, ``clipbench[ray]``); nothing here imports them until asked.
+The Slurm engine is :mod:`clipbench.sweep_slurm`, the Ray engine :mod:`clipbench.sweep_ray`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class SweepOptions:
     workers: int = 2  # local: worker processes
     threads: int | None = None  # local: torch threads per worker (None: an equal share of the cores)
     partition: str | None = None  # slurm
-    gpus: int = 0  # slurm: GPUs per job
+    gpus: int = 0  # slurm: GPUs per job; ray: GPUs per cell
     cpus: int = 4  # slurm: CPUs per job
     mem_gb: int = 16  # slurm
     time_min: int = 60  # slurm: time limit of one cell's job
@@ -43,19 +44,29 @@ Cell = tuple[str, str, int]  # (method, task, seed)
 
 
 def request_fields(request) -> dict:
-    """A RunRequest as plain data a job can receive (paths as strings)."""
+    """A RunRequest as plain data a job can receive: paths as absolute strings, because a job runs in another
+    folder (never the one the sweep was started from, which may hold a checkout that would shadow the package).
+    """
+    from clipbench import tuning
+
     out = dataclasses.asdict(request)
+    if out.get("tuned_dir") is None:  # `run`'s default, ./tuned, is the driver's folder, not the job's
+        out["tuned_dir"] = tuning.tuned_dirs()[0]
     for key in ("out_dir", "data", "tuned_dir"):
         if out.get(key) is not None:
-            out[key] = str(out[key])
+            out[key] = str(Path(out[key]).resolve())
+    if out.get("checkpoint") and Path(out["checkpoint"]).exists():  # a local weights file, not a model name
+        out["checkpoint"] = str(Path(out["checkpoint"]).resolve())
     return out
 
 
 def _request(fields: dict, cell: Cell):
+    """The request of one cell: its method alone, with only that method's ``--option`` values."""
     from clipbench.runner import RunRequest
 
     method, task, seed = cell
-    f = dict(fields, methods=[method], tasks=[task], seeds=[seed])
+    options = {method: fields["options"][method]} if method in (fields.get("options") or {}) else {}
+    f = dict(fields, methods=[method], tasks=[task], seeds=[seed], options=options)
     for key in ("out_dir", "data", "tuned_dir"):
         if f.get(key) is not None:
             f[key] = Path(f[key])
@@ -99,17 +110,19 @@ def run_cells(fields: dict, cells: list[Cell], threads: int | None = None) -> li
     return done
 
 
-class CellJob:
-    """A Slurm job running one cell; requeued by submitit when preempted or timed out (its finished cells
-    are on disk, so the requeued job redoes at most the cell it was in)."""
+def cell_name(cell: Cell) -> str:
+    """How a cell is named in logs and messages: ``method/task/seed``."""
+    return "/".join(map(str, cell))
 
-    def __call__(self, fields: dict, cells: list[Cell], threads: int | None = None) -> list[Cell]:
-        return run_cells(fields, cells, threads)
 
-    def checkpoint(self, fields: dict, cells: list[Cell], threads: int | None = None):
-        import submitit
+def announce(cells: list[Cell], where: str) -> None:
+    """Name the cells a job runs at the top of its log (stdout and stderr), so a log read later says whose it is."""
+    import socket
+    import sys
 
-        return submitit.helpers.DelayedSubmission(self, fields, cells, threads)
+    line = f"clipbench: cell {', '.join(map(cell_name, cells))} on {socket.gethostname()} pid {os.getpid()} ({where})"
+    for stream in (sys.stdout, sys.stderr):
+        print(line, file=stream, flush=True)
 
 
 # ------------------------------------------------------------------ the driver
@@ -145,13 +158,35 @@ def pending(request, registry, reporter=None) -> tuple[list[Cell], list]:
     return cells, stores
 
 
+def check_options(options: SweepOptions) -> None:
+    """Refuse what no engine can run, in one sentence, before any work (the engines check their own limits)."""
+    if options.executor not in EXECUTORS:
+        raise ClipbenchError(f"Unknown executor {options.executor!r}: use {', '.join(EXECUTORS)}.")
+    if isinstance(options.gpus, bool) or not isinstance(options.gpus, int) or options.gpus < 0:
+        raise ClipbenchError(f"--gpus must be a whole number of at least 0, got {options.gpus!r}.")
+    if options.gpus and options.executor not in ("slurm", "ray"):
+        raise ClipbenchError(f"--gpus is for --executor slurm or ray; {options.executor} runs on this machine's "
+                             "devices (choose one with --device).")
+
+
+def _engine(executor: str):
+    """The module of an engine run elsewhere (imported only when asked for: each is an optional extra)."""
+    import importlib
+
+    return importlib.import_module(f"clipbench.sweep_{executor}")
+
+
 def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lambda line: None) -> list[Path]:
-    """Run the request's pending cells on the chosen engine, then merge its runs; return the merged files."""
+    """Run the request's pending cells on the chosen engine, then merge its runs; return the merged files.
+
+    A sweep some of whose cells failed still merges the cells that finished before it says so.
+    """
     from clipbench import protocol
 
     reporter = reporter or protocol.SilentReporter()
-    if options.executor not in EXECUTORS:
-        raise ClipbenchError(f"Unknown executor {options.executor!r}: use {', '.join(EXECUTORS)}.")
+    check_options(options)
+    if options.executor == "slurm":
+        _engine("slurm").check(options)  # the request against the partition, before any work
     cells, stores = pending(request, registry, reporter)
     total = len(cells)
     if options.executor == "auto":
@@ -182,15 +217,19 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
         if path.is_file():
             reporter.cell_finished(len(finished), total, method, json.loads(path.read_text()))
 
+    def merge() -> list[Path]:
+        return [store.write_merged() for store in stores if store.folder.is_dir() and store.done()]
+
     if cells:
         # a cell's identity across submissions: its run's folder (the run hash) and the cell
         keys = {c: f"{by_method[c[0]].folder.name}/{c[1]}/{c[2]}" for c in cells}
-        {"local": _local, "slurm": _slurm, "ray": _ray}[options.executor](fields, cells, options, report, log, keys)
-    paths = []
-    for store in stores:
-        if store.folder.is_dir() and store.done():
-            paths.append(store.write_merged())
-    return paths
+        run = _local if options.executor == "local" else _engine(options.executor).run
+        try:
+            run(fields, cells, options, report, log, keys)
+        except ClipbenchError:
+            merge()  # the cells that finished are in the merged files too, not only in their folders
+            raise
+    return merge()
 
 
 def auto_layout(request, cells: int, options: SweepOptions) -> SweepOptions:
@@ -301,137 +340,3 @@ def _local(fields, cells, options, report, log, keys=None) -> None:
     finally:
         for pool in pools:  # a worker still in a job finishes and saves it
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-ACTIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED",
-                       "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT"}
-SUBMITTED = "submitted.json"  # in OUT/.submitit: cell -> job id of the last submission
-
-
-def _cell_key(cell: Cell, keys: dict | None = None) -> str:
-    return (keys or {}).get(cell) or "/".join(map(str, cell))
-
-
-def _job_state(folder: Path, job_id: str) -> str:
-    """Slurm's state of a submitted job (through submitit, which asks sacct/squeue); UNKNOWN if it cannot tell."""
-    import submitit
-
-    try:
-        return str(submitit.SlurmJob(folder=folder, job_id=job_id).state).split()[0].upper()
-    except Exception:  # no Slurm here, or the job is long gone from its accounting
-        return "UNKNOWN"
-
-
-def still_queued(folder: Path, cells: list[Cell], state=_job_state, keys: dict | None = None) -> dict[Cell, str]:
-    """Cells whose last submission is still pending or running on Slurm: resubmitting them would run them twice
-    (``keys``: each cell's identity across runs, as :func:`execute` makes them)."""
-    import json
-
-    try:
-        submitted = json.loads((folder / SUBMITTED).read_text())
-    except (OSError, ValueError):
-        return {}
-    out = {}
-    for cell in cells:
-        job_id = submitted.get(_cell_key(cell, keys)) if isinstance(submitted, dict) else None
-        if isinstance(job_id, str) and state(folder, job_id) in ACTIVE_SLURM_STATES:
-            out[cell] = job_id
-    return out
-
-
-def _record_submitted(folder: Path, jobs, cells: list[Cell], keys: dict | None = None) -> None:
-    import json
-
-    path = folder / SUBMITTED
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        record = {}
-    record.update({_cell_key(c, keys): str(j.job_id) for j, c in zip(jobs, cells)})
-    from clipbench import results
-
-    results.write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
-
-
-def _slurm(fields, cells, options, report, log, keys=None) -> None:
-    try:
-        import submitit
-    except ImportError:
-        raise ClipbenchError("--executor slurm needs submitit: pip install 'clipbench[slurm]'.") from None
-    folder = Path(fields["out_dir"]) / ".submitit"
-    folder.mkdir(parents=True, exist_ok=True)
-    queued = still_queued(folder, cells, keys=keys) if options.extra.get("cluster") in (None, "slurm") else {}
-    if queued:
-        log(f"{len(queued)} cell(s) are still queued or running from an earlier submission (jobs "
-            f"{', '.join(sorted(set(queued.values()))[:5])}): not submitted again"
-            + ("; waiting for them too" if options.wait else ""))
-        cells = [c for c in cells if c not in queued]
-    earlier = [(submitit.SlurmJob(folder=folder, job_id=job_id), cell) for cell, job_id in queued.items()]
-    if not cells:
-        _wait(earlier, options, report, folder, log)
-        return
-    executor = submitit.AutoExecutor(folder=folder, cluster=options.extra.get("cluster"))
-    params = dict(timeout_min=options.time_min, mem_gb=options.mem_gb, cpus_per_task=options.cpus,
-                  slurm_array_parallelism=options.parallelism, name="clipbench")
-    if options.gpus:
-        params["gpus_per_node"] = options.gpus
-    if options.partition:
-        params["slurm_partition"] = options.partition
-    executor.update_parameters(**params)
-    jobs = executor.map_array(CellJob(), [fields] * len(cells), [[c] for c in cells], [options.cpus] * len(cells))
-    _record_submitted(folder, jobs, cells, keys)
-    log(f"submitted {len(jobs)} job(s)" + (f", array {jobs[0].job_id.split('_')[0]}" if jobs else "")
-        + f"; submitit logs in {folder}")
-    _wait(earlier + list(zip(jobs, cells)), options, report, folder, log)
-
-
-def _wait(jobs, options, report, folder, log=lambda line: None) -> None:
-    """Wait for (job, cell) pairs (this submission's and ones still queued from an earlier one)."""
-    if not options.wait:
-        log("not waiting: run the same command again to resubmit what is missing and merge what is done")
-        return
-    failed = []
-    for job, cell in jobs:
-        try:
-            job.result()
-        except Exception as exc:  # a failed job: the others still run and save
-            failed.append(f"{'/'.join(map(str, cell))} ({type(exc).__name__})")
-            continue
-        report(cell)
-    if failed:
-        raise ClipbenchError(f"{len(failed)} cell job(s) failed: {', '.join(failed[:5])}; their logs are in {folder}. "
-                             "Run the same command again to resubmit only what is missing.")
-
-
-def _ray(fields, cells, options, report, log, keys=None) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise ClipbenchError("--executor ray needs ray: pip install 'clipbench[ray]'.") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        if options.ray_address:
-            ray.init(address=options.ray_address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=max(1, options.workers), include_dashboard=False, log_to_driver=False)
-    try:
-        remote = ray.remote(num_cpus=1)(run_cells)
-        pending_refs = {remote.remote(fields, [cell], 1): cell for cell in cells}
-        refs = list(pending_refs)
-        while refs:
-            ready, refs = ray.wait(refs, num_returns=1)
-            try:
-                ray.get(ready[0])
-            except Exception as exc:  # RayTaskError wraps the cell's own error; the finished cells are saved
-                cause = getattr(exc, "cause", None) or exc
-                if isinstance(cause, ClipbenchError):
-                    raise cause from None
-                raise ClipbenchError(f"The cell {_cell_key(pending_refs[ready[0]])} failed on Ray "
-                                     f"({type(cause).__name__}: {str(cause).splitlines()[0][:200] if str(cause) else ''}); "
-                                     "every finished cell is saved. Run the same command again to run only what "
-                                     "is missing.") from None
-            report(pending_refs[ready[0]])
-    finally:
-        if started_here:
-            ray.shutdown()
-

@@ -67,10 +67,13 @@ def add_parser(sub) -> None:
                          "through submitit (clipbench[slurm]); ray: Ray tasks (clipbench[ray]) (default: %(default)s)")
     ex.add_argument("--workers", type=positive_int, default=2, help="local and ray: parallel workers (default: 2)")
     ex.add_argument("--partition", default=None, help="slurm: partition")
-    ex.add_argument("--gpus", type=int, default=0, help="slurm: GPUs per job (default: 0)")
+    ex.add_argument("--gpus", type=int, default=0,
+                    help="slurm: GPUs per job; ray: GPUs per cell, so each cell is scheduled onto its own (default: 0)")
     ex.add_argument("--cpus", type=positive_int, default=4, help="slurm: CPUs per job (default: 4)")
     ex.add_argument("--mem-gb", type=positive_int, default=16, help="slurm: memory per job (default: 16)")
-    ex.add_argument("--time-min", type=positive_int, default=60, help="slurm: time limit per cell job (default: 60)")
+    ex.add_argument("--time-min", type=positive_int, default=60,
+                    help="slurm: time limit per cell job, at least 5: a job is signalled 90 s before it to requeue "
+                         "itself (default: 60)")
     ex.add_argument("--parallelism", type=positive_int, default=64,
                     help="slurm: array jobs running at once (default: 64)")
     ex.add_argument("--no-wait", action="store_true",
