@@ -52,7 +52,9 @@ def run(fields, cells, options, report, log, keys=None) -> None:
     try:
         import ray
     except ImportError:
-        raise ClipbenchError("--executor ray needs ray: pip install 'clipbench[ray]'.") from None
+        from clipbench.extras import install_command
+
+        raise ClipbenchError(f"--executor ray needs ray: {install_command('ray')}.") from None
     env = {"env_vars": worker_env()}
     started_here = not ray.is_initialized()
     neutral = tempfile.mkdtemp(prefix="clipbench-ray-")  # the workers' working directory: empty, so it shadows nothing

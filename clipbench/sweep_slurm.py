@@ -277,7 +277,9 @@ def run(fields, cells, options, report, log, keys=None) -> None:
     try:
         import submitit
     except ImportError:
-        raise ClipbenchError("--executor slurm needs submitit: pip install 'clipbench[slurm]'.") from None
+        from clipbench.extras import install_command
+
+        raise ClipbenchError(f"--executor slurm needs submitit: {install_command('slurm')}.") from None
     folder = Path(fields["out_dir"]) / ".submitit"
     folder.mkdir(parents=True, exist_ok=True)
     cluster = options.extra.get("cluster")

@@ -673,3 +673,19 @@ def test_a_real_ray_sweep_from_beside_a_clone_gets_the_drivers_settings_and_surv
     rerun = cli(*argv, cwd=lab)
     assert rerun.returncode == 0 and "0 cell(s) to run on ray" in rerun.stdout, rerun.stderr
     assert merged_cells(lab / "out") == shape_cells(sequential)
+
+
+@pytest.mark.parametrize("engine, module", [("ray", "ray"), ("slurm", "submitit")])
+def test_a_missing_engine_names_the_install_command_that_works_for_this_install(monkeypatch, engine, module):
+    """A clone installed with ``pip install -e .`` cannot ``pip install 'clipbench[ray]'`` (that fetches another
+    clipbench from the index): the hint is the one extras.install_command gives for this installation."""
+    import importlib
+    import sys
+
+    from clipbench.extras import install_command
+
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if it were not installed
+    with pytest.raises(ClipbenchError) as caught:
+        importlib.import_module(f"clipbench.sweep_{engine}").run({"out_dir": "never-made"}, [], sweep.SweepOptions(),
+                                                                  None, None)
+    assert str(caught.value).endswith(f"{install_command(engine)}."), caught.value
