@@ -3,7 +3,8 @@
 The runner tells its reporter (optional events, see :func:`tell`): ``planned(outline)`` once the request is
 checked, ``prepared(outline)`` once the model is loaded (result files, cells already done, cache),
 ``reference_started/finished(task)`` around each zero-shot reference and ``cell_started(method, task,
-seed)`` before each cell.  Only the reporter prints.
+seed)`` before each cell; a local sweep tells ``parallel(workers)`` when it computes several cells at once.
+Only the reporter prints.
 """
 
 from __future__ import annotations

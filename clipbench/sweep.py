@@ -182,6 +182,7 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
     A sweep some of whose cells failed still merges the cells that finished before it says so.
     """
     from clipbench import protocol
+    from clipbench.outline import tell
 
     reporter = reporter or protocol.SilentReporter()
     check_options(options)
@@ -199,6 +200,7 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
             log(f"--workers {options.workers} capped at {workers}: one worker per core ({available_cores()} here) "
                 f"and per cell to run ({total}); more would only compete for the same cores")
         options = dataclasses.replace(options, workers=workers)
+        tell(reporter, "parallel", workers)
     threads = options.threads or threads_per_worker(options.workers)
     log(f"{total} cell(s) to run on {options.executor}"
         + (f" with {options.workers} workers at {threads} thread{'s' if threads > 1 else ''} each"

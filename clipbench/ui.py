@@ -39,6 +39,7 @@ class RichReporter:
         self._references_done: set[str] = set()
         self._references_total = 0
         self.eta: Eta | None = None
+        self._workers = 1  # cells computed at once (a local sweep's worker processes)
 
     def _say(self, line: str) -> None:
         self.console.print(escape(line), highlight=False, soft_wrap=True)
@@ -94,6 +95,20 @@ class RichReporter:
     def cell_started(self, method: str, task: str, seed: int) -> None:
         self._cell_start = self._clock()
 
+    def parallel(self, workers: int) -> None:
+        """A sweep computes ``workers`` cells at once: the ETA divides the cells' time between them."""
+        self._workers = max(1, workers)
+        guess = self._eta_seconds()
+        if guess is not None and self._workers > 1:
+            self._say(f"{self._workers} cells at once: ETA of the cells about {_clock(guess)}")
+
+    def _eta_seconds(self) -> float | None:
+        """The cells' time left, shared by the cells computed at once (never more of them than cells left)."""
+        seconds = self.eta.seconds() if self.eta is not None else None
+        if seconds is None:
+            return None
+        return seconds / max(1, min(self._workers, len(self.eta.left)))
+
     # ------------------------------------------------------------ cells
 
     def cell_finished(self, done: int, total: int, method: str, cell: dict) -> None:
@@ -105,10 +120,12 @@ class RichReporter:
         now = self._clock()
         seconds = now - self._cell_start if self._cell_start is not None else None
         self._cell_start = None
+        if seconds is None and self._workers > 1:  # a worker's cell: the time it recorded, under the same load
+            seconds = cell_cost(cell)
         if self.eta is not None and seconds is not None:
             self.eta.finished(method, cell["task"], cell["seed"], seconds)
-            eta = self.eta.seconds()
-        else:  # no plan told (a cluster sweep): extrapolate from the cells so far
+            eta = self._eta_seconds()
+        else:  # no plan told or no time known (a cluster sweep): extrapolate from the cells so far
             eta = (now - self._start) / self._computed * (total - done)
         if self.log_cells:
             shifts = cell["shifts"].values()

@@ -140,3 +140,20 @@ def test_eta_falls_back_to_measured_cells_where_nothing_was_recorded():
     eta.finished("a", "y", 1, 60.0)
     eta.finished("b", "x", 1, 7.0)
     assert eta.seconds() == 0.0
+
+
+def test_a_local_sweeps_eta_shares_the_cells_between_its_workers_and_times_cells_by_what_they_recorded():
+    """Workers send no cell_started, so a finished cell's time is the one it recorded (adapt + evaluation, under
+    the same load); with two cells at once the cells left take half their summed time."""
+    from clipbench.ui import Eta
+
+    console = Console(file=io.StringIO(), width=200)
+    reporter = RichReporter(console, enabled=False, log_cells=True)
+    pending = [("a", "x", 1), ("a", "x", 2), ("a", "x", 3), ("a", "x", 4)]
+    reporter.eta = Eta(pending, {("a", "x"): 10.0})
+    reporter.parallel(2)
+    assert console.file.getvalue().splitlines()[-1] == "2 cells at once: ETA of the cells about 0:00:20"
+    cell = {"task": "x", "seed": 1, "id": 50.0, "shifts": {}, "probes": {},
+            "cost": {"adapt_seconds": 20.0}}
+    reporter.cell_finished(1, 4, "a", cell)  # this cell recorded 20 s: twice the record
+    assert console.file.getvalue().splitlines()[-1].endswith("ETA 0:00:30")  # 3 cells x 20 s / 2 workers
