@@ -8,6 +8,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # pytest -n N: the cores are shared between the N workers
+    import torch
+
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 from clipbench.models import load_embedded
 from tests.fakes import CountingMethod, FakePlugin
 
@@ -28,7 +33,11 @@ def registry(fake_plugin):
 
 @pytest.fixture(scope="session")
 def embedded():
-    return load_embedded()
+    """The embedded model, shared by the session: tests adapt and change clones of it, never it."""
+    model = load_embedded()
+    before = model.fingerprint()
+    yield model
+    assert model.fingerprint() == before, "a test changed the session's embedded model; change a clone()"
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +45,20 @@ def default_suite():
     from clipbench.suites.default import build_default_suite
 
     return build_default_suite()
+
+
+@pytest.fixture(scope="session")
+def cached_evaluator(embedded, tmp_path_factory):
+    """One evaluator for the whole session, bound to the embedded model: each default-suite set is encoded once
+    (pretrained embeddings cached in a folder of its own, not $CLIPBENCH_CACHE_DIR, which tests of the cache's
+    cold and warm behaviour own) and each zero-shot reference is computed once.  Both are functions of the set
+    alone, so no test's result depends on which test filled them.  Score with it; do not bind or reconfigure it."""
+    from clipbench import protocol
+    from clipbench.cache import EmbeddingCache
+
+    evaluator = protocol.Evaluator(cache=EmbeddingCache(tmp_path_factory.mktemp("evaluator-cache")))
+    evaluator.bind(embedded)
+    return evaluator
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -64,6 +64,7 @@ def _readme_example() -> str:
     return section.split("```python", 1)[1].split("```", 1)[0]
 
 
+@pytest.mark.slow
 def test_the_readme_notebook_example_runs_as_written(tmp_path, monkeypatch):
     pytest.importorskip("pandas")  # a dev extra: installed by the README's test command
     code = _readme_example()

@@ -176,6 +176,7 @@ def test_the_plot_has_the_shift_panel_and_the_score_with_its_interval(tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_a_run_of_one_method_over_several_tasks_ends_with_its_suite_numbers(capsys, tmp_path):
     argv = ["run", "--method", "zeroshot", "--task", "shape", "colour", "--shots", "1", "--seeds", "1",
             "--out", str(tmp_path)]

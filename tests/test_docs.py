@@ -10,6 +10,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -23,6 +25,7 @@ def _files_of(section: str) -> dict[str, str]:
     return files
 
 
+@pytest.mark.slow
 def test_the_contributing_plugin_builds_with_pip_and_passes_its_contract(tmp_path):
     """The package exactly as CONTRIBUTING.md prints it: pip builds its wheel (the pyproject validated as
     pip validates it: no more "`project` must contain ['version']"), the wheel's entry point loads through

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clipbench import protocol
 from clipbench.method import AdaptContext, Adapted
 from clipbench.methods import orthcr, saft
 from clipbench.plugins import collect, get_plugin_manager
@@ -182,6 +181,7 @@ def test_orthcr_rotation_equals_peft_oft():
     assert (ours - w0).abs().max() > 1e-2  # the rotation is not the identity
 
 
+@pytest.mark.slow
 def test_knn_adapter_has_identity_initialised_image_and_text_maps(reg, embedded, shape_task):
     """LocalLinearSplitNet: one affine map for image embeddings and one for text embeddings, each starting at
     the identity, so before training the adapter is exactly zero-shot CLIP; only the maps are trained."""
@@ -315,22 +315,46 @@ def test_clip_adapter_and_linear_probe_leave_the_encoders_alone(reg, embedded, s
     assert adapted.trainable == 2 * 2 * 64 * 16  # two towers x two layers x 64 x 64/4
 
 
+# Four-shot adaptation at capped training.  Paper recipes run 20 to 30 epochs (at 4 shots an epoch is one
+# step) and the kNN adapter 500 rounds; capped at 10 epochs and 50 rounds, each method still beats zero-shot by
+# well over FOUR_SHOT_MARGIN points on some task at its tuned rate (measured at 5 and 10 epochs and 50 rounds:
+# the best task gains 6 to 29 points).  CLIP-Adapter keeps its 200 epochs: they run over cached features in
+# seconds, and its residual adapter gains nothing measurable in 10.
+FOUR_SHOT_CAPS = {"epochs": 10, "iterations": 50}
+FOUR_SHOT_UNCAPPED = {"clip-adapter"}
+FOUR_SHOT_MARGIN = 2.0  # points; one test image is 0.1 to 0.17 points on the default tasks
+
+
+def four_shot_overrides(method, tuned: dict) -> dict:
+    """The shipped tuned values with the training length capped (never raised)."""
+    overrides = dict(tuned)
+    if method.name not in FOUR_SHOT_UNCAPPED:
+        defaults = method.make_config({})
+        for key, cap in FOUR_SHOT_CAPS.items():
+            if hasattr(defaults, key):
+                overrides[key] = min(cap, overrides.get(key, getattr(defaults, key)))
+    return overrides
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [m for m in ALL if m != "zeroshot"])
-def test_four_shot_adaptation_improves_in_distribution(reg, embedded, default_suite, name):
-    """Each method, with its shipped tuned settings, beats zero-shot on at least one default task."""
+def test_four_shot_adaptation_improves_in_distribution(reg, embedded, default_suite, cached_evaluator, name):
+    """Each method, with its shipped tuned settings, beats zero-shot by more than FOUR_SHOT_MARGIN points on at
+    least one default task (tasks in the suite's order, stopping at the first that does)."""
     from clipbench import tuning
 
-    ev = protocol.Evaluator()
-    gains = []
-    tuned = tuning.shipped_values("default", reg.method(name), embedded.fingerprint())
+    ev = cached_evaluator
+    method = reg.method(name)
+    gains = {}
+    tuned = tuning.shipped_values("default", method, embedded.fingerprint())
     for task_name in default_suite.adapt_on:
         task = default_suite.task(task_name)
-        overrides = tuned.get(task_name, {})
-        adapted, _ = adapt(reg, name, embedded, task, shots=4, **overrides)
+        adapted, _ = adapt(reg, name, embedded, task, shots=4, **four_shot_overrides(method, tuned.get(task_name, {})))
         zs, _ = ev.reference(Adapted(embedded), embedded.fingerprint(), task.test.value, task, task_name)
-        gains.append(ev.accuracy(adapted, task.test.value, task) - zs)
-    assert max(gains) > 0, gains
+        gains[task_name] = ev.accuracy(adapted, task.test.value, task) - zs
+        if gains[task_name] > FOUR_SHOT_MARGIN:
+            break
+    assert max(gains.values()) > FOUR_SHOT_MARGIN, gains
 
 
 def test_full_ft_trains_every_tensor(reg, embedded, shape_task):

@@ -206,6 +206,7 @@ def test_imagenet_dg_runs_end_to_end_on_the_miniatures(root, tmp_path):
     assert {"imagenet/train", "imagenet/test", "imagenet/imagenet-a"} <= set(data_fps)
 
 
+@pytest.mark.slow
 def test_fewshot11_runs_base_to_new_on_the_miniatures(root, tmp_path):
     path, _ = root
     result = run_json(tmp_path, "--method", "zeroshot", "--suite", "fewshot11", "--data", str(path))
@@ -288,6 +289,7 @@ def test_verify_reruns_a_real_data_result_and_notices_other_images(root, tmp_pat
     assert any("imagenet/imagenet-sketch" in p and "not the same images" in p for p in problems)
 
 
+@pytest.mark.slow
 def test_aclip_and_bitfit_run_on_a_real_suite_with_tuned_rates(root, tmp_path):
     """The papers' full-data SGD rates are not what runs on a real suite: `tune` chooses, `run` applies."""
     from clipbench import tuning
@@ -305,6 +307,7 @@ def test_aclip_and_bitfit_run_on_a_real_suite_with_tuned_rates(root, tmp_path):
         assert result["provenance"]["tuning"]["seeds"] == list(tuning.TUNING_SEEDS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method, epochs", [("coop", 3), ("cocoop", 1)])
 def test_prompt_learners_run_base_to_new_on_the_fewshot11_miniatures(root, tmp_path, method, epochs):
     """CoOp and CoCoOp learn on the base classes and are scored on the held-out new classes of all eleven."""

@@ -184,6 +184,7 @@ def test_a_lowered_zero_shot_reference_is_caught_without_a_rerun(valid):
     assert any("reference.shape.probes.size" in p for p in problems), problems
 
 
+@pytest.mark.slow
 def test_shipped_references_are_what_the_shipped_model_scores():
     """The known references a submission is held to are recomputed here from the shipped weights."""
     import importlib.util

@@ -38,6 +38,7 @@ def sweep_run(tmp_path, options):
     return {results.load_result(p)["config"]["method"]: numbers(p) for p in paths}
 
 
+@pytest.mark.slow
 def test_local_workers_give_the_sequential_numbers_and_leave_nothing_pending(sequential, tmp_path):
     assert sweep_run(tmp_path, sweep.SweepOptions(executor="local", workers=2)) == sequential
     pm = get_plugin_manager(load_entrypoints=False)
@@ -70,6 +71,7 @@ def _engine(name: str):
         pytest.skip(f"{name} is not installed")
 
 
+@pytest.mark.slow
 def test_submitit_gives_the_sequential_numbers(sequential, tmp_path):
     _engine("submitit")
     options = sweep.SweepOptions(executor="slurm", extra={"cluster": "debug"})
@@ -89,6 +91,7 @@ def lab_folder(tmp_path: Path) -> Path:
     return lab
 
 
+@pytest.mark.slow
 def test_ray_gives_the_sequential_numbers_when_started_beside_a_clone(sequential, tmp_path, monkeypatch):
     _engine("ray")
     monkeypatch.chdir(lab_folder(tmp_path))  # Ray puts the driver's folder on its workers' import path
@@ -100,6 +103,7 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out]
 
 
+@pytest.mark.slow
 def test_a_killed_worker_loses_only_its_cell_and_resubmission_finishes(tmp_path):
     argv = [sys.executable, "-m", "clipbench.cli", "run", "--method", "full-ft", "--option", "full-ft.epochs=3",
             "--task", "shape", "colour",
@@ -192,6 +196,7 @@ def test_auto_runs_one_thread_per_cell_and_a_cell_per_core_on_the_cpu(monkeypatc
     assert (lambda o: (o.executor, o.threads))(sweep.auto_layout(request, 15, auto)) == ("sequential", None)
 
 
+@pytest.mark.slow
 def test_auto_gives_the_numbers_of_a_one_thread_sequential_run_of_a_training_method(tmp_path, monkeypatch):
     """Training reduces differently at two threads than at one (measured: weights differ by 1e-4 after three
     steps), so the board's rows are made at one thread; auto keeps that layout whatever the core count."""
@@ -461,6 +466,7 @@ def test_a_job_that_can_never_start_is_said_in_the_queue_line():
 # ------------------------------------------------------------------ Ray: the driver's environment, GPUs
 
 
+@pytest.mark.slow
 def test_ray_workers_get_the_drivers_settings_and_a_gpu_each_when_asked(sequential, tmp_path, monkeypatch):
     """A cluster started elsewhere never saw the driver's environment: CLIPBENCH_* travel in the runtime_env.
     --gpus asks Ray for GPUs per cell (here one declared GPU): each cell runs on one of its own."""
@@ -571,6 +577,7 @@ def job_running_a_cell(out: Path, taken: set, timeout: float = 300) -> tuple[str
 
 
 @pytest.mark.real_cluster
+@pytest.mark.xdist_group("real-cluster")  # one engine at a time: they share the node's two CPUs
 def test_a_real_slurm_sweep_from_beside_a_clone_survives_requeue_kill_and_rerun(sequential, tmp_path):
     """Slurm without accounting: `--no-wait`, then the same command while the jobs are queued (nothing submitted
     twice), one job requeued mid-cell (USR2, as Slurm sends before preemption or the time limit) and waited for, one
@@ -615,6 +622,7 @@ def test_a_real_slurm_sweep_from_beside_a_clone_survives_requeue_kill_and_rerun(
 
 
 @pytest.mark.real_cluster
+@pytest.mark.xdist_group("real-cluster")  # one engine at a time: they share the node's two CPUs
 def test_real_slurm_refusals_are_one_sentence_and_leave_nothing_behind(tmp_path):
     """What the partition cannot run is refused before submission; what only sbatch knows to refuse is said in
     one sentence too, and the refused array leaves no pickled cell behind."""
@@ -656,6 +664,7 @@ def ray_worker_in_a_cell(marker: str, timeout: float = 300) -> int:
 
 
 @pytest.mark.real_cluster
+@pytest.mark.xdist_group("real-cluster")  # one engine at a time: they share the node's two CPUs
 def test_a_real_ray_sweep_from_beside_a_clone_gets_the_drivers_settings_and_survives_a_killed_worker(
         sequential, tmp_path):
     """A Ray head started elsewhere: the workers import the installed package (not the clone beside the driver),

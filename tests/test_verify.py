@@ -71,7 +71,7 @@ def test_seeds_are_the_verifiers_choice(submitted, registry):
 
 @pytest.mark.parametrize("method, task", [
     ("zeroshot", None), ("linear-probe", None),  # no training; a frozen encoder (scored from the cache)
-    ("full-ft", "digits"),  # every weight trains: the cell the default suite's guarantees are read from
+    pytest.param("full-ft", "digits", marks=pytest.mark.slow),  # every weight trains: the cell the default suite's guarantees are read from
     pytest.param("saft", "shape", marks=pytest.mark.slow),  # a sparse mask
     pytest.param("orthcr", "shape", marks=pytest.mark.slow),  # a reparametrisation (Cayley rotations)
     pytest.param("coop", "shape", marks=pytest.mark.slow),  # a prompt learner, also scored on probes
