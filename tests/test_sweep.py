@@ -559,6 +559,20 @@ def lines_until(stream, text: str) -> str:
     return seen
 
 
+@contextlib.contextmanager
+def partition_down(partition: str = "debug"):
+    """tools/cluster-up's partition taking jobs but starting none (State=DOWN), brought back up on the way out."""
+    def state(value: str) -> None:
+        subprocess.run(["scontrol", "update", f"PartitionName={partition}", f"State={value}"], check=True,
+                       capture_output=True, timeout=60)
+
+    state("DOWN")
+    try:
+        yield
+    finally:
+        state("UP")
+
+
 def job_running_a_cell(out: Path, taken: set, timeout: float = 300) -> tuple[str, str, int]:
     """A Slurm job whose log names its cell (its signal handlers are installed) and whose cell is not yet on disk:
     its id, its cell and the pid of its process."""
@@ -587,11 +601,15 @@ def test_a_real_slurm_sweep_from_beside_a_clone_survives_requeue_kill_and_rerun(
     lab = lab_folder(tmp_path)
     out = lab / "out"
     argv = [*REAL_ARGV, "--executor", "slurm", "--cpus", "1", "--mem-gb", "1", "--time-min", "10"]
-    first = cli(*argv, "--no-wait", cwd=lab)
-    assert first.returncode == 0, first.stderr
-    assert "submitted 4 job(s)" in first.stdout and "Bypassing sacct" not in first.stdout + first.stderr
-    with running(cli(*argv, cwd=lab, env={"PYTHONUNBUFFERED": "1"}, wait=False)) as driver:
+    # the partition is down until the second command watches the queue: its jobs pend (PartitionDown) instead of
+    # finishing while that command starts, which on a loaded machine left no cell running to requeue or kill
+    with partition_down():
+        first = cli(*argv, "--no-wait", cwd=lab)
+        assert first.returncode == 0, first.stderr
+        assert "submitted 4 job(s)" in first.stdout and "Bypassing sacct" not in first.stdout + first.stderr
+        driver = cli(*argv, cwd=lab, env={"PYTHONUNBUFFERED": "1"}, wait=False)
         seen = lines_until(driver.stdout, "waiting for them too")  # it has chosen what not to submit again
+    with running(driver):
         # the signals Slurm sends the job's process (`scancel --signal` may deliver one twice: it retries while the
         # job is requeueing, so it would requeue it twice)
         requeued, requeued_cell, pid = job_running_a_cell(out, set())
