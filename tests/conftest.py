@@ -11,7 +11,9 @@ import pytest
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # pytest -n N: the cores are shared between the N workers
     import torch
 
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    from clipbench.sweep import available_cores
+
+    torch.set_num_threads(max(1, available_cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 from clipbench.models import load_embedded
 from tests.fakes import CountingMethod, FakePlugin
