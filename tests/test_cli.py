@@ -565,3 +565,13 @@ def test_the_install_hint_of_this_checkout_is_the_editable_one(monkeypatch, tmp_
 
     monkeypatch.chdir(tmp_path)
     assert install_command("plot").startswith("pip install -e '") and install_command("plot").endswith("[plot]'")
+
+
+def test_bench_finds_the_timed_kernels_of_the_checkout_it_is_installed_from():
+    """`clipbench bench` looked in clipbench/tests/benchmarks after the commands moved into a subpackage."""
+    from pathlib import Path
+
+    from clipbench.commands.bench import kernels_dir
+
+    assert kernels_dir() == Path(__file__).resolve().parent / "benchmarks"
+    assert (kernels_dir() / "test_kernels.py").is_file()

@@ -19,10 +19,15 @@ def add_parser(sub) -> None:
     bench.add_argument("pytest_args", nargs="*", help="extra pytest arguments, e.g. -k encoding")
 
 
+def kernels_dir() -> Path:
+    """The benchmark modules of the source checkout this package is installed from (editable install)."""
+    return Path(__file__).resolve().parents[2] / "tests" / "benchmarks"
+
+
 def main(args, console: Console) -> int:
     import pytest
 
-    where = Path(__file__).resolve().parent.parent / "tests" / "benchmarks"
+    where = kernels_dir()
     if not where.is_dir():
         raise ClipbenchError(f"The timed kernels live in the source checkout (looked in {where}); "
                              "run `clipbench bench` from a clone of the repository.")
