@@ -3,7 +3,8 @@
 The public API a plugin imports (everything else is internal)::
 
     from clipbench import (hookimpl, Method, Adapted, AdaptContext, MethodConfig, AdamWRecipe, SGDRecipe,
-                           option, finetune, Schedule, count_parameters, FewShot, Task, Suite, Deviation)
+                           option, finetune, Schedule, count_parameters, FewShot, Task, Suite, Deviation,
+                           Executor, flag, run_cells, ClipbenchError)
 
 - :data:`hookimpl` marks a plugin's hook implementations (the hooks: :mod:`clipbench.hookspecs`);
 - :class:`Method` is what a method plugin registers; ``adapt`` returns an :class:`Adapted`;
@@ -13,6 +14,9 @@ The public API a plugin imports (everything else is internal)::
 - :class:`FewShot`, :class:`AdaptContext`, :class:`Task` and :class:`Suite` are what methods and suites
   receive and build;
 - :class:`Deviation` is one entry of a method's deviation card (``Method.reference``, ``Method.deviations``);
+- :class:`Executor` is what an executor plugin registers (its ``--executor`` name, :func:`flag` declarations,
+  ``run``), computing each cell with :func:`run_cells` wherever it runs jobs;
+- :class:`ClipbenchError` is the one exception the command line turns into a sentence (exit 2);
 - :func:`run_id` is a run's stable identity, for tracker plugins (the reporting hooks' ``run`` records).
 
 Running the benchmark from Python (a notebook, a script): :func:`evaluate` (one method) and
@@ -32,10 +36,12 @@ _EXPORTS = {
     "Method": "clipbench.method", "Adapted": "clipbench.method", "AdaptContext": "clipbench.method",
     "MethodConfig": "clipbench.config", "AdamWRecipe": "clipbench.config", "SGDRecipe": "clipbench.config",
     "option": "clipbench.config",
-    "finetune": "clipbench.training", "Schedule": "clipbench.training", "count_parameters": "clipbench.training",
+    "finetune": "clipbench.training", "Schedule": "clipbench.config", "count_parameters": "clipbench.training",
     "FewShot": "clipbench.tasks", "Task": "clipbench.tasks", "Suite": "clipbench.tasks",
     "run_id": "clipbench.store",
     "Deviation": "clipbench.cards",
+    "ClipbenchError": "clipbench.errors",
+    "Executor": "clipbench.sweep", "flag": "clipbench.sweep", "run_cells": "clipbench.sweep",
     "evaluate": "clipbench.api", "evaluate_many": "clipbench.api", "load": "clipbench.api",
     "Result": "clipbench.api", "Results": "clipbench.api",
 }

@@ -13,7 +13,7 @@ several papers share are bases here, so a method states only what differs:
   1e-4, batch 128, 30 epochs, no warm-up), which A-CLIP and BitFit use.
 
 :meth:`MethodConfig.schedule` turns a config into the
-:class:`clipbench.training.Schedule` the shared loop runs.
+:class:`Schedule` the shared loop (:mod:`clipbench.training`) runs.
 """
 
 from __future__ import annotations
@@ -156,17 +156,33 @@ def config_problems(config_class: type, values: dict) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """Optimiser and schedule of one fine-tuning run (what a config's :meth:`MethodConfig.schedule` gives
+    the shared loop; it lives beside the configs so that neither imports the loop)."""
+
+    optimizer: str = "adamw"  # or "sgd"
+    lr: float = 1e-5
+    weight_decay: float = 0.1
+    momentum: float = 0.9
+    batch_size: int = 32
+    epochs: int = 20
+    warmup_fraction: float = 0.1
+    grad_clip: float | None = None
+
+    def total_steps(self, n: int) -> int:
+        return self.epochs * math.ceil(n / min(self.batch_size, n))
+
+
+@dataclass(frozen=True)
 class MethodConfig:
     """The base of every method config (frozen dataclass; defaults from the paper)."""
 
     optimizer: ClassVar[str] = "adamw"  # the recipe's optimiser (a class constant, not an option)
 
     def schedule(self, **fixed):
-        """The training :class:`~clipbench.training.Schedule` of this config: its fields named like the
+        """The training :class:`Schedule` of this config: its fields named like the
         schedule's (lr, weight_decay, momentum, batch_size, epochs, warmup_fraction, grad_clip), the recipe's
         optimiser, and ``fixed`` for what the method sets itself (e.g. ``weight_decay=0.0``)."""
-        from clipbench.training import Schedule
-
         names = {f.name for f in dataclasses.fields(Schedule)}
         values = {"optimizer": self.optimizer}
         values.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in names})

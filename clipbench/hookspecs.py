@@ -77,6 +77,24 @@ def clipbench_register_models(register: Callable) -> None:
 
 
 @hookspec
+def clipbench_register_executors(register: Callable) -> None:
+    """Contribute executors: ways to compute a run's cells (``clipbench run --executor NAME``).
+
+    Call ``register(executor)`` with a :class:`clipbench.sweep.Executor`: its
+    ``name``, a one-line ``help``, the ``flags`` it reads (argparse declarations;
+    a third-party executor's values reach it as ``options.extra`` from
+    ``--executor-option KEY=VALUE``), an optional ``check(options)`` that refuses
+    what it can never run before any work, and ``run(fields, cells, options,
+    report, log, keys)``, which computes each cell by calling
+    :func:`clipbench.sweep.run_cells` ``(fields, [cell])`` somewhere (a job, a
+    task, a pod) and calls ``report(cell)`` as each finishes.  The cells' files
+    merge into one run whatever computed them.  clipbench registers
+    ``sequential``, ``auto`` and ``local`` (:mod:`clipbench.sweep`), ``slurm`` and
+    ``ray`` (:mod:`clipbench.sweep_slurm`, :mod:`clipbench.sweep_ray`) this way.
+    """
+
+
+@hookspec
 def clipbench_run_started(run: dict) -> None:
     """Called once per run, before its first cell is computed (also when resuming a run whose cells are
     partly done: ``run["cells"]`` holds those), with the run's config and provenance.

@@ -141,7 +141,7 @@ def write_pages(pages: dict[str, str], out_dir: Path) -> list[Path]:
         if path.parent != out:  # render_all makes safe names; this is the last guard
             raise ClipbenchError(f"Refusing to write {path}: outside {out}.")
         if not path.is_file() or path.read_text() != text:
-            results.write_text_atomic(path, text)
+            results.write_atomic(path, text)
         written.append(path)
     return written
 

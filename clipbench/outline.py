@@ -1,6 +1,6 @@
 """What a run is about to do, told before it does it: the plan header of a batch log and its ETA's inputs.
 
-The runner tells its reporter (optional events, see :func:`tell`): ``planned(outline)`` once the request is
+The runner tells its reporter (optional events, see :func:`clipbench.protocol.tell`): ``planned(outline)`` once the request is
 checked, ``prepared(outline)`` once the model is loaded (result files, cells already done, cache),
 ``reference_started/finished(task)`` around each zero-shot reference and ``cell_started(method, task,
 seed)`` before each cell; a local sweep tells ``parallel(workers)`` when it computes several cells at once.
@@ -11,14 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-
-def tell(reporter, event: str, *args) -> None:
-    """An optional reporter event (the plan, the zero-shot reference, a cell starting): reporters that do
-    not listen for it (the silent one, a cluster worker's) are not asked."""
-    listener = getattr(reporter, event, None)
-    if listener is not None:
-        listener(*args)
 
 
 @dataclass
@@ -52,27 +44,25 @@ class Outline:
                    str(p.device), Path(request.out_dir), len(methods) * len(tasks) * len(request.seeds))
 
 
-def outline(request, p, model, model_fp: str, evaluator, tuned_over: list) -> Outline:
-    """The full :class:`Outline` of a checked request (``runner.plan``) with its model loaded: the result
-    files, the cells already done, what the embedding cache holds.  Reads only (no folder is created), so a
-    run that fails next leaves nothing behind."""
+def outline(prepared) -> Outline:
+    """The full :class:`Outline` of a prepared request (:func:`clipbench.prepare.prepare`): the result files,
+    the cells already done, what the embedding cache holds.  Reads only (no folder is created), so a run that
+    fails next leaves nothing behind."""
     from clipbench import protocol
-    from clipbench.runner import run_config_of, tuned_values
-    from clipbench.store import RunStore
 
+    request, p, evaluator = prepared.request, prepared.plan, prepared.evaluator
     out = Outline.of(request, p)
-    out.model_fingerprint = model_fp
-    for method, _, config_dict in p.methods:
-        tuned, _ = tuned_values(request, p.suite, tuned_over, method, model_fp)
-        store = RunStore(Path(request.out_dir), run_config_of(request, p, method, config_dict, tuned, model, model_fp))
-        out.outputs.append(store.merged_path)
-        done = store.done()
-        out.pending += [(method.name, t.name, s) for t in p.tasks for s in request.seeds if (t.name, s) not in done]
-        out.references += [t.name for t in p.tasks if store.reference(t.name) is None and t.name not in out.references]
+    out.model_fingerprint = prepared.model_fingerprint
+    for run in prepared.runs:
+        out.outputs.append(run.store.merged_path)
+        done = run.store.done()
+        out.pending += [(run.method.name, t.name, s) for t in p.tasks for s in request.seeds if (t.name, s) not in done]
+        out.references += [t.name for t in p.tasks
+                           if run.store.reference(t.name) is None and t.name not in out.references]
     cache = evaluator.cache
     if cache is not None and cache.enabled:
         out.cache_dir = cache.root
-        visual = protocol.image_encoder_fingerprint(model)
+        visual = protocol.image_encoder_fingerprint(prepared.model)
         sets = {}
         for task in p.tasks:
             train_task, new_task = protocol.task_views(task)

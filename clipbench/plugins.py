@@ -43,6 +43,9 @@ DEFAULT_PLUGINS = (
     "clipbench.methods.flyp",
     "clipbench.methods.lp_ft",
     "clipbench.methods.wise_ft",
+    "clipbench.sweep",
+    "clipbench.sweep_slurm",
+    "clipbench.sweep_ray",
 )
 
 
@@ -139,6 +142,7 @@ class Registry:
     methods: dict[str, object] = field(default_factory=dict)
     suites: dict[str, object] = field(default_factory=dict)
     models: dict[str, ModelSource] = field(default_factory=dict)
+    executors: dict[str, object] = field(default_factory=dict)
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def method(self, name: str):
@@ -146,6 +150,9 @@ class Registry:
 
     def suite(self, name: str):
         return self._lookup("suite", self.suites, name)
+
+    def executor(self, name: str):
+        return self._lookup("executor", self.executors, name)
 
     @staticmethod
     def _lookup(kind: str, table: dict, name: str):
@@ -157,7 +164,7 @@ class Registry:
 
 
 def collect(pm: pluggy.PluginManager | None = None) -> Registry:
-    """Ask every plugin for its methods, suites and model sources."""
+    """Ask every plugin for its methods, suites, model sources and executors."""
     pm = pm or get_plugin_manager()
     reg = Registry()
 
@@ -184,7 +191,8 @@ def collect(pm: pluggy.PluginManager | None = None) -> Registry:
     # owners in a clash, ``register`` finds which plugin's implementation called it on the call stack.
     for hook, kind, table in (("clipbench_register_methods", "method", reg.methods),
                               ("clipbench_register_suites", "suite", reg.suites),
-                              ("clipbench_register_models", "model", reg.models)):
+                              ("clipbench_register_models", "model", reg.models),
+                              ("clipbench_register_executors", "executor", reg.executors)):
         caller = getattr(pm.hook, hook)
         impls = [(getattr(impl.function, "__code__", None), getattr(impl.function, "__self__", None),
                   plugin_name(pm, impl.plugin)) for impl in caller.get_hookimpls()]

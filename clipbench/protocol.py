@@ -34,6 +34,15 @@ class Reporter(Protocol):
     def cell_finished(self, done: int, total: int, method: str, cell: dict) -> None: ...
 
 
+def tell(reporter, event: str, *args) -> None:
+    """An optional reporter event (the plan, the zero-shot reference, a cell starting; see
+    :mod:`clipbench.outline`): reporters that do not listen for it (the silent one, a cluster worker's) are
+    not asked."""
+    listener = getattr(reporter, event, None)
+    if listener is not None:
+        listener(*args)
+
+
 class SilentReporter:
     def stage(self, description: str, total: int) -> Callable[[int, int], None]:
         return lambda done, total: None

@@ -29,8 +29,26 @@ SCHEMA = "clipbench.result/3"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 SAFE_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 MAX_SEED = 2**31 - 1
+TUNING_SEEDS = (10001, 10002, 10003)  # reserved for choosing hyper-parameters: never an evaluation seed
 MAX_FILE_BYTES = 32 * 2**20  # result files are ~100 kB; a bigger "result" is not read
 STALE_SECONDS = 600  # a temporary file untouched this long belongs to a process that died
+
+
+def evaluation_seed_problem(seeds: list) -> str | None:
+    """Why ``seeds`` cannot be a run's evaluation seeds, or None: the one rule that `run` applies before work,
+    the checks of a submitted row apply to its file, and tuning relies on (its seeds are never evaluated)."""
+    if not seeds:
+        return "at least one seed is needed"
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED:
+            return f"seeds are whole numbers from 0 to {MAX_SEED}, got {s!r}"
+    if len(set(seeds)) != len(seeds):
+        return "a seed is named twice"
+    reserved = sorted(set(seeds) & set(TUNING_SEEDS))
+    if reserved:
+        return (f"seed {reserved[0]} is one of the tuning seeds {', '.join(map(str, TUNING_SEEDS))}, on which "
+                "hyper-parameters are chosen, never an evaluation seed")
+    return None
 
 
 class ResultFileError(ClipbenchError):
@@ -123,11 +141,15 @@ def new_result(config: dict, provenance: dict) -> dict:
     }
 
 
-def write_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file in the same folder, fsync, then rename over ``path``.
+def write_atomic(path: Path, content: dict | str, exclusive: bool = False) -> bool:
+    """The one way clipbench writes a file: JSON (a dict, keys sorted) or text, whole or not at all.
 
-    The old file stays whole until the rename; a failed write leaves no temporary
-    behind.  The file gets the mode ``open()`` would give under the process umask.
+    The content goes to a temporary file in the same folder, is fsynced, then
+    renamed over ``path`` (the old file stays whole until the rename; a failed
+    write leaves no temporary behind), or with ``exclusive`` hard-linked to
+    ``path`` only if nothing is there yet (two writers of one cell cannot both
+    win).  True if ``path`` now holds this content.  The file gets the mode
+    ``open()`` would give under the process umask.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,28 +157,23 @@ def write_atomic(path: Path, data: dict) -> None:
     try:
         os.fchmod(fd, file_mode())
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True, allow_nan=False)
-            f.write("\n")
+            if isinstance(content, str):
+                f.write(content)
+            else:
+                json.dump(content, f, indent=1, sort_keys=True, allow_nan=False)
+                f.write("\n")
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        if not exclusive:
+            os.replace(tmp, path)
+            return True
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file by temporary file and rename, with the umask's mode."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def remove_stale_temporaries(folder: Path, pattern: str) -> int:

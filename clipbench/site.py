@@ -88,13 +88,13 @@ def write(pages: dict[str, str], out_dir: Path) -> list[Path]:
     targets = {rel: _inside(out, rel) for rel in pages}  # every name checked before anything is written
     out.mkdir(parents=True, exist_ok=True)
     # first the manifest of old and new pages: a build cut short still leaves a folder known as this site
-    results.write_text_atomic(out / MANIFEST, json.dumps(sorted(set(old) | set(pages)), indent=1) + "\n")
+    results.write_atomic(out / MANIFEST, json.dumps(sorted(set(old) | set(pages)), indent=1) + "\n")
     written = []
     for rel in sorted(pages, key=lambda r: (r == "index.html", r)):
         path = targets[rel]
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.is_file() or path.read_bytes() != pages[rel].encode("ascii"):
-            results.write_text_atomic(path, pages[rel])
+            results.write_atomic(path, pages[rel])
         written.append(path)
     for rel in sorted(set(old) - set(pages)):
         path = _inside(out, rel)
@@ -104,7 +104,7 @@ def write(pages: dict[str, str], out_dir: Path) -> list[Path]:
                 if folder == out or any(folder.iterdir()):
                     break
                 folder.rmdir()
-    results.write_text_atomic(out / MANIFEST, json.dumps(sorted(pages), indent=1) + "\n")
+    results.write_atomic(out / MANIFEST, json.dumps(sorted(pages), indent=1) + "\n")
     return written
 
 

@@ -21,10 +21,9 @@ at any time (:func:`merge`); the folder is the truth.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
+from typing import Callable
 
 from clipbench import results, scoring
 from clipbench.errors import ClipbenchError
@@ -52,21 +51,7 @@ def stem(config: dict) -> str:
 
 def _write_new(path: Path, data: dict) -> bool:
     """Create ``path`` holding ``data`` only if it does not exist yet; True if this call created it."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, results.file_mode())
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    return results.write_atomic(path, data, exclusive=True)
 
 
 def _read(path: Path) -> dict:
@@ -79,6 +64,11 @@ def _read(path: Path) -> dict:
     return data
 
 
+def _as_read(data: dict) -> dict:
+    """``data`` as reading its file back would give it (lists for tuples, keys sorted), without the read."""
+    return json.loads(json.dumps(data, sort_keys=True, allow_nan=False))
+
+
 def scored_part(cell: dict) -> dict:
     """What two computations of the same cell must agree on (costs and timings may differ)."""
     return {k: cell.get(k) for k in SCORED}
@@ -87,12 +77,21 @@ def scored_part(cell: dict) -> dict:
 class RunStore:
     """The cells, references and provenance of one run, in its folder beside the merged result file."""
 
-    def __init__(self, out_dir: Path, config: dict):
+    def __init__(self, out_dir: Path, config: dict, adopt_check: Callable[[dict], list[str]] | None = None):
+        """``adopt_check`` lists what is wrong with a merged result file before its cells are adopted (the
+        leaderboard's checks, given by the caller: the store itself only knows its files)."""
         self.out_dir = Path(out_dir)
         self.config = run_key(config)
         self.stem = stem(config)
         self.folder = self.out_dir / f"{self.stem}.cells"
         self.merged_path = self.out_dir / f"{self.stem}.json"
+        self.adopt_check = adopt_check
+        # Every file is read once: cells and references as they appear (other processes may add some), the
+        # merged view rebuilt only when they change.
+        self._cells: dict[str, dict] = {}
+        self._references: dict[str, dict] = {}
+        self._merged: tuple[tuple, dict] | None = None
+        self._created: str | None = None
 
     # ---------------------------------------------------------------- opening
 
@@ -100,6 +99,7 @@ class RunStore:
         """Create the folder (or check an existing one belongs to this run); adopt cells of an older merged file."""
         (self.folder / "cells").mkdir(parents=True, exist_ok=True)
         (self.folder / "reference").mkdir(exist_ok=True)
+        results.remove_stale_temporaries(self.out_dir, "*.json.*.tmp")  # merged files of writers that died
         results.remove_stale_temporaries(self.folder / "cells", "*.json.*.tmp")
         run = {"schema": RUN_SCHEMA, "config": self.config, "provenance": provenance}
         if not _write_new(self.folder / "run.json", run):
@@ -112,10 +112,8 @@ class RunStore:
 
     def _adopt(self, path: Path) -> None:
         """Cells and references of a merged result file (a run made before its folder, or copied here)."""
-        from clipbench import submission
-
         data = results.load_result(path)
-        problems = submission.check(data, complete=False)
+        problems = self.adopt_check(data) if self.adopt_check is not None else []
         if not problems and run_key(data["config"]) != self.config:
             problems = ["its config is another run's"]
         if problems:  # said, and the file is never overwritten: its cells (seed 1 of a copied run) would be lost
@@ -132,15 +130,25 @@ class RunStore:
     # ---------------------------------------------------------------- references
 
     def reference(self, task: str) -> dict | None:
-        path = self.folder / "reference" / f"{task}.json"
-        return _read(path)["reference"] if path.is_file() else None
+        entry = self._reference_entry(f"{task}.json")
+        return entry["reference"] if entry is not None else None
+
+    def _reference_entry(self, name: str) -> dict | None:
+        if name not in self._references:
+            path = self.folder / "reference" / name
+            if not path.is_file():
+                return None
+            self._references[name] = _read(path)
+        return self._references[name]
 
     def put_reference(self, task: str, reference: dict, data_fingerprints: dict) -> None:
         """Store a task's zero-shot reference; a different one already stored is an error (not the same model)."""
         path = self.folder / "reference" / f"{task}.json"
         entry = {"task": task, "reference": reference, "data": data_fingerprints}
-        if not _write_new(path, entry):
-            existing = _read(path)
+        if _write_new(path, entry):
+            self._references[path.name] = _as_read(entry)
+        else:
+            existing = self._reference_entry(path.name)
             if existing.get("reference") != reference:
                 raise ClipbenchError(f"The zero-shot reference of task {task!r} computed here differs from the one in "
                                      f"{path}: not the same model, data or code. Use another --out.")
@@ -157,8 +165,9 @@ class RunStore:
         """Add a finished cell; False if an identical one was already there.  A different one is an error."""
         path = self.cell_path(cell["task"], cell["seed"])
         if _write_new(path, cell):
+            self._cells[path.name] = _as_read(cell)
             return True
-        existing = _read(path)
+        existing = self._cell(path)
         if scored_part(existing) != scored_part(cell):
             raise ClipbenchError(f"Cell {cell['task']} seed {cell['seed']} was computed twice with different "
                                  f"numbers: {path} holds one, this process got another. Something differs between "
@@ -169,24 +178,30 @@ class RunStore:
         folder = self.folder / "cells"
         if not folder.is_dir():
             return []
-        out = []
-        for path in sorted(folder.glob("*__seed*.json")):
+        return [self._cell(path) for path in sorted(folder.glob("*__seed*.json"))]
+
+    def _cell(self, path: Path) -> dict:
+        """A cell file's content, read the first time it is asked for (a finished cell never changes)."""
+        if path.name not in self._cells:
             cell = _read(path)
             if path.name != f"{cell.get('task')}__seed{cell.get('seed')}.json":
                 raise ClipbenchError(f"{path} holds the cell of task {cell.get('task')!r} seed {cell.get('seed')!r}, "
                                      "not the one its name says; delete it.")
-            out.append(cell)
-        return out
+            self._cells[path.name] = cell
+        return self._cells[path.name]
 
     # ---------------------------------------------------------------- the merged result
 
     def merged(self) -> dict:
         """The run as one schema-2 result: tasks and seeds are those with cells (or references)."""
-        run = _read(self.folder / "run.json")
         cells = sorted(self.cells(), key=lambda c: (c["task"], c["seed"]))
+        entries = [self._reference_entry(path.name) for path in sorted((self.folder / "reference").glob("*.json"))]
+        key = (tuple((c["task"], c["seed"]) for c in cells), tuple(e["task"] for e in entries))
+        if self._merged is not None and self._merged[0] == key:  # nothing new: the run is not scored again
+            return self._merged[1]
+        run = _read(self.folder / "run.json")
         references, data_fps = {}, {}
-        for path in sorted((self.folder / "reference").glob("*.json")):
-            entry = _read(path)
+        for entry in entries:
             references[entry["task"]] = entry["reference"]
             data_fps.update(entry["data"])
         tasks = sorted({c["task"] for c in cells} | set(references))
@@ -197,15 +212,26 @@ class RunStore:
         result["cells"] = cells
         have_refs = all(c["task"] in references for c in cells)
         result["summary"] = scoring.summarise(cells, result["reference"]) if cells and have_refs else None
+        self._merged = (key, result)
         return result
+
+    def view(self) -> dict:
+        """The merged run as far as it can be read: when the run's files are what failed, its config alone (so
+        trackers still hear of a failure)."""
+        try:
+            return self.merged()
+        except Exception:
+            config = dict(self.config)
+            return {"config": config, "config_hash": results.config_hash(config), "cells": []}
 
     def write_merged(self) -> Path:
         result = self.merged()
-        if self.merged_path.is_file():  # keep the creation time of the first write: re-merging is idempotent
-            try:
-                result["created"] = results.read_json(self.merged_path).get("created", result["created"])
+        if self._created is None and self.merged_path.is_file():
+            try:  # keep the creation time of the first write: re-merging is idempotent
+                self._created = results.read_json(self.merged_path).get("created")
             except results.ResultFileError:
                 pass
+        result["created"] = self._created = self._created or result["created"]
         results.write_atomic(self.merged_path, result)
         return self.merged_path
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from clipbench import results, scoring
 from clipbench.config import recorded_problems
-from clipbench.tuning import TUNING_SEEDS
 
 MAX_PROBLEMS = 50
 MAX_STRING = 500
@@ -164,12 +163,9 @@ def _config(p: Problems, cfg) -> bool:
     else:
         ok &= all([_number(p, f"config.seeds[{i}]", s, 0, results.MAX_SEED, integer=True)
                    for i, s in enumerate(seeds)])
-        if ok and len(set(seeds)) != len(seeds):
-            p.add("config.seeds: a seed is named twice")
-            ok = False
-        if ok and set(seeds) & set(TUNING_SEEDS):
-            p.add(f"config.seeds: {sorted(set(seeds) & set(TUNING_SEEDS))[0]} is a tuning seed, never an "
-                  "evaluation seed")
+        problem = results.evaluation_seed_problem(seeds) if ok else None
+        if problem:
+            p.add(f"config.seeds: {problem}")
             ok = False
     ok &= _number(p, "config.shots", cfg.get("shots"), 1, 100000, integer=True)
     fp = cfg.get("model_fingerprint")

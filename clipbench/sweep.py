@@ -18,10 +18,13 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from clipbench.errors import ClipbenchError
+from clipbench.hookspecs import hookimpl
 
-EXECUTORS = ("auto", "sequential", "local", "slurm", "ray")
+if TYPE_CHECKING:
+    from clipbench.prepare import Cell
 
 
 @dataclass
@@ -37,10 +40,69 @@ class SweepOptions:
     parallelism: int = 64  # slurm: job-array tasks running at once
     wait: bool = True  # slurm: wait for the jobs (else print how to follow them and return)
     ray_address: str | None = None  # ray: an existing cluster ("auto", "ray://host:10001"); none: start one here
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # a third-party executor's values (--executor-option KEY=VALUE)
 
 
-Cell = tuple[str, str, int]  # (method, task, seed)
+@dataclass(frozen=True)
+class Flag:
+    """A command-line flag an executor reads: ``add_argument(*names, **spec)``; its value reaches the executor as
+    the SweepOptions field of that name (built-in flags) or in ``options.extra``."""
+
+    names: tuple[str, ...]
+    spec: dict
+
+
+@dataclass(frozen=True)
+class Executor:
+    """A way to compute a run's cells, registered through ``clipbench_register_executors`` (see hookspecs).
+
+    ``run(fields, cells, options, report, log, keys)`` computes each cell with :func:`run_cells` somewhere and
+    calls ``report(cell)`` as each finishes; None means in this process, one cell after another.
+    """
+
+    name: str
+    help: str
+    run: Callable | None = None
+    flags: tuple[Flag, ...] = ()
+    check: Callable | None = None  # check(options): refuse what it can never run, before any work
+
+
+def flag(*names: str, **spec) -> Flag:
+    return Flag(tuple(names), spec)
+
+
+def positive_int(text: str) -> int:
+    """A command-line whole number of at least 1 (an argparse type)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+WORKERS = flag("--workers", type=positive_int, default=2, help="local and ray: parallel workers (default: 2)")
+GPUS = flag("--gpus", type=int, default=0,
+            help="slurm: GPUs per job; ray: GPUs per cell, so each cell is scheduled onto its own (default: 0)")
+
+
+def builtin_executors() -> list[Executor]:
+    """This module's executors (the engines' modules register theirs)."""
+    return [
+        Executor("auto", "on the CPU one cell per core at one thread each (the layout the leaderboard's rows are "
+                 "made in, so the numbers match them bit for bit), on a GPU sequential"),
+        Executor("sequential", "this process, all its threads"),
+        Executor("local", "--workers processes here", run=_local, flags=(WORKERS,)),
+    ]
+
+
+@hookimpl
+def clipbench_register_executors(register) -> None:
+    for executor in builtin_executors():
+        register(executor)
 
 
 def request_fields(request) -> dict:
@@ -60,13 +122,11 @@ def request_fields(request) -> dict:
     return out
 
 
-def _request(fields: dict, cell: Cell):
-    """The request of one cell: its method alone, with only that method's ``--option`` values."""
-    from clipbench.runner import RunRequest
+def _request(fields: dict):
+    """The request a sweep's jobs receive as plain data (:func:`request_fields`), as a RunRequest again."""
+    from clipbench.request import RunRequest
 
-    method, task, seed = cell
-    options = {method: fields["options"][method]} if method in (fields.get("options") or {}) else {}
-    f = dict(fields, methods=[method], tasks=[task], seeds=[seed], options=options)
+    f = dict(fields)
     for key in ("out_dir", "data", "tuned_dir"):
         if f.get(key) is not None:
             f[key] = Path(f[key])
@@ -75,19 +135,23 @@ def _request(fields: dict, cell: Cell):
 
 # ------------------------------------------------------------------ what a job runs
 
-_WORKER: dict = {}  # per process: the plugin registry and loaded models, so a worker loads them once
+_WORKER: dict = {}  # per process: the plugin registry and each request prepared once (model loaded once)
 
 
 def run_cells(fields: dict, cells: list[Cell], threads: int | None = None) -> list[Cell]:
     """Run ``cells`` of the request ``fields`` in this process; returns the cells it finished.
 
-    A process keeps its model and its evaluator between calls, so the zero-shot scores every cell is
-    measured against are computed once per process and image set, as in a sequential run.
+    The request is prepared once per process (:func:`clipbench.prepare.prepare`: the model loaded, each
+    method's run found) and its cells run from it, so the zero-shot scores every cell is measured against are
+    computed once per process and image set, as in a sequential run.
     """
+    import json
+
     import torch
 
     from clipbench import runner
     from clipbench.plugins import collect, get_plugin_manager
+    from clipbench.prepare import prepare
 
     if threads:
         torch.set_num_threads(threads)
@@ -95,19 +159,11 @@ def run_cells(fields: dict, cells: list[Cell], threads: int | None = None) -> li
         pm = get_plugin_manager()
         _WORKER["pm"], _WORKER["registry"] = pm, collect(pm)
     pm, registry = _WORKER["pm"], _WORKER["registry"]
-    done = []
-    for cell in cells:
-        request = _request(fields, cell)
-        suite = registry.suite(request.suite)
-        key = (request.model, request.pretrained, request.checkpoint, request.device, request.suite)
-        if key not in _WORKER:
-            _WORKER[key] = runner.load_for(request, suite, registry, runner.resolve_device(request.device))
-        evaluator_key = (key, request.batch_size, request.cache, request.precision)
-        if evaluator_key not in _WORKER:
-            _WORKER[evaluator_key] = runner.evaluator_for(request, _WORKER[key])
-        runner.execute(request, registry, pm, model=_WORKER[key], evaluator=_WORKER[evaluator_key])
-        done.append(cell)
-    return done
+    key = json.dumps(fields, sort_keys=True, default=str)
+    if key not in _WORKER:
+        _WORKER[key] = prepare(_request(fields), registry)
+    runner.run_prepared(_WORKER[key], pm, cells=[tuple(c) for c in cells])
+    return list(cells)
 
 
 def cell_name(cell: Cell) -> str:
@@ -131,49 +187,29 @@ def announce(cells: list[Cell], where: str) -> None:
 def pending(request, registry, reporter=None) -> tuple[list[Cell], list]:
     """The cells of ``request`` not yet in their runs' folders, and those runs' stores (for merging); the
     ``reporter`` hears the plan as a sequential run tells it (what will run, where, what is done, the cache)."""
-    from clipbench import runner
-    from clipbench.outline import Outline, outline, tell
-    from clipbench.store import RunStore
-
-    p = runner.plan(request, registry)
-    tell(reporter, "planned", Outline.of(request, p))
-    model = runner.load_for(request, p.suite, registry, p.device)
-    runner.attach_data(request, p.suite, p.tasks, model)
-    for task in p.tasks:
-        from clipbench import protocol
-
-        protocol.sample_fewshot_check(task, request.shots)
-    model_fp = model.fingerprint()
-    tuned_over = p.suite.selected(None) + [t for t in p.tasks if t.name not in p.suite.adapt_on]
-    if reporter is not None:
-        tell(reporter, "prepared", outline(request, p, model, model_fp, runner.evaluator_for(request, model), tuned_over))
-    cells, stores = [], []
-    for method, _, config_dict in p.methods:
-        tuned, _ = runner.tuned_values(request, p.suite, tuned_over, method, model_fp)
-        store = RunStore(Path(request.out_dir), runner.run_config_of(request, p, method, config_dict, tuned, model,
-                                                                     model_fp))
-        stores.append(store)
-        done = store.done() if store.folder.is_dir() else set()
-        cells += [(method.name, t.name, s) for t in p.tasks for s in request.seeds if (t.name, s) not in done]
-    return cells, stores
+    prepared = prepare_request(request, registry, reporter)
+    return prepared.pending(), [run.store for run in prepared.runs]
 
 
-def check_options(options: SweepOptions) -> None:
-    """Refuse what no engine can run, in one sentence, before any work (the engines check their own limits)."""
-    if options.executor not in EXECUTORS:
-        raise ClipbenchError(f"Unknown executor {options.executor!r}: use {', '.join(EXECUTORS)}.")
+def prepare_request(request, registry, reporter=None):
+    """The driver's one preparation of the request (:func:`clipbench.prepare.prepare`)."""
+    from clipbench.prepare import prepare
+
+    return prepare(request, registry, reporter)
+
+
+def check_options(options: SweepOptions, registry) -> Executor:
+    """The executor ``options`` name, after refusing what it can never run in one sentence, before any work
+    (each engine checks its own limits: Slurm asks its partition)."""
+    executor = registry.executor(options.executor)
     if isinstance(options.gpus, bool) or not isinstance(options.gpus, int) or options.gpus < 0:
         raise ClipbenchError(f"--gpus must be a whole number of at least 0, got {options.gpus!r}.")
-    if options.gpus and options.executor not in ("slurm", "ray"):
+    if options.gpus and GPUS not in executor.flags:
         raise ClipbenchError(f"--gpus is for --executor slurm or ray; {options.executor} runs on this machine's "
                              "devices (choose one with --device).")
-
-
-def _engine(executor: str):
-    """The module of an engine run elsewhere (imported only when asked for: each is an optional extra)."""
-    import importlib
-
-    return importlib.import_module(f"clipbench.sweep_{executor}")
+    if executor.check is not None:
+        executor.check(options)
+    return executor
 
 
 def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lambda line: None) -> list[Path]:
@@ -182,18 +218,18 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
     A sweep some of whose cells failed still merges the cells that finished before it says so.
     """
     from clipbench import protocol
-    from clipbench.outline import tell
+    from clipbench.protocol import tell
 
     reporter = reporter or protocol.SilentReporter()
-    check_options(options)
-    if options.executor == "slurm":
-        _engine("slurm").check(options)  # the request against the partition, before any work
-    cells, stores = pending(request, registry, reporter)
+    executor = check_options(options, registry)
+    prepared = prepare_request(request, registry, reporter)
+    cells, stores = prepared.pending(), [run.store for run in prepared.runs]
     total = len(cells)
     if options.executor == "auto":
         options = auto_layout(request, total, options)
-        if options.executor == "sequential":  # the plan is told already: the runner need not tell it again
-            return _in_process(request, registry, pm, _PlanToldAlready(reporter), options.threads)
+        executor = registry.executor(options.executor)
+    if executor.run is None:  # prepared once: this process runs the cells itself
+        return _in_process(prepared, pm, reporter, options.threads)
     if options.executor == "local":
         workers = local_workers(options.workers, total)
         if workers < options.workers:
@@ -225,9 +261,8 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
     if cells:
         # a cell's identity across submissions: its run's folder (the run hash) and the cell
         keys = {c: f"{by_method[c[0]].folder.name}/{c[1]}/{c[2]}" for c in cells}
-        run = _local if options.executor == "local" else _engine(options.executor).run
         try:
-            run(fields, cells, options, report, log, keys)
+            executor.run(fields, cells, options, report, log, keys)
         except ClipbenchError:
             merge()  # the cells that finished are in the merged files too, not only in their folders
             raise
@@ -249,20 +284,9 @@ def auto_layout(request, cells: int, options: SweepOptions) -> SweepOptions:
     return dataclasses.replace(options, executor="local", workers=workers, threads=1)
 
 
-class _PlanToldAlready:
-    """A reporter that has heard the plan: it skips the runner's second telling and hears everything else."""
-
-    planned = prepared = None
-
-    def __init__(self, reporter):
-        self._reporter = reporter
-
-    def __getattr__(self, name):
-        return getattr(self._reporter, name)
-
-
-def _in_process(request, registry, pm, reporter, threads: int | None) -> list[Path]:
-    """A sequential run in this process, at ``threads`` torch threads (None: torch's default)."""
+def _in_process(prepared, pm, reporter, threads: int | None) -> list[Path]:
+    """The prepared request's cells one after another in this process, at ``threads`` torch threads (None:
+    torch's default)."""
     import torch
 
     from clipbench import runner
@@ -271,7 +295,7 @@ def _in_process(request, registry, pm, reporter, threads: int | None) -> list[Pa
     if threads:
         torch.set_num_threads(threads)
     try:
-        return runner.execute(request, registry, pm, reporter)
+        return runner.run_prepared(prepared, pm, reporter)
     finally:
         torch.set_num_threads(before)
 

@@ -13,9 +13,14 @@ import logging
 import os
 import shutil
 import tempfile
+from typing import TYPE_CHECKING
 
 from clipbench.errors import ClipbenchError
-from clipbench.sweep import Cell, announce, cell_name, run_cells
+from clipbench.hookspecs import hookimpl
+from clipbench.sweep import GPUS, WORKERS, Executor, announce, cell_name, flag, run_cells
+
+if TYPE_CHECKING:
+    from clipbench.prepare import Cell
 
 # what decides where a cell reads and writes, passed from the driver to every worker
 ENV_PREFIXES = ("CLIPBENCH_", "HF_")
@@ -113,3 +118,13 @@ def _run_tasks(ray, fields, cells, options, report, log, env: dict, started_here
         raise ClipbenchError(f"{len(failures)} of {len(cells)} cell(s) failed on Ray; every cell that finished is "
                              "saved and merged (the workers' logs are in Ray's session folder, `ray logs`). Run the "
                              "same command again to run only what is missing.\n" + "\n".join(failures))
+
+
+FLAGS = (WORKERS, GPUS,
+         flag("--ray-address", default=None,
+              help="ray: address of an existing cluster (e.g. auto); default: start one on this machine"))
+
+
+@hookimpl
+def clipbench_register_executors(register) -> None:
+    register(Executor("ray", "Ray tasks (clipbench[ray])", run=run, flags=FLAGS))

@@ -21,9 +21,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clipbench.errors import ClipbenchError
-from clipbench.sweep import Cell, announce, cell_name, run_cells
+from clipbench.hookspecs import hookimpl
+from clipbench.sweep import GPUS, Executor, announce, cell_name, flag, positive_int, run_cells
+
+if TYPE_CHECKING:
+    from clipbench.prepare import Cell
 
 SIGNAL_DELAY_S = 90  # submitit's USR2 comes this long before the time limit, so the job can requeue itself
 MIN_TIME_MIN = 5  # a shorter limit leaves a job too little time to start before that signal
@@ -267,7 +272,7 @@ def _record_submitted(folder: Path, jobs, cells: list[Cell], keys: dict | None =
     except (OSError, ValueError):
         record = {}
     record.update({_key(c, keys): str(j.job_id) for j, c in zip(jobs, cells)})
-    results.write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    results.write_atomic(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 # ------------------------------------------------------------------ submitting
@@ -469,3 +474,23 @@ def wait_in_process(pairs: list, report) -> None:
     if failures:
         raise ClipbenchError(f"{len(failures)} of {len(pairs)} cell job(s) failed; every cell that finished is "
                              "saved. Run the same command again to run only what is missing.\n" + "\n".join(failures))
+
+
+FLAGS = (
+    flag("--partition", default=None, help="slurm: partition"),
+    GPUS,
+    flag("--cpus", type=positive_int, default=4, help="slurm: CPUs per job (default: 4)"),
+    flag("--mem-gb", type=positive_int, default=16, help="slurm: memory per job (default: 16)"),
+    flag("--time-min", type=positive_int, default=60,
+         help="slurm: time limit per cell job, at least 5: a job is signalled 90 s before it to requeue itself "
+              "(default: 60)"),
+    flag("--parallelism", type=positive_int, default=64, help="slurm: array jobs running at once (default: 64)"),
+    flag("--no-wait", dest="wait", action="store_false",
+         help="slurm: submit and return; run the same command later to merge and resubmit what is missing"),
+)
+
+
+@hookimpl
+def clipbench_register_executors(register) -> None:
+    register(Executor("slurm", "one job per cell through submitit (clipbench[slurm])", run=run, flags=FLAGS,
+                      check=check))

@@ -11,32 +11,15 @@ regularisers), so the loop takes the parameters and optional hooks.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
 
+from clipbench.config import Schedule
 from clipbench.method import AdaptContext
 from clipbench.models import ClipModel
 from clipbench.tasks import FewShot, Task
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """Optimiser and schedule of one fine-tuning run."""
-
-    optimizer: str = "adamw"  # or "sgd"
-    lr: float = 1e-5
-    weight_decay: float = 0.1
-    momentum: float = 0.9
-    batch_size: int = 32
-    epochs: int = 20
-    warmup_fraction: float = 0.1
-    grad_clip: float | None = None
-
-    def total_steps(self, n: int) -> int:
-        return self.epochs * math.ceil(n / min(self.batch_size, n))
 
 
 def make_optimizer(params: list[torch.nn.Parameter], s: Schedule) -> torch.optim.Optimizer:

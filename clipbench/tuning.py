@@ -30,8 +30,9 @@ from typing import Callable
 
 from clipbench import results
 from clipbench.errors import ClipbenchError
+from clipbench.request import Request, attach_data, check_out_dir, evaluator_for, io_remedy, load_for, resolve_device
 
-TUNING_SEEDS = (10001, 10002, 10003)  # reserved: `clipbench run` refuses them as evaluation seeds
+TUNING_SEEDS = results.TUNING_SEEDS  # reserved: `clipbench run` refuses them as evaluation seeds
 TRIAL_BUDGET = 8  # grid points per (method, task): every method gets the same number of trials
 WIDEN_STEPS = 2  # further trials past a grid edge, when the best value sits on it
 SCHEMA = "clipbench.tuned/1"
@@ -287,8 +288,6 @@ def write_record(path: Path, record: dict) -> None:
                         record["tasks"].setdefault(task, rec)  # another shard's task; this process keeps its own
             results.write_atomic(path, record)
     except OSError as exc:
-        from clipbench.runner import io_remedy
-
         raise ClipbenchError(f"Could not write the tuned-config file {path} ({exc.strerror or exc}); every trial "
                              f"saved before this one is kept. {io_remedy(exc)} and run the same command again to "
                              "resume.") from None
@@ -320,19 +319,10 @@ class _locked:
 
 
 @dataclass
-class TuneRequest:
-    methods: list[str]
-    suite: str = "default"
-    tasks: list[str] = dataclasses.field(default_factory=list)
-    shots: int = 16
-    model: str | None = None
-    pretrained: str | None = None
-    checkpoint: str | None = None
-    device: str = "auto"
+class TuneRequest(Request):
+    """A `clipbench tune`: the fields every request has (no evaluation seeds: tuning has its own)."""
+
     out_dir: Path = Path("tuned")
-    cache: bool = True
-    data: Path | None = None
-    download: bool = False
 
 
 def guarded(task):
@@ -369,8 +359,7 @@ def validation_accuracy(method, config, model, task, fewshot, device) -> float:
 
 def execute(request: TuneRequest, registry, pm, reporter=None, log: Callable[[str], None] = lambda s: None) -> list[Path]:
     """Tune every method on every task of the request; return the tuned-config files written."""
-    from clipbench import protocol, runner
-    from clipbench.cache import EmbeddingCache
+    from clipbench import protocol
     from clipbench.tasks import sample_fewshot
 
     reporter = reporter or protocol.SilentReporter()
@@ -383,19 +372,14 @@ def execute(request: TuneRequest, registry, pm, reporter=None, log: Callable[[st
     for method in methods:
         spaces[method.name] = search_space(method)
         check_space(method, spaces[method.name])
-    runner.check_out_dir(Path(request.out_dir))
-    device = runner.resolve_device(request.device)
-    run_request = runner.RunRequest(methods=request.methods, suite=request.suite, tasks=request.tasks,
-                                    shots=request.shots, model=request.model, pretrained=request.pretrained,
-                                    checkpoint=request.checkpoint, device=request.device, data=request.data,
-                                    download=request.download)
-    model = runner.load_for(run_request, suite, registry, device)
+    check_out_dir(Path(request.out_dir))
+    device = resolve_device(request.device)
+    model = load_for(request, suite, registry, device)
     model.module.eval()
-    runner.attach_data(run_request, suite, tasks, model, probes=False)
+    attach_data(request, suite, tasks, model, probes=False)
     for task in tasks:
         protocol.sample_fewshot_check(task, request.shots)
-    evaluator = protocol.Evaluator(reporter=reporter, cache=EmbeddingCache() if request.cache else None)
-    evaluator.bind(model)
+    evaluator = evaluator_for(request, model, reporter)
     fingerprint = model.fingerprint()
     written = []
     for method in methods:

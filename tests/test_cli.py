@@ -308,11 +308,11 @@ def test_a_full_disk_loses_no_finished_cell(capsys, tmp_path, monkeypatch):
     real = results.write_atomic
     calls = {"n": 0}
 
-    def full(path, data):
-        calls["n"] += 1
+    def full(path, data, exclusive=False):
+        calls["n"] += not exclusive  # the merged file's writes (each cell's own file is written exclusively)
         if calls["n"] == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(path, data)
+        return real(path, data, exclusive)
 
     monkeypatch.setattr(results, "write_atomic", full)
     argv = ["run", "--method", "zeroshot", "--task", "shape", "--shots", "1", "--seeds", "1,2", "--out", str(tmp_path),

@@ -93,3 +93,44 @@ def test_the_readme_test_command_is_the_one_ci_runs():
     assert len(commands) == 2 and commands[0].endswith("clipbench run --method saft")
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci.splitlines(), "README's test command and .ci/run must be the same line"
+
+
+@pytest.mark.slow
+def test_the_contributing_executor_computes_the_cells_of_a_sequential_run(tmp_path):
+    """The executor plugin exactly as CONTRIBUTING.md prints it, registered through the plugin manager like an
+    installed one: `--executor fresh-process` computes each cell in its own process, and the run's numbers
+    are the sequential run's, bit for bit."""
+    import importlib.util
+
+    from clipbench import results, runner, sweep
+    from clipbench.plugins import collect, get_plugin_manager
+
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    files = _files_of(text.split("## Writing an executor plugin", 1)[1].split("\n## ", 1)[0])
+    assert set(files) == {"clipbench_fresh/__init__.py"}
+    path = tmp_path / "clipbench_fresh.py"
+    path.write_text(files["clipbench_fresh/__init__.py"])
+    spec = importlib.util.spec_from_file_location("clipbench_fresh", path)
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    pm = get_plugin_manager(load_entrypoints=False, extra=[plugin])
+    registry = collect(pm)
+    assert registry.owners[("executor", "fresh-process")] != "built-in"
+    grid = dict(methods=["zeroshot", "linear-probe"], tasks=["shape"], seeds=[1, 2], shots=1,
+                options={"linear-probe": {"steps": 5}})
+    fresh = sweep.execute(runner.RunRequest(out_dir=tmp_path / "fresh", **grid), registry, pm,
+                          sweep.SweepOptions(executor="fresh-process"))
+    import torch
+
+    threads = int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                                 capture_output=True, text=True, check=True).stdout)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # what each fresh process computes at (training reduces by thread count)
+    try:
+        plain = runner.execute(runner.RunRequest(out_dir=tmp_path / "plain", **grid), registry, pm)
+    finally:
+        torch.set_num_threads(before)
+    assert len(fresh) == len(plain) == 2
+    for a, b in zip(sorted(fresh), sorted(plain)):
+        cells = [results.load_result(p)["cells"] for p in (a, b)]
+        assert [(c["task"], c["seed"], c["id"]) for c in cells[0]] == [(c["task"], c["seed"], c["id"]) for c in cells[1]]

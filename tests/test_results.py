@@ -14,7 +14,7 @@ def test_result_files_get_the_umask_mode(tmp_path):
     previous = os.umask(0o002)
     try:
         results.write_atomic(tmp_path / "r.json", {"a": 1})
-        results.write_text_atomic(tmp_path / "p.md", "x")
+        results.write_atomic(tmp_path / "p.md", "x")
     finally:
         os.umask(previous)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o664

@@ -281,7 +281,7 @@ MORE_HOSTILE = [
      "reference.shape.chance.id"),
     ("a probe's chance moved next to its accuracy", lambda d: d["reference"]["shape"]["chance"]["probes"].__setitem__(
         "size", 45.0), "reference.shape.chance.probes.size: 45.0 is not chance for the probe's 2 classes"),
-    ("a tuning seed", set_config("seeds", [1, 10001]), "is a tuning seed"),
+    ("a tuning seed", set_config("seeds", [1, 10001]), "is one of the tuning seeds"),
     ("options not in the config", set_config("options", {"bump": 3.0}), "config.options"),
     ("a tuned option the method lacks", set_config("tuned", {"shape": {"nope": 1}}), "config.tuned"),
     ("a key with a newline", lambda d: d["provenance"].__setitem__("versions", {"a\nb": "1"}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import signal
@@ -172,12 +173,14 @@ def test_local_workers_are_capped_at_the_cores_and_the_cells_and_the_log_says_so
     assert [sweep.local_workers(asked, cells) for asked, cells in ((1000, 40), (1000, 1), (1, 40), (2, 2))] \
         == [2, 1, 1, 2]
     store = SimpleNamespace(config={"method": "m"}, folder=Path("never-made"), done=lambda: False)
-    monkeypatch.setattr(sweep, "pending", lambda request, registry, reporter=None: ([("m", "t", s) for s in range(40)], [store]))
+    prepared = SimpleNamespace(pending=lambda: [("m", "t", s) for s in range(40)], runs=[SimpleNamespace(store=store)])
+    monkeypatch.setattr(sweep, "prepare_request", lambda request, registry, reporter=None: prepared)
     started = []
     monkeypatch.setattr(sweep, "_local", lambda fields, cells, options, *rest: started.append(options.workers))
     lines = []
-    sweep.execute(runner.RunRequest(methods=["m"]), None, None, sweep.SweepOptions(executor="local", workers=1000),
-                  log=lines.append)
+    registry = collect(get_plugin_manager(load_entrypoints=False))
+    sweep.execute(runner.RunRequest(methods=["m"]), registry, None,
+                  sweep.SweepOptions(executor="local", workers=1000), log=lines.append)
     assert started == [2]
     assert any("--workers 1000 capped at 2" in line for line in lines), lines
 
@@ -241,19 +244,20 @@ def test_a_sweep_tells_the_plan_before_the_work_once(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ what every engine's job receives
 
 
-def test_each_cell_gets_only_its_own_methods_options_and_absolute_paths(tmp_path, monkeypatch):
-    """`--option linear-probe.steps=5 --method zeroshot linear-probe`: the zeroshot cell's request must not name
-    linear-probe (it was refused: "--option names method 'linear-probe', which is not among --method zeroshot")."""
+def test_a_job_prepares_the_drivers_whole_request_with_absolute_paths(tmp_path, monkeypatch):
+    """A job prepares the sweep's request once and runs its cells of it (it never plans per cell), so
+    `--option linear-probe.steps=5 --method zeroshot linear-probe` reaches it whole and each method keeps only
+    its own options; a per-cell request naming one method was once refused for the other's option."""
     pm = get_plugin_manager(load_entrypoints=False)
     registry = collect(pm)
     monkeypatch.chdir(tmp_path)
     request = runner.RunRequest(methods=["zeroshot", "linear-probe"], options={"linear-probe": {"steps": "5"}},
                                 out_dir=Path("out"), tasks=["shape"], seeds=[1])
     fields = sweep.request_fields(request)
-    for cell in [("zeroshot", "shape", 1), ("linear-probe", "shape", 1)]:
-        cell_request = sweep._request(fields, cell)
-        runner.plan(cell_request, registry)  # raises for a request naming another method's option
-        assert cell_request.options == ({"linear-probe": {"steps": "5"}} if cell[0] == "linear-probe" else {})
+    job = sweep._request(fields)
+    assert job == dataclasses.replace(request, out_dir=tmp_path / "out", tuned_dir=tmp_path / "tuned")
+    p = runner.plan(job, registry)
+    assert {m.name: c.steps for m, c, _ in p.methods if m.name == "linear-probe"} == {"linear-probe": 5}
     # a job starts in another folder: every path it gets is absolute, ./tuned included
     assert fields["out_dir"] == str(tmp_path / "out") and fields["tuned_dir"] == str(tmp_path / "tuned")
 
@@ -266,7 +270,7 @@ def test_each_cell_gets_only_its_own_methods_options_and_absolute_paths(tmp_path
 def test_requests_no_engine_can_run_are_one_sentence_before_any_work(capsys, tmp_path, monkeypatch, argv, message):
     from clipbench.cli import main
 
-    monkeypatch.setattr(sweep, "pending", lambda *a: pytest.fail("work started before the request was checked"))
+    monkeypatch.setattr(sweep, "prepare_request", lambda *a: pytest.fail("work started before the request was checked"))
     code = main(["run", "--method", "zeroshot", "--out", str(tmp_path), "--no-progress", *argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
@@ -716,3 +720,37 @@ def test_a_missing_engine_names_the_install_command_that_works_for_this_install(
         importlib.import_module(f"clipbench.sweep_{engine}").run({"out_dir": "never-made"}, [], sweep.SweepOptions(),
                                                                   None, None)
     assert str(caught.value).endswith(f"{install_command(engine)}."), caught.value
+
+
+def test_a_plugin_executor_gets_the_pending_cells_and_its_options_and_the_runs_merge(tmp_path):
+    """A third-party executor registers like a method; the driver hands it the cells still missing and its
+    --executor-option values, it computes them with run_cells, and the run's files merge as for any engine."""
+    from clipbench import hookimpl
+    from clipbench.commands.run import sweep_options
+
+    seen = {}
+
+    def run(fields, cells, options, report, log, keys=None):
+        seen.update(cells=list(cells), extra=dict(options.extra))
+        for cell in cells:
+            sweep.run_cells(fields, [cell])
+            report(cell)
+
+    class InProcess:
+        @hookimpl
+        def clipbench_register_executors(self, register):
+            register(sweep.Executor("in-process", "cells here, for the test", run=run))
+
+    pm = get_plugin_manager(load_entrypoints=False, extra=[InProcess()])
+    registry = collect(pm)
+    assert registry.owners[("executor", "in-process")] != "built-in"
+    request = runner.RunRequest(methods=["zeroshot"], tasks=["shape"], seeds=[1, 2], shots=1, out_dir=tmp_path)
+    args = type("Args", (), {"executor": "in-process", "executor_option": [("zone", "b")], "workers": 2,
+                             "gpus": 0})()
+    [path] = sweep.execute(dataclasses.replace(request, seeds=[1]), registry, pm, sweep_options(args))
+    assert seen == {"cells": [("zeroshot", "shape", 1)], "extra": {"zone": "b"}}
+    [path] = sweep.execute(request, registry, pm, sweep_options(args))
+    assert seen["cells"] == [("zeroshot", "shape", 2)]  # only what is missing
+    assert [c["seed"] for c in results.load_result(path)["cells"]] == [1, 2]
+    with pytest.raises(ClipbenchError, match="Unknown executor 'in-proces'. Did you mean: in-process"):
+        sweep.execute(request, registry, pm, sweep.SweepOptions(executor="in-proces"))

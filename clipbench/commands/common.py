@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-MAX_SEED = 2**31 - 1
+from clipbench.results import MAX_SEED
+from clipbench.sweep import positive_int  # noqa: F401  re-exported: the commands' flags use the executors' type
 
 MAX_SEEDS = 100
+
 
 def seed_list(text: str) -> list[int]:
     """An explicit list of seeds: ``1,2,3``, a range ``1-5``, or both (``1-3,7``); never a count."""
@@ -55,14 +57,6 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}. See `{self.prog} --help`.\n")
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"wants a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 def model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,

@@ -63,6 +63,6 @@ def main(args, console: Console) -> int:
         raise ClipbenchError(f"--out {args.out} is a folder: name the file to write, e.g. {args.out}/results.csv.")
     if not args.out.parent.is_dir():
         raise ClipbenchError(f"--out {args.out}: the folder {args.out.parent} does not exist.")
-    results.write_text_atomic(args.out, text)
+    results.write_atomic(args.out, text)
     console.print(f"wrote {len(all_rows)} rows from {len(files)} file(s) to {escape(str(args.out))}", highlight=False)
     return 0

@@ -60,26 +60,18 @@ def add_parser(sub) -> None:
                      help="do not read or write the embedding cache ($CLIPBENCH_CACHE_DIR, default ~/.cache/clipbench)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (also off when not a terminal)")
     ex = run.add_argument_group("running the cells elsewhere (a suite is a grid of independent cells)")
-    ex.add_argument("--executor", choices=["auto", "sequential", "local", "slurm", "ray"], default="auto",
-                    help="auto: on the CPU one cell per core at one thread each (the layout the leaderboard's rows "
-                         "are made in, so the numbers match them bit for bit), on a GPU sequential; sequential: this "
-                         "process, all its threads; local: --workers processes here; slurm: one job per cell "
-                         "through submitit (clipbench[slurm]); ray: Ray tasks (clipbench[ray]) (default: %(default)s)")
-    ex.add_argument("--workers", type=positive_int, default=2, help="local and ray: parallel workers (default: 2)")
-    ex.add_argument("--partition", default=None, help="slurm: partition")
-    ex.add_argument("--gpus", type=int, default=0,
-                    help="slurm: GPUs per job; ray: GPUs per cell, so each cell is scheduled onto its own (default: 0)")
-    ex.add_argument("--cpus", type=positive_int, default=4, help="slurm: CPUs per job (default: 4)")
-    ex.add_argument("--mem-gb", type=positive_int, default=16, help="slurm: memory per job (default: 16)")
-    ex.add_argument("--time-min", type=positive_int, default=60,
-                    help="slurm: time limit per cell job, at least 5: a job is signalled 90 s before it to requeue "
-                         "itself (default: 60)")
-    ex.add_argument("--parallelism", type=positive_int, default=64,
-                    help="slurm: array jobs running at once (default: 64)")
-    ex.add_argument("--no-wait", action="store_true",
-                    help="slurm: submit and return; run the same command later to merge and resubmit what is missing")
-    ex.add_argument("--ray-address", default=None,
-                    help="ray: address of an existing cluster (e.g. auto); default: start one on this machine")
+    executors = builtin_executors()
+    ex.add_argument("--executor", default="auto", metavar="NAME",
+                    help="; ".join(f"{e.name}: {e.help}" for e in executors)
+                    + "; or an executor a plugin adds (default: %(default)s)")
+    seen = set()
+    for executor in executors:  # each executor declares the flags it reads; shared ones (--gpus) once
+        for f in executor.flags:
+            if f.names not in seen:
+                seen.add(f.names)
+                ex.add_argument(*f.names, **f.spec)
+    ex.add_argument("--executor-option", type=option_pair, action="append", default=[], metavar="KEY=VALUE",
+                    help="a value for an executor a plugin adds (repeatable); it reaches it as options.extra")
     hp = run.add_mutually_exclusive_group()
     hp.add_argument("--defaults", action="store_true",
                     help="run the papers' hyper-parameters, ignoring any tuned config (default: use the values "
@@ -87,6 +79,34 @@ def add_parser(sub) -> None:
     hp.add_argument("--tuned", type=Path, default=None, metavar="DIR",
                     help="folder of tuned configs written by `clipbench tune` (default: ./tuned, then the ones "
                          "shipped for the embedded default suite)")
+
+
+def builtin_executors() -> list:
+    """The built-in executors' declarations, for the parser's flags (their modules import no engine)."""
+    from clipbench import sweep, sweep_ray, sweep_slurm
+
+    found: list = []
+    for module in (sweep, sweep_slurm, sweep_ray):
+        module.clipbench_register_executors(register=found.append)
+    return found
+
+
+def option_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"wants KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def sweep_options(args):
+    """The executor's options from the parsed flags: built-in flags by name, the others in ``extra``."""
+    import dataclasses
+
+    from clipbench import sweep
+
+    known = {f.name for f in dataclasses.fields(sweep.SweepOptions)} - {"executor", "extra", "threads"}
+    values = {name: getattr(args, name) for name in known if hasattr(args, name)}
+    return sweep.SweepOptions(executor=args.executor, extra=dict(args.executor_option), **values)
 
 
 def main(args, console: Console) -> int:
@@ -105,17 +125,10 @@ def main(args, console: Console) -> int:
     pm, registry = load_plugins()
     show = not args.no_progress and console.is_terminal
     with ui.RichReporter(console, enabled=show) as reporter:
-        if args.executor == "sequential":
-            paths = runner.execute(request, registry, pm, reporter)
-        else:
-            from clipbench import sweep
+        from clipbench import sweep
 
-            sweep_options = sweep.SweepOptions(
-                executor=args.executor, workers=args.workers, partition=args.partition, gpus=args.gpus,
-                cpus=args.cpus, mem_gb=args.mem_gb, time_min=args.time_min, parallelism=args.parallelism,
-                wait=not args.no_wait, ray_address=args.ray_address)
-            paths = sweep.execute(request, registry, pm, sweep_options, reporter,
-                                  log=lambda line: console.print(escape(line), highlight=False, soft_wrap=True))
+        paths = sweep.execute(request, registry, pm, sweep_options(args), reporter,
+                              log=lambda line: console.print(escape(line), highlight=False, soft_wrap=True))
     loaded = [results.load_result(p) for p in paths]
     for r in loaded:
         for table in ui.summary_tables(r):
