@@ -208,28 +208,12 @@ def evaluate_many(methods: list[str], suite: str = "default", tasks: list[str] |
 def load(path: str | Path) -> Result | Results:
     """A result file as a :class:`Result` (a folder: its result files as :class:`Results`), checked as
     ``clipbench report`` checks it: a damaged or foreign file is one sentence naming its first problem."""
-    path = Path(path)
-    files = sorted(path.glob("*.json")) if path.is_dir() else [path]
-    if not files:
-        raise ClipbenchError(f"No result files in {path}.")
-    loaded = [Result(read_checked(f, "loaded"), f) for f in files]
-    return Results(loaded) if path.is_dir() else loaded[0]
-
-
-def read_checked(path: Path, purpose: str) -> dict:
-    """A result file read with bounds and checked (a run still filling in is fine), as `report`, `export`
-    and :func:`load` read them; else the sentence "PATH cannot be <purpose>: <its first problem>"."""
     from clipbench import results, submission
 
-    try:
-        data = results.read_json(Path(path))
-    except results.ResultFileError as exc:
-        raise ClipbenchError(str(exc)) from None
-    problems = submission.check(data, complete=False)
-    if problems:
-        raise ClipbenchError(f"{path} cannot be {purpose}: {problems[0]} (`clipbench leaderboard check` lists "
-                             "every problem).")
-    return data
+    path = Path(path)
+    files = results.result_files([path])
+    loaded = [Result(data, f) for f, data in zip(files, submission.read_checked(files, "loaded"))]
+    return Results(loaded) if path.is_dir() else loaded[0]
 
 
 def _is_str_dict(value) -> bool:

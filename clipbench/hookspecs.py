@@ -45,8 +45,8 @@ def clipbench_register_methods(register: Callable) -> None:
       of ``model`` (a :class:`clipbench.models.ClipModel` the method owns and
       may modify) on ``fewshot`` for ``task`` and return the adapted model.
 
-    A method never reads files, parses arguments or prints; it reports progress
-    only through ``ctx.progress``.
+    A method never reads files, parses arguments or prints; it reports only
+    through ``ctx`` (``ctx.progress``, ``ctx.epoch_finished``).
     """
 
 
@@ -105,9 +105,15 @@ def clipbench_run_started(run: dict) -> None:
 
 @hookspec
 def clipbench_epoch_finished(run: dict, task: str, seed: int, epoch: int, epochs: int, loss: float) -> None:
-    """Called after every epoch of a method that trains with the shared loop (``clipbench.finetune``),
-    with the mean training loss of that epoch: a tracker's loss curve.  Methods with their own loops
-    report through ``ctx.epoch_finished(epoch, epochs, loss)``, which calls this hook."""
+    """Called after every epoch of a method that trains, with the mean training loss of that epoch: a
+    tracker's loss curve.  The shared loops (``clipbench.finetune``, ``clipbench.training.train_steps``)
+    report for the method; a method with a loop of its own calls ``ctx.epoch_finished(epoch, epochs, loss)``,
+    which calls this hook.
+
+    An epoch is one pass over the support set, also in methods without epochs: a full-batch step (the linear
+    probe) or a round over the classes (the kNN adapter) is one.  Candidates fitted one after the other to be
+    chosen on validation report their epochs in turn, numbered on (``epochs`` counts them all); candidates
+    trained side by side report their summed loss.  A method that trains nothing reports no epoch."""
 
 
 @hookspec

@@ -37,7 +37,8 @@ class AdaptContext:
 
     ``progress(done, total)`` reports training progress (the CLI draws the bar);
     ``epoch_finished(epoch, epochs, loss)`` reports an epoch's mean training loss
-    (trackers plot it; the shared loop calls it for you); ``generator`` is seeded
+    (trackers plot it; the loops of :mod:`clipbench.training` call it for you; what counts as an epoch:
+    :func:`clipbench.hookspecs.clipbench_epoch_finished`); ``generator`` is seeded
     from the cell's seed, for every random draw a method makes.
     """
 

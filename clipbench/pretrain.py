@@ -21,6 +21,7 @@ import torch
 
 from clipbench.data import shipped, world
 from clipbench.models import ClipModel, create_embedded, save_embedded_weights
+from clipbench.training import train_steps
 
 
 @dataclass(frozen=True)
@@ -126,33 +127,36 @@ def pretrain(cfg: PretrainConfig, out: Path, progress: Callable[[str, int, int],
     from open_clip.loss import ClipLoss  # imported here: `clipbench --help` need not load open_clip
 
     loss_fn = ClipLoss()
+
+    def batches():
+        """Each step's images and captions, drawn from ``rng`` when the step needs them (the draws' order)."""
+        for _ in range(cfg.steps):
+            idx = rng.integers(0, len(images), cfg.batch_size - n_real)
+            texts = [world.caption(rng, {k: attrs[k][i] for k in attrs}, bool(outline[i]), hue=float(hues[i]))
+                     for i in idx]
+            batch = images[idx]
+            if n_real:
+                real_images, real_texts = real_batch(rng, pools, n_real, cfg.real_mix)
+                batch, texts = torch.cat([batch, real_images]), texts + real_texts
+            yield batch, texts
+
     history = []
     start = time.time()
-    model.module.train()
-    for step in range(cfg.steps):
-        idx = rng.integers(0, len(images), cfg.batch_size - n_real)
-        texts = [world.caption(rng, {k: attrs[k][i] for k in attrs}, bool(outline[i]), hue=float(hues[i]))
-                 for i in idx]
-        batch = images[idx]
-        if n_real:
-            real_images, real_texts = real_batch(rng, pools, n_real, cfg.real_mix)
-            batch, texts = torch.cat([batch, real_images]), texts + real_texts
-        img_f, txt_f, scale = _features(model, batch, texts)
-        loss = loss_fn(img_f, txt_f, scale)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+
+    def after_step(step: int, loss: float) -> None:
         with torch.no_grad():
             model.module.logit_scale.clamp_(0, math.log(100))
-        if progress:
-            progress("train", step + 1, cfg.steps)
-        if evaluate and ((step + 1) % eval_every == 0 or step + 1 == cfg.steps):
+        if evaluate and (step % eval_every == 0 or step == cfg.steps):
             model.module.eval()
             scores = evaluate(model)
             model.module.train()
-            history.append({"step": step + 1, "loss": round(float(loss.detach()), 4), "seconds": round(time.time() - start, 1), **scores})
+            history.append({"step": step, "loss": round(loss, 4), "seconds": round(time.time() - start, 1), **scores})
             log(str(history[-1]))
+
+    model.module.train()
+    train_steps(opt, batches(), lambda batch: loss_fn(*_features(model, *batch)), cfg.steps, scheduler=sched,
+                progress=(lambda done, total: progress("train", done, total)) if progress else lambda done, total: None,
+                after_step=after_step)
     model.module.eval()
     kept = zero_unused_token_rows(model)
     sha = save_embedded_weights(model.module, out)

@@ -17,6 +17,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterable
 
 from clipbench.errors import ClipbenchError
 
@@ -192,6 +193,17 @@ def remove_stale_temporaries(folder: Path, pattern: str) -> int:
         except OSError:
             pass
     return removed
+
+
+def result_files(paths: Iterable[Path]) -> list[Path]:
+    """The files named, a folder standing for the result files in it (sorted); naming none is an error."""
+    paths = [Path(p) for p in paths]
+    files = []
+    for path in paths:
+        files += sorted(path.glob("*.json")) if path.is_dir() else [path]
+    if not files:
+        raise ClipbenchError(f"No result files in {', '.join(map(str, paths))}.")
+    return files
 
 
 def load_result(path: Path) -> dict:

@@ -16,9 +16,11 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import Iterable
 
 from clipbench import results, scoring
 from clipbench.config import recorded_problems
+from clipbench.errors import ClipbenchError
 
 MAX_PROBLEMS = 50
 MAX_STRING = 500
@@ -622,8 +624,6 @@ KNOWN_REFERENCES = Path(__file__).parent / "assets" / "known-references.json"
 
 def _known_file(path: Path | None = None) -> dict:
     """known-references.json, read and shape-checked; damaged, it stops the check (never silently off)."""
-    from clipbench.errors import ClipbenchError
-
     path = path or KNOWN_REFERENCES
     try:
         data = json.loads(path.read_text())
@@ -654,6 +654,24 @@ def shipped_references(path: Path | None = None) -> dict:
 def known_models(path: Path | None = None) -> dict:
     """The registry of known weights: {fingerprint: {model, architecture, pretrained, parameters}}."""
     return _known_file(path)["models"]
+
+
+def read_checked(paths: Iterable[Path], purpose: str) -> list[dict]:
+    """Result files read with every bound and checked (a run still filling in is fine), as `report`, `export`
+    and :func:`clipbench.load` read them; the first bad one stops the reading with the sentence
+    "PATH cannot be <purpose>: <its first problem>"."""
+    loaded = []
+    for path in map(Path, paths):
+        try:
+            data = results.read_json(path)
+        except results.ResultFileError as exc:
+            raise ClipbenchError(str(exc)) from None
+        problems = check(data, complete=False)
+        if problems:
+            raise ClipbenchError(f"{path} cannot be {purpose}: {problems[0]} (`clipbench leaderboard check` lists "
+                                 "every problem).")
+        loaded.append(data)
+    return loaded
 
 
 def check_file(path: Path, known_methods=None, suites=None, known_references=None, known_models=None) -> list[str]:

@@ -1,6 +1,10 @@
-"""The fine-tuning loop shared by the methods that train encoder weights.
+"""The training loop every trainer in clipbench runs, and the fine-tuning of encoder weights on it.
 
-The loss is CLIP's own: cross-entropy over ``logit_scale * image . text^T``
+:func:`train_steps` is the one loop (a step per batch; progress and per-epoch losses reported), so
+every method's epochs reach the trackers and a change to how a step is taken is made once.
+:func:`train_epochs` feeds it shuffled minibatches, :func:`full_batch` whole-support-set steps.
+
+:func:`finetune`'s loss is CLIP's own: cross-entropy over ``logit_scale * image . text^T``
 with the class prompts encoded by the (possibly trainable) text tower: one
 prompt per class during training, the task's ``train_template`` ("a photo of a {}."
 unless the task says otherwise), as in CoOp and the A-CLIP/IIMM reference code.
@@ -63,13 +67,62 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return math.ceil(n / min(batch_size, n))
 
 
-def full_batch(optimizer: torch.optim.Optimizer, loss_fn: Callable[[], torch.Tensor], steps: int) -> None:
-    """``steps`` full-batch optimiser steps on ``loss_fn()``: the loop of the methods that train on features."""
-    for _ in range(steps):
-        loss = loss_fn()
-        optimizer.zero_grad()
+Batch = TypeVar("Batch")
+
+
+def train_steps(optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
+                loss_fn: Callable[[Batch], torch.Tensor], total: int, *,
+                scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, per_epoch: int = 0,
+                progress: Callable[[int, int], None] = lambda done, total: None,
+                epoch_finished: Callable[[int, int, float], None] = lambda epoch, epochs, loss: None,
+                after_backward: Callable[[], None] | None = None,
+                after_step: Callable[[int, float], None] | None = None) -> list[float]:
+    """One optimiser step on ``loss_fn(batch)`` per batch; returns the per-step losses.
+
+    ``batches`` is read lazily, so random draws keep their order: a batch's draws (an epoch's shuffle),
+    then the step's own (augmentation).  After each step: ``progress(step, total)``; every ``per_epoch``
+    steps, ``epoch_finished(epoch, total // per_epoch, mean loss of those steps)``; then
+    ``after_step(step, loss)`` (a clamp, an evaluation).  ``after_backward`` may edit gradients in place
+    (masks, clipping) before the optimiser step.
+    """
+    losses = []
+    for step, batch in enumerate(batches, start=1):
+        loss = loss_fn(batch)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if after_backward is not None:
+            after_backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        losses.append(float(loss.detach()))
+        progress(step, total)
+        if per_epoch and step % per_epoch == 0:
+            epoch_finished(step // per_epoch, total // per_epoch, sum(losses[-per_epoch:]) / per_epoch)
+        if after_step is not None:
+            after_step(step, losses[-1])
+    optimizer.zero_grad(set_to_none=True)  # an adapted model carries no gradients into evaluation
+    return losses
+
+
+def train_epochs(optimizer: torch.optim.Optimizer, n: int, batch_size: int, epochs: int, ctx: AdaptContext,
+                 loss_fn: Callable[[torch.Tensor], torch.Tensor], *,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                 device: torch.device | str = "cpu", after_backward: Callable[[], None] | None = None) -> list[float]:
+    """``epochs`` shuffled passes over ``n`` examples in minibatches (:func:`minibatches`, drawn from
+    ``ctx.generator``), a step on ``loss_fn(indices)`` each, reported to ``ctx``; returns the per-step losses."""
+    per_epoch = steps_per_epoch(n, batch_size)
+    return train_steps(optimizer, minibatches(n, batch_size, epochs, ctx.generator, device), loss_fn,
+                       per_epoch * epochs, scheduler=scheduler, per_epoch=per_epoch, progress=ctx.progress,
+                       epoch_finished=ctx.epoch_finished, after_backward=after_backward)
+
+
+def full_batch(optimizer: torch.optim.Optimizer, loss_fn: Callable[[], torch.Tensor], steps: int,
+               epoch_finished: Callable[[int, int, float], None] = lambda epoch, epochs, loss: None) -> list[float]:
+    """``steps`` full-batch optimiser steps on ``loss_fn()``: the loop of the methods that train on features.
+    Each step is a pass over the whole support set, so each is reported as an epoch."""
+    return train_steps(optimizer, range(steps), lambda _: loss_fn(), steps, per_epoch=1,
+                       epoch_finished=epoch_finished)
 
 
 Choice = TypeVar("Choice")
@@ -112,13 +165,10 @@ def finetune(
     params = [p for p in params if p.requires_grad]
     opt = make_optimizer(params, schedule)
     n = len(fewshot.labels)
-    total = schedule.total_steps(n)
-    sched = warmup_cosine(opt, total, schedule.warmup_fraction)
+    sched = warmup_cosine(opt, schedule.total_steps(n), schedule.warmup_fraction)
     images, labels = fewshot.images.to(ctx.device), fewshot.labels.to(ctx.device)
-    model.module.train()
-    losses, step = [], 0
-    per_epoch = steps_per_epoch(n, schedule.batch_size)
-    for idx in minibatches(n, schedule.batch_size, schedule.epochs, ctx.generator, ctx.device):
+
+    def step_loss(idx: torch.Tensor) -> torch.Tensor:
         x = images[idx]
         if augment is not None:
             x = augment(x, ctx.generator)
@@ -129,20 +179,17 @@ def finetune(
             loss = F.cross_entropy(logits, labels[idx])
         if extra_loss is not None:
             loss = loss + extra_loss(x, labels[idx], logits)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        return loss
+
+    def edit_gradients() -> None:
         if after_backward is not None:
             after_backward()
         if schedule.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, schedule.grad_clip)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        step += 1
-        ctx.progress(step, total)
-        if step % per_epoch == 0:
-            ctx.epoch_finished(step // per_epoch, schedule.epochs, sum(losses[-per_epoch:]) / per_epoch)
-    opt.zero_grad(set_to_none=True)  # an adapted model carries no gradients into evaluation
+
+    model.module.train()
+    losses = train_epochs(opt, n, schedule.batch_size, schedule.epochs, ctx, step_loss, scheduler=sched,
+                          device=ctx.device, after_backward=edit_gradients)
     model.module.eval()
     return losses
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -393,6 +395,27 @@ def test_sixteen_builtins_are_registered(reg):
 
     builtin = [n for n in reg.methods if reg.owners[("method", n)] == "built-in"]
     assert sorted(builtin) == sorted(ALL + NEW) and len(builtin) == 16
+
+
+# The shortest training of each kind: one epoch, two full-batch steps, two rounds over the classes.
+SHORTEST = {"epochs": 1, "steps": 2, "iterations": 2}
+
+
+@pytest.mark.parametrize("name", sorted(set(ALL + NEW) - {"zeroshot"}))
+def test_every_training_method_reports_its_epochs(reg, embedded, shape_task, name):
+    """The clipbench_epoch_finished hook is a tracker's loss curve: every built-in method that trains reports
+    epochs numbered 1, 2, ... up to the count it announces, each with a finite loss."""
+    method = reg.method(name)
+    defaults = method.make_config({})
+    config = method.make_config({k: v for k, v in SHORTEST.items() if hasattr(defaults, k)})
+    fewshot = sample_fewshot(shape_task.train.value, shape_task.num_classes, 2, 1, shape_task.name)
+    seen = []
+    ctx = AdaptContext(torch.device("cpu"), 1, epoch_finished=lambda *reported: seen.append(reported))
+    torch.manual_seed(1)
+    method.adapt(embedded.clone(), fewshot, shape_task, config, ctx)
+    assert seen, f"{name} reported no epoch"
+    assert [e for e, _, _ in seen] == list(range(1, len(seen) + 1)) and {n for _, n, _ in seen} == {len(seen)}
+    assert all(math.isfinite(loss) for _, _, loss in seen)
 
 
 def _one_template(task):

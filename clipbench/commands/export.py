@@ -42,17 +42,11 @@ def add_parser(sub) -> None:
 
 
 def main(args, console: Console) -> int:
-    from clipbench import export, results
-    from clipbench.api import read_checked
+    from clipbench import export, results, submission
 
-    files = []
-    for f in args.files:
-        files += sorted(f.glob("*.json")) if f.is_dir() else [f]
-    if not files:
-        raise ClipbenchError(f"No result files in {', '.join(map(str, args.files))}.")
-    all_rows = []
-    for f in files:
-        all_rows += export.rows(read_checked(f, "exported"), tuple(args.level))
+    files = results.result_files(args.files)
+    all_rows = [row for data in submission.read_checked(files, "exported")
+                for row in export.rows(data, tuple(args.level))]
     text = export.to_csv(all_rows) if args.format == "csv" else export.to_jsonl(all_rows)
     if args.out is None:
         if sys.stdout is None:

@@ -29,10 +29,9 @@ def main(args, console: Console) -> int:
         from clipbench.plot import require_matplotlib
 
         require_matplotlib()
-    from clipbench import ui
-    from clipbench.api import read_checked
+    from clipbench import submission, ui
 
-    loaded = [read_checked(f, "reported") for f in args.files]
+    loaded = submission.read_checked(args.files, "reported")  # files only: the first is the baseline
     cmp = ui.compare(loaded)
     if len(loaded) == 1 or args.per_run:
         for r in loaded:

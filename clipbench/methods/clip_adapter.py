@@ -24,7 +24,7 @@ from clipbench.cards import Deviation
 from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
-from clipbench.training import count_parameters, minibatches, steps_per_epoch, warmup_cosine
+from clipbench.training import count_parameters, steps_per_epoch, train_epochs, warmup_cosine
 
 
 @dataclass(frozen=True)
@@ -125,19 +125,16 @@ class ClipAdapter(Method):
         text_adapter = Bottleneck(dim, config.reduction).to(feats.device)
         params = list(image_adapter.parameters()) + list(text_adapter.parameters())
         opt = torch.optim.AdamW(params, lr=config.lr)
-        total = config.epochs * steps_per_epoch(len(feats), config.batch_size)
-        sched = warmup_cosine(opt, total, 0.0)
+        sched = warmup_cosine(opt, config.epochs * steps_per_epoch(len(feats), config.batch_size), 0.0)
         labels = fewshot.labels.to(feats.device)
         scale = float(model.logit_scale.detach())
-        for step, idx in enumerate(minibatches(len(feats), config.batch_size, config.epochs, ctx.generator,
-                                               feats.device), start=1):
+
+        def loss(idx):
             logits = scale * blend(feats[idx], image_adapter, config.ratio) @ blend(text, text_adapter, config.ratio).T
-            loss = F.cross_entropy(logits, labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            ctx.progress(step, total)
+            return F.cross_entropy(logits, labels[idx])
+
+        train_epochs(opt, len(feats), config.batch_size, config.epochs, ctx, loss, scheduler=sched,
+                     device=feats.device)
         return AdaptedFeatures(model, task, image_adapter, text_adapter, config.ratio)
 
 

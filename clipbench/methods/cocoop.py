@@ -16,7 +16,6 @@ Deviation card: `CoCoOp.deviations` below; `clipbench show method cocoop`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +28,7 @@ from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 from clipbench.methods.coop import prompt_tokens_or_none, warmup_then_cosine
 from clipbench.methods.prompts import PromptTokens, check_text_tower, encode_with_context, init_context
+from clipbench.training import steps_per_epoch, train_epochs
 
 
 @dataclass(frozen=True)
@@ -137,25 +137,17 @@ class CoCoOp(Method):
         meta = MetaNet(feats.shape[1], context.shape[1], config.bottleneck).to(feats.device)
         params = [context, *meta.parameters()]
         opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-        n, batch = len(labels), min(config.batch_size, len(labels))
-        steps_per_epoch = math.ceil(n / batch)
-        sched = warmup_then_cosine(opt, steps_per_epoch, config.epochs, config.lr, config.warmup_lr)
+        sched = warmup_then_cosine(opt, steps_per_epoch(len(labels), config.batch_size), config.epochs, config.lr,
+                                   config.warmup_lr)
         scale = model.logit_scale.detach()
-        step, total = 0, steps_per_epoch * config.epochs
+
+        def loss(idx):
+            text = encode_with_context(module, prompts, conditional_context(context, meta, feats[idx]))
+            return F.cross_entropy(scale * torch.einsum("bd,bcd->bc", feats[idx], text), labels[idx])
+
         meta.train()
-        for _ in range(config.epochs):
-            order = torch.randperm(n, generator=ctx.generator).to(feats.device)
-            for start in range(0, n, batch):
-                idx = order[start:start + batch]
-                text = encode_with_context(module, prompts, conditional_context(context, meta, feats[idx]))
-                logits = scale * torch.einsum("bd,bcd->bc", feats[idx], text)
-                loss = F.cross_entropy(logits, labels[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                ctx.progress(step, total)
+        train_epochs(opt, len(labels), config.batch_size, config.epochs, ctx, loss, scheduler=sched,
+                     device=feats.device)
         meta.requires_grad_(False)
         return ConditionalPrompts(model, task, context.detach(), meta, prompts, config.eval_batch)
 

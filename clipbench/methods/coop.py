@@ -31,6 +31,7 @@ from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 from clipbench.methods.prompts import PromptTokens, check_text_tower, encode_with_context, fits, init_context
+from clipbench.training import steps_per_epoch, train_epochs
 
 SHORT_CONTEXT = (4, "a photo of a")  # the 4-token variant CoOp also reports
 
@@ -57,10 +58,10 @@ def context_setting(model, task, config) -> tuple[int, str, dict]:
     return n_ctx, init, note
 
 
-def warmup_then_cosine(opt: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, lr: float, warmup_lr: float):
-    """Dassl's schedule: one epoch at a constant ``warmup_lr``, then cosine from ``lr`` to 0."""
-    warm = steps_per_epoch
-    total = max(steps_per_epoch * epochs - warm, 1)
+def warmup_then_cosine(opt: torch.optim.Optimizer, per_epoch: int, epochs: int, lr: float, warmup_lr: float):
+    """Dassl's schedule: one epoch (``per_epoch`` steps) at a constant ``warmup_lr``, then cosine from ``lr`` to 0."""
+    warm = per_epoch
+    total = max(per_epoch * epochs - warm, 1)
 
     def factor(step: int) -> float:
         if step < warm:
@@ -152,23 +153,16 @@ class CoOp(Method):
         feats = fewshot.features(model)  # the image tower is frozen: cached embeddings
         labels = fewshot.labels.to(feats.device)
         opt = torch.optim.SGD([context], lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-        n, batch = len(labels), min(config.batch_size, len(labels))
-        steps_per_epoch = math.ceil(n / batch)
-        sched = warmup_then_cosine(opt, steps_per_epoch, config.epochs, config.lr, config.warmup_lr)
+        sched = warmup_then_cosine(opt, steps_per_epoch(len(labels), config.batch_size), config.epochs, config.lr,
+                                   config.warmup_lr)
         scale = model.logit_scale.detach()
-        step, total = 0, steps_per_epoch * config.epochs
-        for _ in range(config.epochs):
-            order = torch.randperm(n, generator=ctx.generator).to(feats.device)
-            for start in range(0, n, batch):
-                idx = order[start:start + batch]
-                text = encode_with_context(module, prompts, context)
-                loss = F.cross_entropy(scale * feats[idx] @ text.T, labels[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                ctx.progress(step, total)
+
+        def loss(idx):
+            text = encode_with_context(module, prompts, context)
+            return F.cross_entropy(scale * feats[idx] @ text.T, labels[idx])
+
+        train_epochs(opt, len(labels), config.batch_size, config.epochs, ctx, loss, scheduler=sched,
+                     device=feats.device)
         context = context.detach()
         with torch.no_grad():
             class_embeddings = encode_with_context(module, prompts, context)

@@ -71,7 +71,7 @@ from clipbench.cards import Deviation
 from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
-from clipbench.training import best_on_validation
+from clipbench.training import best_on_validation, train_steps
 
 REF = "TrainingTheArchive"
 
@@ -213,25 +213,28 @@ class LocalLatentUpdates(Adapted):
 
 
 def train_maps(image_maps: CandidateMaps, text_maps: CandidateMaps, feats: torch.Tensor, labels: torch.Tensor,
-               text: torch.Tensor, config: KNNAdapterConfig, tick=lambda: None) -> None:
+               text: torch.Tensor, config: KNNAdapterConfig, progress=lambda done, total: None,
+               epoch_finished=lambda epoch, epochs, loss: None) -> None:
     """The released loop: ``iterations`` rounds, one AMSGrad step per class on its centre-margin loss plus
-    the identity pull of both maps (every candidate at once)."""
+    the identity pull of both maps (every candidate at once: their losses summed).  A round scores the whole
+    support set once, so each is reported as an epoch."""
     feats, text = feats.detach(), text.detach()  # the encoders are frozen: their outputs are constants
     params = list(image_maps.parameters()) + list(text_maps.parameters())
     opt = torch.optim.Adam(params, lr=config.lr, amsgrad=True, weight_decay=0.0)
     w_image, w_text = image_maps.weights(feats), text_maps.weights(text)  # constant: the centres are fixed
     classes = [labels == c for c in range(len(text))]
     classes = [(c, is_c) for c, is_c in enumerate(classes) if is_c.any() and not is_c.all()]
-    for _ in range(config.iterations):
-        for c, is_c in classes:
-            mapped = image_maps(feats, w_image)  # (G, N, D)
-            centre = text_maps(text[c:c + 1], w_text[:, c:c + 1])[:, 0]  # (G, D)
-            loss = centre_margin_loss(centre, mapped[:, is_c], mapped[:, ~is_c], config.margin)
-            loss = loss + config.identity_weight * (image_maps.identity_pull() + text_maps.identity_pull())
-            opt.zero_grad()
-            loss.sum().backward()
-            opt.step()
-        tick()
+
+    def loss_of_class(step):
+        c, is_c = step
+        mapped = image_maps(feats, w_image)  # (G, N, D)
+        centre = text_maps(text[c:c + 1], w_text[:, c:c + 1])[:, 0]  # (G, D)
+        loss = centre_margin_loss(centre, mapped[:, is_c], mapped[:, ~is_c], config.margin)
+        return (loss + config.identity_weight * (image_maps.identity_pull() + text_maps.identity_pull())).sum()
+
+    rounds = (step for _ in range(config.iterations) for step in classes)
+    train_steps(opt, rounds, loss_of_class, config.iterations * len(classes), per_epoch=len(classes),
+                progress=progress, epoch_finished=epoch_finished)
 
 
 class KNNAdapter(Method):
@@ -290,9 +293,7 @@ class KNNAdapter(Method):
         val_labels = fewshot.val_labels.to(feats.device)
         image_maps = CandidateMaps(cluster_centres(feats, config.max_centres), config.rbfs, config.dampening)
         text_maps = CandidateMaps(cluster_centres(text, config.max_centres), config.rbfs, config.dampening)
-        done = iter(range(1, config.iterations + 1))
-        train_maps(image_maps, text_maps, feats, labels, text, config,
-                   lambda: ctx.progress(next(done), config.iterations))
+        train_maps(image_maps, text_maps, feats, labels, text, config, ctx.progress, ctx.epoch_finished)
 
         def score(g):
             adapted = LocalLatentUpdates(model, task, image_maps.single(g), text_maps.single(g))

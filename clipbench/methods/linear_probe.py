@@ -14,6 +14,7 @@ Deviation card: `LinearProbe.deviations` below; `clipbench show method linear-pr
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -88,13 +89,15 @@ class LinearProbe(Method):
             w0 = Adapted(model).text_head(task)
         scale = float(model.logit_scale.detach())
         labels = fewshot.labels.to(feats.device)
+        # every full-batch step is an epoch; the fits of the penalties report theirs one after the other
+        epochs, done = len(config.penalties) * config.steps, itertools.count(1)
 
         def fit_and_score(penalty):
             w = w0.clone().requires_grad_(True)
             b = torch.zeros(len(w0), device=w0.device, requires_grad=True)
             opt = torch.optim.AdamW([w, b], lr=config.lr, weight_decay=0.0)
             full_batch(opt, lambda: F.cross_entropy(scale * feats @ w.T + b, labels) + penalty * (w - w0).pow(2).sum(),
-                       config.steps)
+                       config.steps, lambda _, __, loss: ctx.epoch_finished(next(done), epochs, loss))
             w, b = w.detach(), b.detach()
             val_acc = float(((scale * val_feats @ w.T + b).argmax(1).cpu() == fewshot.val_labels).float().mean())
             return (val_acc,), (w, b)

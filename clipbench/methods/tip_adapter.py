@@ -23,7 +23,6 @@ Deviation card: `TipAdapterF.deviations` below; `clipbench show method tip-adapt
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +32,7 @@ from clipbench.cards import Deviation
 from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
+from clipbench.training import steps_per_epoch, train_epochs
 
 
 @dataclass(frozen=True)
@@ -142,22 +142,15 @@ class TipAdapterF(Method):
         if config.epochs > 0:
             keys.requires_grad_(True)
             opt = torch.optim.AdamW([keys], lr=config.lr, eps=1e-4)
-            n, batch = len(labels), min(config.batch_size, len(labels))
-            total = config.epochs * math.ceil(n / batch)
+            total = config.epochs * steps_per_epoch(len(labels), config.batch_size)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
-            step = 0
-            for _ in range(config.epochs):
-                order = torch.randperm(n, generator=ctx.generator).to(feats.device)
-                for start in range(0, n, batch):
-                    idx = order[start:start + batch]
-                    logits = zs_train[idx] + config.init_alpha * cache_logits(feats[idx], keys, values, config.init_beta)
-                    loss = F.cross_entropy(logits, labels[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                    step += 1
-                    ctx.progress(step, total)
+
+            def loss(idx):
+                logits = zs_train[idx] + config.init_alpha * cache_logits(feats[idx], keys, values, config.init_beta)
+                return F.cross_entropy(logits, labels[idx])
+
+            train_epochs(opt, len(labels), config.batch_size, config.epochs, ctx, loss, scheduler=sched,
+                         device=feats.device)
             keys = keys.detach()
         with torch.no_grad():
             alpha, beta = search_alpha_beta(zs_val, lambda b: cache_logits(val, keys, values, b),
