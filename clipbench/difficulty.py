@@ -54,21 +54,22 @@ def task_difficulty(model: ClipModel, task: Task, batch_size: int | None = None,
     }
 
 
-def correlate(difficulties: list[dict], results: list[dict]) -> list[dict]:
-    """Spearman correlation of each difficulty measure with each method's ID gain and forgetting.
+def correlate(difficulties: list[dict], runs: list[tuple[str, dict | None]]) -> list[dict]:
+    """Spearman correlation of each difficulty measure with each method's ID gain and forgetting; ``runs``
+    are (method, summary) pairs (:func:`clipbench.scoring.summary_of` of a result).
 
     One row per (method, outcome), with each rho's two-sided p-value (``<measure>_p``); nan where fewer
     than three tasks overlap or an outcome is constant.
     """
     by_task = {d["task"]: d for d in difficulties}
     rows = []
-    for result in results:
-        tasks = (result.get("summary") or {}).get("tasks") or {}
+    for method, summary in runs:
+        tasks = (summary or {}).get("tasks") or {}
         common = [t for t in tasks if t in by_task]
         for outcome in ("id_gain", "mean_forgetting"):
             values = [(by_task[t], tasks[t][outcome]["mean"]) for t in common if tasks[t].get(outcome)]
             # forgetting is over scorable probes only (scoring.py); a task without any has no value
-            row = {"method": result["config"]["method"], "outcome": outcome, "tasks": len(values)}
+            row = {"method": method, "outcome": outcome, "tasks": len(values)}
             for measure in MEASURES:
                 xs, ys = [d[measure] for d, _ in values], [v for _, v in values]
                 row[measure] = metrics.spearman(xs, ys)

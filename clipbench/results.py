@@ -138,7 +138,6 @@ def new_result(config: dict, provenance: dict) -> dict:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "reference": {},
         "cells": [],
-        "summary": None,
     }
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pluggy
 
-from clipbench import protocol
+from clipbench import protocol, scoring
 from clipbench.errors import ClipbenchError
 from clipbench.models import ClipModel
 from clipbench.plugins import Registry, frozen
@@ -96,7 +96,7 @@ def _run_method(prepared: Prepared, run: MethodRun, todo: list, pm: pluggy.Plugi
         pm.hook.clipbench_run_failed(run=frozen(store.view()), error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         raise
     merged = store.merged()
-    pm.hook.clipbench_run_finished(run=frozen(merged), summary=frozen(merged["summary"]))
+    pm.hook.clipbench_run_finished(run=frozen(merged), summary=frozen(scoring.summary_of(merged)))
     return store.merged_path
 
 

@@ -174,6 +174,15 @@ def summarise_task(group: list[dict], ref: dict) -> dict:
 # ------------------------------------------------------------------ a whole run
 
 
+def summary_of(result: dict) -> dict | None:
+    """The summary of a result record, from its cells and references (None before its first cell).  Result
+    files do not store it: it is derived, and a change of this module must not make every file stale."""
+    cells, refs = result.get("cells") or [], result.get("reference") or {}
+    if not cells or any(c["task"] not in refs for c in cells):
+        return None
+    return summarise(cells, {t: refs[t] for t in {c["task"] for c in cells}})
+
+
 def summarise(cells: list[dict], references: dict[str, dict]) -> dict:
     """Per-task summaries and the suite-level numbers of one run (the definition in the module docstring)."""
     by_task: dict[str, list[dict]] = {}

@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from clipbench import results, scoring
+from clipbench import results
 from clipbench.errors import ClipbenchError
 
 RUN_SCHEMA = "clipbench.run/1"
@@ -210,8 +210,6 @@ class RunStore:
         result = results.new_result(config, dict(run["provenance"], data=dict(sorted(data_fps.items()))))
         result["reference"] = {t: references[t] for t in tasks if t in references}
         result["cells"] = cells
-        have_refs = all(c["task"] in references for c in cells)
-        result["summary"] = scoring.summarise(cells, result["reference"]) if cells and have_refs else None
         self._merged = (key, result)
         return result
 

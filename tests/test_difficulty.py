@@ -18,14 +18,13 @@ def test_every_default_task_gets_the_three_measures(embedded, default_suite):
 def test_correlation_needs_three_tasks_and_follows_spearman():
     rows = [{"task": t, "silhouette_modality": s, "silhouette_class": -s, "cosine": c}
             for t, s, c in (("a", 0.1, 0.5), ("b", 0.2, 0.4), ("c", 0.3, 0.45), ("d", 0.4, 0.3))]
-    result = {"config": {"method": "m"}, "summary": {"tasks": {
-        t: {"id_gain": {"mean": g}, "mean_forgetting": {"mean": f}}
-        for t, g, f in (("a", 1.0, 4.0), ("b", 2.0, 3.0), ("c", 3.0, 2.0), ("d", 4.0, 1.0))}}}
-    [gain, forgetting] = difficulty.correlate(rows, [result])
+    summary = {"tasks": {t: {"id_gain": {"mean": g}, "mean_forgetting": {"mean": f}}
+                         for t, g, f in (("a", 1.0, 4.0), ("b", 2.0, 3.0), ("c", 3.0, 2.0), ("d", 4.0, 1.0))}}
+    [gain, forgetting] = difficulty.correlate(rows, [("m", summary)])
     assert gain["tasks"] == 4 and gain["silhouette_modality"] == 1.0 and gain["silhouette_class"] == -1.0
     assert forgetting["silhouette_modality"] == -1.0
-    few = {"config": {"method": "m"}, "summary": {"tasks": {t: result["summary"]["tasks"][t] for t in ("a", "b")}}}
-    assert math.isnan(difficulty.correlate(rows, [few])[0]["cosine"])
+    few = {"tasks": {t: summary["tasks"][t] for t in ("a", "b")}}
+    assert math.isnan(difficulty.correlate(rows, [("m", few)])[0]["cosine"])
 
 
 def test_the_command_names_both_silhouettes_and_which_way_is_harder(capsys, monkeypatch):
@@ -51,9 +50,9 @@ def test_correlations_carry_their_p_value_and_the_command_prints_it(capsys, monk
 
     rows = [{"task": t, "silhouette_modality": s, "silhouette_class": -s, "cosine": c}
             for t, s, c in (("a", 0.1, 0.5), ("b", 0.2, 0.4), ("c", 0.3, 0.45), ("d", 0.4, 0.3), ("e", 0.5, 0.2))]
-    result = {"config": {"method": "m"}, "summary": {"tasks": {
-        t: {"id_gain": {"mean": g}, "mean_forgetting": {"mean": g}} for t, g in zip("abcde", (1, 2, 3, 5, 4))}}}
-    [gain, _] = difficulty.correlate(rows, [result])
+    summary = {"tasks": {t: {"id_gain": {"mean": g}, "mean_forgetting": {"mean": g}}
+                         for t, g in zip("abcde", (1, 2, 3, 5, 4))}}
+    [gain, _] = difficulty.correlate(rows, [("m", summary)])
     assert abs(gain["silhouette_modality"] - 0.9) < 1e-12 and abs(gain["silhouette_modality_p"] - 10 / 120) < 1e-12
     monkeypatch.setenv("COLUMNS", "250")
     [saft] = (Path(__file__).parent.parent / "leaderboards" / "results").glob("default__saft__*.json")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from clipbench import runner
+from clipbench import runner, scoring
 from clipbench.plugins import collect, get_plugin_manager
 from tests.fakes import CountingMethod, FakePlugin
 
@@ -51,7 +51,7 @@ def test_a_run_is_logged_with_params_losses_cells_scores_and_the_result_file(mlf
     cell = next(c for c in result["cells"] if c["seed"] == 2)
     assert run.data.metrics["shape/seed2/id"] == cell["id"]
     assert run.data.metrics["shape/seed2/shift/outline"] == cell["shifts"]["outline"]
-    assert run.data.metrics["suite/score"] == pytest.approx(result["summary"]["overall"]["score"]["mean"])
+    assert run.data.metrics["suite/score"] == pytest.approx(scoring.summary_of(result)["overall"]["score"]["mean"])
     artifact = mlflow_store.download_artifacts(run.info.run_id, "result.json", str(tmp_path))
     assert json.loads(open(artifact).read())["cells"] == result["cells"]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from clipbench import protocol
+from clipbench import protocol, scoring
 from clipbench.cli import main
 from clipbench.data import real
 from clipbench.data.files import clip_transform, file_image_set
@@ -210,7 +210,7 @@ def test_imagenet_dg_runs_end_to_end_on_the_miniatures(root, tmp_path):
 def test_fewshot11_runs_base_to_new_on_the_miniatures(root, tmp_path):
     path, _ = root
     result = run_json(tmp_path, "--method", "zeroshot", "--suite", "fewshot11", "--data", str(path))
-    tasks = result["summary"]["tasks"]
+    tasks = scoring.summary_of(result)["tasks"]
     assert set(tasks) == set(real.FEWSHOT11)
     for name, t in tasks.items():  # base half adapted and scored ID, new half held out
         assert "new" in t and "base_new_hm" in t
@@ -314,7 +314,7 @@ def test_prompt_learners_run_base_to_new_on_the_fewshot11_miniatures(root, tmp_p
     path, _ = root
     result = run_json(tmp_path, "--method", method, "--suite", "fewshot11", "--data", str(path),
                       "--option", f"{method}.epochs={epochs}")
-    tasks = result["summary"]["tasks"]
+    tasks = scoring.summary_of(result)["tasks"]
     assert set(tasks) == set(real.FEWSHOT11)
     for name, t in tasks.items():
         assert "new" in t and "base_new_hm" in t

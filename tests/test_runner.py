@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from clipbench import leaderboard, results, runner
+from clipbench import leaderboard, results, runner, scoring
 from clipbench.errors import ClipbenchError
 from tests.fakes import CountingMethod
 
@@ -31,7 +31,7 @@ def test_result_file_round_trip_and_provenance(registry, tmp_path):
     assert set(cell["shifts"]) == {"outline"} and set(cell["probes"]) == {"size"}
     # zero-shot adaptation reproduces the zero-shot reference exactly
     assert cell["id"] == data["reference"]["shape"]["id"]
-    summary = data["summary"]["tasks"]["shape"]
+    summary = scoring.summary_of(data)["tasks"]["shape"]
     assert summary["forgetting"]["size"]["mean"] == 0.0
     assert summary["seeds"] == [1, 2]
 
@@ -97,7 +97,7 @@ def test_base_to_new_adapts_on_base_classes_only(registry, tmp_path):
     data = results.load_result(path)
     assert CountingMethod.calls == [("shape[base]", 1, 3 * 2)]  # 3 base classes x 2 shots
     assert "new" in data["cells"][0] and "new" in data["reference"]["shape"]
-    summary = data["summary"]["tasks"]["shape"]
+    summary = scoring.summary_of(data)["tasks"]["shape"]
     assert summary["base_new_hm"] > 0
     # the score counts the held-out classes: H of base (ID), new, the shift and probe retention, above chance
     ref = data["reference"]["shape"]
@@ -110,7 +110,7 @@ def test_base_to_new_adapts_on_base_classes_only(registry, tmp_path):
         assert "size" in summary["excluded_probes"]
     expected = 0.0 if min(axes) <= 0 else len(axes) / sum(1 / a for a in axes)
     assert summary["score"]["mean"] == pytest.approx(expected, abs=1e-3)
-    assert data["summary"]["overall"]["new"]["mean"] == pytest.approx(summary["new"]["mean"])
+    assert scoring.summary_of(data)["overall"]["new"]["mean"] == pytest.approx(summary["new"]["mean"])
     board = leaderboard.render_suite("mini-split", [(path, data)])
     assert "new-class acc" in board
 

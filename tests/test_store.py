@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from clipbench import results, runner
+from clipbench import results, runner, scoring
 from clipbench.errors import ClipbenchError
 from clipbench.store import RunStore, merge
 from tests.fakes import CountingMethod
@@ -24,8 +24,8 @@ def numbers(result):
 def scores(result):
     """The summary without timings and memory (which differ from one computation to the next)."""
     timing = ("adapt_seconds", "peak_memory_mb")
-    tasks = {t: {k: v for k, v in s.items() if k not in timing} for t, s in result["summary"]["tasks"].items()}
-    return tasks, {k: v for k, v in result["summary"]["overall"].items() if k not in timing}
+    tasks = {t: {k: v for k, v in s.items() if k not in timing} for t, s in scoring.summary_of(result)["tasks"].items()}
+    return tasks, {k: v for k, v in scoring.summary_of(result)["overall"].items() if k not in timing}
 
 
 def test_seeds_run_separately_merge_into_the_sequential_run(registry, tmp_path):

@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
 
 
 def main(args, console: Console) -> int:
-    from clipbench import difficulty, results, runner
+    from clipbench import difficulty, results, runner, scoring
 
     pm, registry = load_plugins()
     request = runner.RunRequest(methods=[], suite=args.suite, tasks=args.task, model=args.model,
@@ -58,7 +58,8 @@ def main(args, console: Console) -> int:
                              "rho 1.0 has p = 0.017 and 0.9 has p = 0.083")
         for col in ("method", "outcome", "tasks", "silhouette by modality", "silhouette by class", "cosine"):
             corr.add_column(col, no_wrap=col == "method", justify="left" if col in ("method", "outcome") else "right")
-        for r in difficulty.correlate(rows, loaded):
+        runs = [(r["config"]["method"], scoring.summary_of(r)) for r in loaded]
+        for r in difficulty.correlate(rows, runs):
             # nan: fewer than three tasks, or an outcome that is the same on every task (no ranking to correlate)
             why = "n/a (< 3 tasks)" if r["tasks"] < 3 else "n/a (constant)"
             corr.add_row(escape(r["method"]), r["outcome"], str(r["tasks"]),
