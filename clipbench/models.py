@@ -31,14 +31,11 @@ EMBEDDED_TAG = "world-real"  # pretrained on the procedural world and the shippe
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
-_registered_config = False
-
-
 def register_embedded_config() -> None:
-    """Make `clipbench-tiny` an open_clip model name like any other."""
-    global _registered_config
-    if not _registered_config:
-        import open_clip
+    """Make `clipbench-tiny` an open_clip model name like any other (once: open_clip keeps the registry)."""
+    import open_clip
+
+    if EMBEDDED not in open_clip.list_models():
 
         try:
             config = json.loads(EMBEDDED_CONFIG.read_text())
@@ -52,7 +49,6 @@ def register_embedded_config() -> None:
             raise ClipbenchError(f"The embedded model's config {EMBEDDED_CONFIG} is damaged (not an open_clip "
                                  "model config); reinstall clipbench.")
         open_clip.add_model_config(EMBEDDED_CONFIG)
-        _registered_config = True
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -187,32 +186,25 @@ def collect(pm: pluggy.PluginManager | None = None) -> Registry:
         table[name] = value
         reg.owners[(kind, name)] = plugin
 
-    # Each registration hook is called through pluggy (so hook wrappers and tryfirst/trylast apply); to name
-    # owners in a clash, ``register`` finds which plugin's implementation called it on the call stack.
+    # Each registration hook is called through pluggy once per implementing plugin, in pluggy's order
+    # (tryfirst/trylast apply) and with every wrapper around it, so each plugin gets a ``register`` of its
+    # own that knows whose registrations it receives (a clash names both owners).
     for hook, kind, table in (("clipbench_register_methods", "method", reg.methods),
                               ("clipbench_register_suites", "suite", reg.suites),
                               ("clipbench_register_models", "model", reg.models),
                               ("clipbench_register_executors", "executor", reg.executors)):
-        caller = getattr(pm.hook, hook)
-        impls = [(getattr(impl.function, "__code__", None), getattr(impl.function, "__self__", None),
-                  plugin_name(pm, impl.plugin)) for impl in caller.get_hookimpls()]
-
-        def owner(impls=impls) -> str:
-            frame = sys._getframe(2)
-            while frame is not None:
-                for code, bound_to, name in impls:
-                    # the implementation's code, run for the very object it is bound to (instances share code)
-                    if code is frame.f_code and (bound_to is None or frame.f_locals.get("self") is bound_to):
-                        return name
-                frame = frame.f_back
-            return "an unknown plugin"
-
-        if kind == "model":
-            def register(name, loader, description="", *, tags=(), available=None, table=table):
-                who = owner()
-                add("model", table, name, ModelSource(name, loader, description, who, tuple(tags), available), who)
-        else:
-            def register(obj, kind=kind, table=table):
-                add(kind, table, getattr(obj, "name", None), obj, owner())
-        caller(register=register)
+        plain = [impl for impl in getattr(pm.hook, hook).get_hookimpls()
+                 if not (impl.hookwrapper or getattr(impl, "wrapper", False))]
+        implementers = [impl.plugin for impl in plain]
+        for impl in reversed(plain):  # pluggy calls the last-registered (and tryfirst) implementation first
+            who = plugin_name(pm, impl.plugin)
+            caller = pm.subset_hook_caller(hook, remove_plugins=[p for p in implementers if p is not impl.plugin])
+            if kind == "model":
+                def register(name, loader, description="", *, tags=(), available=None, table=table, who=who):
+                    add("model", table, name, ModelSource(name, loader, description, who, tuple(tags), available),
+                        who)
+            else:
+                def register(obj, kind=kind, table=table, who=who):
+                    add(kind, table, getattr(obj, "name", None), obj, who)
+            caller(register=register)
     return reg

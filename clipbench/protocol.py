@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import traceback
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -72,6 +73,7 @@ class Evaluator:
     seconds: float = 0.0
     _pretrained: ClipModel | None = None
     _visual_fp: str | None = None
+    _encoder_checked: tuple | None = None  # (weak reference to the last adapted model, its encoder is pretrained)
 
     def bind(self, pretrained: ClipModel) -> None:
         """The pretrained model whose image embeddings may be cached and reused."""
@@ -86,11 +88,12 @@ class Evaluator:
         visual prompt added by a forward pre-hook, an input transform, leaves the weights alone)."""
         if self.cache is None or self._visual_fp is None:
             return False
-        if not hasattr(adapted, "_image_encoder_fp"):
-            adapted._image_encoder_fp = image_encoder_fingerprint(adapted.model)
-            adapted._image_path_pretrained = (adapted._image_encoder_fp == self._visual_fp
-                                              and self._canary_agrees(adapted.model))
-        return adapted._image_encoder_fp == self._visual_fp and adapted._image_path_pretrained
+        # decided once per adapted model (the evaluator keeps the answer, never writes onto the method's object)
+        known = self._encoder_checked
+        if known is None or known[0]() is not adapted:
+            same = image_encoder_fingerprint(adapted.model) == self._visual_fp and self._canary_agrees(adapted.model)
+            self._encoder_checked = known = (weakref.ref(adapted), same)
+        return known[1]
 
     CANARY_IMAGES = 4
 

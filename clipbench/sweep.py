@@ -212,7 +212,7 @@ def check_options(options: SweepOptions, registry) -> Executor:
     return executor
 
 
-def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lambda line: None) -> list[Path]:
+def dispatch(request, registry, pm, options: SweepOptions, reporter=None, log=lambda line: None) -> list[Path]:
     """Run the request's pending cells on the chosen engine, then merge its runs; return the merged files.
 
     A sweep some of whose cells failed still merges the cells that finished before it says so.
@@ -247,13 +247,13 @@ def execute(request, registry, pm, options: SweepOptions, reporter=None, log=lam
 
     def report(cell: Cell) -> None:
         """One progress line / bar tick per finished cell, its numbers read back from its file."""
-        import json
+        from clipbench import results
 
         method, task, seed = cell
         finished.append(cell)
         path = by_method[method].cell_path(task, seed)
         if path.is_file():
-            reporter.cell_finished(len(finished), total, method, json.loads(path.read_text()))
+            reporter.cell_finished(len(finished), total, method, results.read_json(path))
 
     def merge() -> list[Path]:
         return [store.write_merged() for store in stores if store.folder.is_dir() and store.done()]

@@ -239,7 +239,7 @@ def still_queued(folder: Path, cells: list[Cell], states, keys: dict | None = No
     """Cells whose last submission is still pending or running on Slurm: resubmitting them would run them twice.
 
     ``states``: job ids -> {id: JobState} (:meth:`SlurmQueue.states`); ``keys``: each cell's identity across
-    runs, as :func:`clipbench.sweep.execute` makes them.
+    runs, as :func:`clipbench.sweep.dispatch` makes them.
     """
     try:
         submitted = json.loads((folder / SUBMITTED).read_text())

@@ -357,7 +357,7 @@ def validation_accuracy(method, config, model, task, fewshot, device) -> float:
     return metrics.accuracy(preds, fewshot.val_labels)
 
 
-def execute(request: TuneRequest, registry, pm, reporter=None, log: Callable[[str], None] = lambda s: None) -> list[Path]:
+def tune(request: TuneRequest, registry, pm, reporter=None, log: Callable[[str], None] = lambda s: None) -> list[Path]:
     """Tune every method on every task of the request; return the tuned-config files written."""
     from clipbench import protocol
     from clipbench.tasks import sample_fewshot

@@ -118,7 +118,7 @@ def test_the_contributing_executor_computes_the_cells_of_a_sequential_run(tmp_pa
     assert registry.owners[("executor", "fresh-process")] != "built-in"
     grid = dict(methods=["zeroshot", "linear-probe"], tasks=["shape"], seeds=[1, 2], shots=1,
                 options={"linear-probe": {"steps": 5}})
-    fresh = sweep.execute(runner.RunRequest(out_dir=tmp_path / "fresh", **grid), registry, pm,
+    fresh = sweep.dispatch(runner.RunRequest(out_dir=tmp_path / "fresh", **grid), registry, pm,
                           sweep.SweepOptions(executor="fresh-process"))
     import torch
 

@@ -89,7 +89,9 @@ def test_a_damaged_embedded_model_config_says_to_reinstall(tmp_path, monkeypatch
     damaged = tmp_path / "clipbench-tiny.json"
     damaged.write_text(text)
     monkeypatch.setattr(models, "EMBEDDED_CONFIG", damaged)
-    monkeypatch.setattr(models, "_registered_config", False)
+    import open_clip.factory
+
+    monkeypatch.delitem(open_clip.factory._MODEL_CONFIGS, models.EMBEDDED, raising=False)  # not registered yet
     with pytest.raises(ClipbenchError, match="is damaged .*reinstall clipbench") as err:
         models.register_embedded_config()
     assert str(damaged) in str(err.value)

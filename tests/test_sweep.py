@@ -35,7 +35,7 @@ def sequential(tmp_path_factory):
 
 def sweep_run(tmp_path, options):
     pm = get_plugin_manager(load_entrypoints=False)
-    paths = sweep.execute(runner.RunRequest(out_dir=tmp_path, **GRID), collect(pm), pm, options)
+    paths = sweep.dispatch(runner.RunRequest(out_dir=tmp_path, **GRID), collect(pm), pm, options)
     return {results.load_result(p)["config"]["method"]: numbers(p) for p in paths}
 
 
@@ -179,7 +179,7 @@ def test_local_workers_are_capped_at_the_cores_and_the_cells_and_the_log_says_so
     monkeypatch.setattr(sweep, "_local", lambda fields, cells, options, *rest: started.append(options.workers))
     lines = []
     registry = collect(get_plugin_manager(load_entrypoints=False))
-    sweep.execute(runner.RunRequest(methods=["m"]), registry, None,
+    sweep.dispatch(runner.RunRequest(methods=["m"]), registry, None,
                   sweep.SweepOptions(executor="local", workers=1000), log=lines.append)
     assert started == [2]
     assert any("--workers 1000 capped at 2" in line for line in lines), lines
@@ -215,7 +215,7 @@ def test_auto_gives_the_numbers_of_a_one_thread_sequential_run_of_a_training_met
     finally:
         torch.set_num_threads(before)
     monkeypatch.setattr(sweep, "available_cores", lambda: 2)
-    [auto] = sweep.execute(runner.RunRequest(out_dir=tmp_path / "auto", **grid), collect(pm), pm,
+    [auto] = sweep.dispatch(runner.RunRequest(out_dir=tmp_path / "auto", **grid), collect(pm), pm,
                            sweep.SweepOptions(executor="auto"))
     assert numbers(auto)[0] == numbers(seq)[0]
     assert results.load_result(auto)["provenance"]["threads"] == 1
@@ -239,7 +239,7 @@ def test_a_sweep_tells_the_plan_before_the_work_once(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep, "available_cores", lambda: 1)  # auto: one pending cell -> this process
     pm = get_plugin_manager(load_entrypoints=False)
     request = runner.RunRequest(methods=["zeroshot"], tasks=["shape"], seeds=[1], shots=1, out_dir=tmp_path)
-    sweep.execute(request, collect(pm), pm, sweep.SweepOptions(executor="auto"), Listener())
+    sweep.dispatch(request, collect(pm), pm, sweep.SweepOptions(executor="auto"), Listener())
     assert heard == [("planned", 1), ("prepared", 1)]
 # ------------------------------------------------------------------ what every engine's job receives
 
@@ -480,14 +480,14 @@ def test_ray_workers_get_the_drivers_settings_and_a_gpu_each_when_asked(sequenti
         lines = []
         pm = get_plugin_manager(load_entrypoints=False)
         one = dict(GRID, methods=["zeroshot"], tasks=["shape"], seeds=[1])
-        [path] = sweep.execute(runner.RunRequest(out_dir=tmp_path / "a", **one), collect(pm), pm,
+        [path] = sweep.dispatch(runner.RunRequest(out_dir=tmp_path / "a", **one), collect(pm), pm,
                                sweep.SweepOptions(executor="ray", gpus=1), log=lines.append)
         cells, _ = numbers(path)
         assert cells == [c for c in sequential["zeroshot"][0] if c[0] == "shape" and c[1] == 1]
         assert "zeroshot/shape/1 ran on GPU 0" in lines
         monkeypatch.setenv("CLIPBENCH_LOAD_PLUGINS", "no-such-plugin")  # set after the cluster started
         with pytest.raises(ClipbenchError, match="zeroshot/shape/1: failed on Ray(.|\n)*no-such-plugin"):
-            sweep.execute(runner.RunRequest(out_dir=tmp_path / "b", **one), collect(pm), pm,
+            sweep.dispatch(runner.RunRequest(out_dir=tmp_path / "b", **one), collect(pm), pm,
                           sweep.SweepOptions(executor="ray"))
     finally:
         ray.shutdown()
@@ -747,10 +747,10 @@ def test_a_plugin_executor_gets_the_pending_cells_and_its_options_and_the_runs_m
     request = runner.RunRequest(methods=["zeroshot"], tasks=["shape"], seeds=[1, 2], shots=1, out_dir=tmp_path)
     args = type("Args", (), {"executor": "in-process", "executor_option": [("zone", "b")], "workers": 2,
                              "gpus": 0})()
-    [path] = sweep.execute(dataclasses.replace(request, seeds=[1]), registry, pm, sweep_options(args))
+    [path] = sweep.dispatch(dataclasses.replace(request, seeds=[1]), registry, pm, sweep_options(args))
     assert seen == {"cells": [("zeroshot", "shape", 1)], "extra": {"zone": "b"}}
-    [path] = sweep.execute(request, registry, pm, sweep_options(args))
+    [path] = sweep.dispatch(request, registry, pm, sweep_options(args))
     assert seen["cells"] == [("zeroshot", "shape", 2)]  # only what is missing
     assert [c["seed"] for c in results.load_result(path)["cells"]] == [1, 2]
     with pytest.raises(ClipbenchError, match="Unknown executor 'in-proces'. Did you mean: in-process"):
-        sweep.execute(request, registry, pm, sweep.SweepOptions(executor="in-proces"))
+        sweep.dispatch(request, registry, pm, sweep.SweepOptions(executor="in-proces"))

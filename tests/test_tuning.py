@@ -105,7 +105,7 @@ def _forbid_tests(suite):
 def test_a_third_party_method_is_tuned_without_touching_a_test_set_and_ranked_as_tuned(reg3, tmp_path):
     pm, reg = reg3
     _forbid_tests(reg.suites["mini"])
-    [path] = tuning.execute(tuning.TuneRequest(["scale"], suite="mini", shots=2, out_dir=tmp_path / "tuned"), reg, pm)
+    [path] = tuning.tune(tuning.TuneRequest(["scale"], suite="mini", shots=2, out_dir=tmp_path / "tuned"), reg, pm)
     record = json.loads(path.read_text())
     shape = record["tasks"]["shape"]
     assert len(shape["trials"]) == 3 + len(shape["widened"]) and shape["done"]
@@ -160,14 +160,14 @@ def test_tuning_resumes_where_it_stopped(reg3, tmp_path, monkeypatch):
     monkeypatch.setattr(tuning, "validation_accuracy", flaky)
     request = tuning.TuneRequest(["scale"], suite="mini", shots=2, out_dir=tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        tuning.execute(request, reg, pm)
+        tuning.tune(request, reg, pm)
     [path] = list(tmp_path.glob("*.json"))
     assert len(json.loads(path.read_text())["tasks"]["shape"]["trials"]) == 1
     calls.clear()
     monkeypatch.setattr(tuning, "validation_accuracy", real)
     counted = []
     monkeypatch.setattr(tuning, "validation_accuracy", lambda *a, **k: counted.append(1) or real(*a, **k))
-    tuning.execute(request, reg, pm)
+    tuning.tune(request, reg, pm)
     trials = json.loads(path.read_text())["tasks"]["shape"]["trials"]
     assert len(counted) == 3 * (len(trials) - 1)  # the finished trial was not run again
 
@@ -181,7 +181,7 @@ def test_tuning_seeds_are_never_evaluation_seeds(registry, tmp_path):
 
 def test_a_changed_search_space_makes_a_tuned_file_stale(reg3, tmp_path):
     pm, reg = reg3
-    [path] = tuning.execute(tuning.TuneRequest(["scale"], suite="mini", shots=2, out_dir=tmp_path), reg, pm)
+    [path] = tuning.tune(tuning.TuneRequest(["scale"], suite="mini", shots=2, out_dir=tmp_path), reg, pm)
     key = tuning.TuneKey(**json.loads(path.read_text())["key"])
     assert tuning.load_tuned(key, [tmp_path])[0] == path
     changed = tuning.TuneKey(key.suite, key.method, key.model_fingerprint, key.shots,

@@ -127,7 +127,7 @@ def main(args, console: Console) -> int:
     with ui.RichReporter(console, enabled=show) as reporter:
         from clipbench import sweep
 
-        paths = sweep.execute(request, registry, pm, sweep_options(args), reporter,
+        paths = sweep.dispatch(request, registry, pm, sweep_options(args), reporter,
                               log=lambda line: console.print(escape(line), highlight=False, soft_wrap=True))
     loaded = [results.load_result(p) for p in paths]
     for r in loaded:

@@ -45,7 +45,7 @@ def main(args, console: Console) -> int:
     import time
 
     start = time.perf_counter()
-    paths = tuning.execute(request, registry, pm,
+    paths = tuning.tune(request, registry, pm,
                            log=lambda line: console.print(escape(line), highlight=False, soft_wrap=True))
     for p in paths:
         console.print(f"tuned: {escape(str(p))}", highlight=False, soft_wrap=True)
