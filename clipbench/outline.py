@@ -62,7 +62,7 @@ def outline(prepared) -> Outline:
     cache = evaluator.cache
     if cache is not None and cache.enabled:
         out.cache_dir = cache.root
-        visual = protocol.image_encoder_fingerprint(prepared.model)
+        visual = evaluator.visual_fingerprint or protocol.image_encoder_fingerprint(prepared.model)
         sets = {}
         for task in p.tasks:
             train_task, new_task = protocol.task_views(task)

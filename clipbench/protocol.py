@@ -82,6 +82,11 @@ class Evaluator:
             self.batch_size = default_batch_size(pretrained.device)
         self._visual_fp = image_encoder_fingerprint(pretrained)
 
+    @property
+    def visual_fingerprint(self) -> str | None:
+        """The bound pretrained image tower's fingerprint (computed once, at :meth:`bind`)."""
+        return self._visual_fp
+
     def encoder_is_pretrained(self, adapted: Adapted) -> bool:
         """Whether cached pretrained embeddings are the adapted model's own: the image tower's weights are the
         pretrained ones *and* a fixed canary batch encodes bit for bit as the pretrained model encodes it (a
