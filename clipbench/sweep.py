@@ -187,15 +187,10 @@ def announce(cells: list[Cell], where: str) -> None:
 def pending(request, registry, reporter=None) -> tuple[list[Cell], list]:
     """The cells of ``request`` not yet in their runs' folders, and those runs' stores (for merging); the
     ``reporter`` hears the plan as a sequential run tells it (what will run, where, what is done, the cache)."""
-    prepared = prepare_request(request, registry, reporter)
-    return prepared.pending(), [run.store for run in prepared.runs]
-
-
-def prepare_request(request, registry, reporter=None):
-    """The driver's one preparation of the request (:func:`clipbench.prepare.prepare`)."""
     from clipbench.prepare import prepare
 
-    return prepare(request, registry, reporter)
+    prepared = prepare(request, registry, reporter)
+    return prepared.pending(), [run.store for run in prepared.runs]
 
 
 def check_options(options: SweepOptions, registry) -> Executor:
@@ -205,7 +200,9 @@ def check_options(options: SweepOptions, registry) -> Executor:
     if isinstance(options.gpus, bool) or not isinstance(options.gpus, int) or options.gpus < 0:
         raise ClipbenchError(f"--gpus must be a whole number of at least 0, got {options.gpus!r}.")
     if options.gpus and GPUS not in executor.flags:
-        raise ClipbenchError(f"--gpus is for --executor slurm or ray; {options.executor} runs on this machine's "
+        # in the order their plugins were registered (the registry holds them in pluggy's call order, reversed)
+        users = " or ".join(reversed([e.name for e in registry.executors.values() if GPUS in e.flags]))
+        raise ClipbenchError(f"--gpus is for --executor {users}; {options.executor} runs on this machine's "
                              "devices (choose one with --device).")
     if executor.check is not None:
         executor.check(options)
@@ -218,11 +215,12 @@ def dispatch(request, registry, pm, options: SweepOptions, reporter=None, log=la
     A sweep some of whose cells failed still merges the cells that finished before it says so.
     """
     from clipbench import protocol
+    from clipbench.prepare import prepare
     from clipbench.protocol import tell
 
     reporter = reporter or protocol.SilentReporter()
     executor = check_options(options, registry)
-    prepared = prepare_request(request, registry, reporter)
+    prepared = prepare(request, registry, reporter)
     cells, stores = prepared.pending(), [run.store for run in prepared.runs]
     total = len(cells)
     if options.executor == "auto":

@@ -174,7 +174,7 @@ def test_local_workers_are_capped_at_the_cores_and_the_cells_and_the_log_says_so
         == [2, 1, 1, 2]
     store = SimpleNamespace(config={"method": "m"}, folder=Path("never-made"), done=lambda: False)
     prepared = SimpleNamespace(pending=lambda: [("m", "t", s) for s in range(40)], runs=[SimpleNamespace(store=store)])
-    monkeypatch.setattr(sweep, "prepare_request", lambda request, registry, reporter=None: prepared)
+    monkeypatch.setattr("clipbench.prepare.prepare", lambda request, registry, reporter=None: prepared)
     started = []
     monkeypatch.setattr(sweep, "_local", lambda fields, cells, options, *rest: started.append(options.workers))
     lines = []
@@ -270,7 +270,7 @@ def test_a_job_prepares_the_drivers_whole_request_with_absolute_paths(tmp_path, 
 def test_requests_no_engine_can_run_are_one_sentence_before_any_work(capsys, tmp_path, monkeypatch, argv, message):
     from clipbench.cli import main
 
-    monkeypatch.setattr(sweep, "prepare_request", lambda *a: pytest.fail("work started before the request was checked"))
+    monkeypatch.setattr("clipbench.prepare.prepare", lambda *a: pytest.fail("work started before the request was checked"))
     code = main(["run", "--method", "zeroshot", "--out", str(tmp_path), "--no-progress", *argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
