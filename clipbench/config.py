@@ -10,7 +10,8 @@ several papers share are bases here, so a method states only what differs:
   0.1, batch 32, 20 epochs, cosine after 10% warm-up), which full-ft, FLYP,
   LP-FT and WiSE-FT use;
 - :class:`SGDRecipe`: the A-CLIP authors' (SGD, momentum 0.9, weight decay
-  1e-4, batch 128, 30 epochs, no warm-up), which A-CLIP and BitFit use.
+  1e-4, batch 128, 30 epochs, a constant learning rate: no warm-up, no decay),
+  which A-CLIP and BitFit use.
 
 :meth:`MethodConfig.schedule` turns a config into the
 :class:`Schedule` the shared loop (:mod:`clipbench.training`) runs.
@@ -168,6 +169,7 @@ class Schedule:
     epochs: int = 20
     warmup_fraction: float = 0.1
     grad_clip: float | None = None
+    decay: str = "cosine"  # after the warm-up: "cosine" to 0, or "constant" (the A-CLIP authors' SGD)
 
     def total_steps(self, n: int) -> int:
         return self.epochs * math.ceil(n / min(self.batch_size, n))
@@ -211,7 +213,8 @@ class AdamWRecipe(MethodConfig):
 
 @dataclass(frozen=True)
 class SGDRecipe(MethodConfig):
-    """The A-CLIP authors' recipe (mit-ll/IIMM): SGD with momentum, constant schedule after no warm-up."""
+    """The A-CLIP authors' recipe (mit-ll/IIMM): SGD with momentum at a constant learning rate (no warm-up,
+    no decay: their training loop never changes the rate)."""
 
     optimizer: ClassVar[str] = "sgd"
 
@@ -220,6 +223,8 @@ class SGDRecipe(MethodConfig):
     weight_decay: float = option(1e-4, "SGD weight decay", source="A-CLIP code: 1e-4")
     batch_size: int = option(128, "images per step", source="A-CLIP code: 128")
     epochs: int = option(30, "passes over the support set", source="A-CLIP code: 30")
+    decay: str = option("constant", "learning-rate schedule: 'constant' or 'cosine' (decay to 0)",
+                        source="A-CLIP code: constant")
 
     def schedule(self, **fixed):
         return super().schedule(**{"warmup_fraction": 0.0, **fixed})

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from clipbench.config import Schedule
+from clipbench.errors import ClipbenchError
 from clipbench.method import AdaptContext
 from clipbench.models import ClipModel
 from clipbench.tasks import FewShot, Task
@@ -37,11 +38,20 @@ def make_optimizer(params: list[torch.nn.Parameter], s: Schedule) -> torch.optim
     raise ValueError(f"unknown optimizer {s.optimizer!r}")
 
 
-def warmup_cosine(opt: torch.optim.Optimizer, total: int, warmup_fraction: float):
+DECAYS = ("cosine", "constant")
+
+
+def warmup_cosine(opt: torch.optim.Optimizer, total: int, warmup_fraction: float, decay: str = "cosine"):
+    """Linear warm-up over ``warmup_fraction`` of the steps, then cosine decay to 0 (or a constant rate)."""
+    if decay not in DECAYS:
+        raise ClipbenchError(f"Unknown learning-rate decay {decay!r}; use one of {', '.join(DECAYS)}.")
     total = max(total, 1)
     warmup = max(1, int(total * warmup_fraction))
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+
+    def after_warmup(step: int) -> float:
+        return 1.0 if decay == "constant" else 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup) * after_warmup(step))
 
 
 def class_text_features(model: ClipModel, task: Task) -> torch.Tensor:
@@ -165,7 +175,7 @@ def finetune(
     params = [p for p in params if p.requires_grad]
     opt = make_optimizer(params, schedule)
     n = len(fewshot.labels)
-    sched = warmup_cosine(opt, schedule.total_steps(n), schedule.warmup_fraction)
+    sched = warmup_cosine(opt, schedule.total_steps(n), schedule.warmup_fraction, schedule.decay)
     images, labels = fewshot.images.to(ctx.device), fewshot.labels.to(ctx.device)
 
     def step_loss(idx: torch.Tensor) -> torch.Tensor:

@@ -50,7 +50,7 @@ def test_a_config_base_turns_a_recipe_into_the_schedule():
     from clipbench.training import Schedule
 
     assert AdamWRecipe().schedule() == Schedule("adamw", 1e-5, 0.1, batch_size=32, epochs=20, warmup_fraction=0.1)
-    assert SGDRecipe().schedule() == Schedule("sgd", 1e-6, 1e-4, 0.9, 128, 30, warmup_fraction=0.0)
+    assert SGDRecipe().schedule() == Schedule("sgd", 1e-6, 1e-4, 0.9, 128, 30, warmup_fraction=0.0, decay="constant")
     assert AdamWRecipe(lr=3e-5).schedule(weight_decay=0.0).weight_decay == 0.0
     described = {d["name"]: d for d in AdamWRecipe.describe()}
     assert described["lr"]["search"] and described["lr"]["source"] == "FLYP: 1e-5"

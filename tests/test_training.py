@@ -40,3 +40,42 @@ def test_finetune_reports_the_mean_loss_of_every_epoch(embedded, default_suite):
     per_epoch = training.steps_per_epoch(len(fewshot.labels), 5)
     assert [(e, n) for e, n, _ in epochs] == [(1, 2), (2, 2)]
     assert abs(epochs[0][2] - sum(losses[:per_epoch]) / per_epoch) < 1e-9
+
+
+def _rates(schedule, total):
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=schedule.lr)
+    sched = training.warmup_cosine(opt, total, schedule.warmup_fraction, schedule.decay)
+    rates = []
+    for _ in range(total):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return rates
+
+
+def test_the_sgd_recipe_of_aclip_and_bitfit_keeps_its_learning_rate_constant():
+    """mit-ll/IIMM trains A-CLIP (and its BitFit comparison) at a constant rate: no warm-up, no decay."""
+    from clipbench.methods.aclip import AClipConfig
+    from clipbench.methods.bitfit import BitFitConfig
+
+    for config in (AClipConfig(lr=1e-3), BitFitConfig()):
+        schedule = config.schedule()
+        assert schedule.optimizer == "sgd" and schedule.decay == "constant"
+        assert _rates(schedule, 30) == [config.lr] * 30
+
+
+def test_the_adamw_recipe_warms_up_then_decays_to_zero():
+    from clipbench.config import AdamWRecipe
+
+    rates = _rates(AdamWRecipe(lr=1.0).schedule(), 100)
+    assert rates[0] < rates[9] and max(rates) == rates[9] and rates[-1] < 0.01
+
+
+def test_an_unknown_decay_is_one_sentence():
+    import pytest
+
+    from clipbench.errors import ClipbenchError
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(ClipbenchError, match="Unknown learning-rate decay 'linear'"):
+        training.warmup_cosine(opt, 10, 0.0, "linear")
