@@ -39,11 +39,6 @@ class BitFit(Method):
     reference = ("mit-ll/IIMM: train.py, train_helpers.py (train), models/clip.py "
                  "(CustomCLIP.set_specified_train_layers, reg='bias'); the A-CLIP paper's BitFit comparison")
     deviations = (
-        Deviation("schedule",
-                  "a constant learning rate: no warm-up, no decay (train.py never changes it)",
-                  "the shared loop's cosine decay to 0 over the run (mean factor 0.52 of the rate)",
-                  True, "a known bug of clipbench's SGD recipe; the fix (a constant rate) is ready and lands with "
-                        "the re-tune of the base-to-new suite, because the tuned rates were chosen under the decay"),
         Deviation("data",
                   "the full training set, 10% held out for validation (--val-p 0.1)",
                   "the k-shot support set (16 per class by default); validation min(k, 4) per class",
