@@ -55,14 +55,15 @@ class EmbeddingCache:
         return self.root / model_fp / f"{data_fp}-{safe}.pt"
 
     def get_or_compute(self, model_fp: str, data_fp: str, key: str, compute: Callable[[], torch.Tensor],
-                       rows: int | None = None) -> torch.Tensor:
+                       rows: int | None = None, ndim: int = 2) -> torch.Tensor:
         """The cached tensor for (model_fp, data_fp, key), else ``compute()`` stored; ``rows`` is the
-        number of rows the tensor must have (a cached entry of another shape is recomputed)."""
+        number of rows and ``ndim`` the number of dimensions the tensor must have (a cached entry of
+        another shape is recomputed)."""
         if not self.enabled:
             return compute()
         path = self.path(model_fp, data_fp, key)
         ident = json.dumps({"model": model_fp, "data": data_fp, "key": key}, sort_keys=True).encode()
-        cached = self._read(path, ident, rows)
+        cached = self._read(path, ident, rows, ndim)
         if cached is not None:
             self.hits += 1
             return cached
@@ -71,7 +72,7 @@ class EmbeddingCache:
         self._write(path, ident, value)
         return value
 
-    def _read(self, path: Path, ident: bytes, rows: int | None) -> torch.Tensor | None:
+    def _read(self, path: Path, ident: bytes, rows: int | None, ndim: int = 2) -> torch.Tensor | None:
         try:
             raw = path.read_bytes()
         except OSError:
@@ -90,7 +91,7 @@ class EmbeddingCache:
             value = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
         except Exception:
             value = None
-        if not isinstance(value, torch.Tensor) or value.ndim != 2 or (rows is not None and len(value) != rows):
+        if not isinstance(value, torch.Tensor) or value.ndim != ndim or (rows is not None and len(value) != rows):
             self._warn("shape", f"clipbench: the embedding cache entry {path} has the wrong shape; recomputing.")
             self._discard(path)
             return None
@@ -131,3 +132,17 @@ class EmbeddingCache:
             self._writable = False
             self._warn("write", f"clipbench: could not write the embedding cache at {path.parent} "
                                 f"({exc.strerror or exc}); carrying on without caching.")
+
+
+def rendered_images(fingerprint: str, rows: int, render: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """Images generated from a recipe (the built-in world's sets), rendered once and kept in the cache folder.
+
+    Rendering a default-suite world task's sets takes about 5 s of a core in every process that scores
+    it (each sweep worker, each tuning run); reading them back takes milliseconds and gives the same
+    bytes.  ``fingerprint`` names the recipe (it hashes the generator's source); numpy's version is part
+    of the key, since the images are drawn with numpy's generators.
+    """
+    import numpy
+
+    return EmbeddingCache().get_or_compute("rendered", fingerprint, f"uint8-numpy{numpy.__version__}", render,
+                                           rows=rows, ndim=4)

@@ -117,3 +117,26 @@ def test_two_processes_share_one_cache_safely(tmp_path):
         wrong = pool.starmap(_hammer, [(str(tmp_path), 30), (str(tmp_path), 30)])
     assert wrong == [0, 0]
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_rendered_world_sets_are_read_back_byte_for_byte(tmp_path, monkeypatch):
+    """A world set is rendered once per cache folder; the next process reads the same bytes, and a damaged
+    entry is rendered again rather than served."""
+    from clipbench.data import world
+    from clipbench.suites.default import WorldImageSet
+
+    monkeypatch.setenv("CLIPBENCH_CACHE_DIR", str(tmp_path))
+    spec = world.with_style(world.ID_SPEC, corruption="blur")
+    fresh = torch.from_numpy(world.labelled_set(7, "shape", 4, spec).images)
+    first = WorldImageSet("shape", 4, spec, 7)
+    assert torch.equal(first.images, fresh)
+    [entry] = (tmp_path / "rendered").glob(f"{first.fingerprint}-*.pt")
+    calls = []
+    monkeypatch.setattr(world, "labelled_set", lambda *a: calls.append(a))  # a second render would fail
+    assert torch.equal(WorldImageSet("shape", 4, spec, 7).images, fresh) and not calls
+    entry.write_bytes(entry.read_bytes()[:-9] + b"damaged!!")
+    monkeypatch.undo()
+    monkeypatch.setenv("CLIPBENCH_CACHE_DIR", str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert torch.equal(WorldImageSet("shape", 4, spec, 7).images, fresh)

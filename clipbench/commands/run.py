@@ -57,7 +57,8 @@ def add_parser(sub) -> None:
                      help="evaluation precision; bf16 scores in bfloat16 (on the CPU the image tower runs as a "
                           "bf16 copy, ~4x faster here), training stays fp32 (default: %(default)s)")
     run.add_argument("--no-cache", action="store_true",
-                     help="do not read or write the embedding cache ($CLIPBENCH_CACHE_DIR, default ~/.cache/clipbench)")
+                     help="do not read or write the embedding cache ($CLIPBENCH_CACHE_DIR, default ~/.cache/clipbench; "
+                          "the built-in world's rendered images are still kept there)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (also off when not a terminal)")
     ex = run.add_argument_group("running the cells elsewhere (a suite is a grid of independent cells)")
     executors = builtin_executors()

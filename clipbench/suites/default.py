@@ -28,6 +28,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from clipbench.cache import rendered_images
 from clipbench.data import shipped, world
 from clipbench.hookspecs import hookimpl
 from clipbench.tasks import ImageSet, Lazy, Suite, Task, TensorImageSet
@@ -83,7 +84,8 @@ class WorldImageSet(ImageSet):
 
     @cached_property
     def images(self) -> torch.Tensor:
-        return torch.from_numpy(world.labelled_set(self.seed, self.attribute, self.per_class, self.spec).images)
+        return rendered_images(self.fingerprint, len(self.labels), lambda: torch.from_numpy(
+            world.labelled_set(self.seed, self.attribute, self.per_class, self.spec).images))
 
     def load(self, indices: torch.Tensor) -> torch.Tensor:
         return self.images[indices]
