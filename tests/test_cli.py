@@ -575,3 +575,19 @@ def test_bench_finds_the_timed_kernels_of_the_checkout_it_is_installed_from():
 
     assert kernels_dir() == Path(__file__).resolve().parent / "benchmarks"
     assert (kernels_dir() / "test_kernels.py").is_file()
+
+
+def test_bench_states_the_boards_recorded_time(tmp_path):
+    """The board's time as its cells recorded it: adapt seconds plus images scored at the recorded rate,
+    over two workers; a damaged file is skipped, no result files means nothing to say."""
+    import json
+
+    from clipbench.commands.bench import recorded_board_cost
+
+    assert recorded_board_cost(tmp_path) is None
+    cell = {"cost": {"adapt_seconds": 60.0, "eval_images_per_second": 100.0},
+            "correct": {"id": {"n": 3000}, "shifts": {"a": {"n": 1500}}, "probes": {"b": {"n": 1500}}}}
+    (tmp_path / "run.json").write_text(json.dumps({"cells": [cell, cell]}))
+    (tmp_path / "damaged.json").write_text("{")
+    said = recorded_board_cost(tmp_path)
+    assert "(2 cells): 2 min adapting and 2 min evaluating" in said and "about 2 min on 2 workers" in said

@@ -47,6 +47,8 @@ def main(args, console: Console) -> int:
         info = b.get("extra_info", {})
         rate = next((v for k, v in info.items() if k.endswith("_per_second")), None)
         ratio = f"{info['ratio']}x {info.get('ratio_of', '')}" if "ratio" in info else ""
+        if "cells_equal_to_published" in info:
+            ratio += f"; cells equal to the published row: {info['cells_equal_to_published']}"
         table.add_row(escape(b["name"].removeprefix("test_").replace("_of_a_frozen_encoder_method", "")),
                       f"{b['stats']['min'] * 1000:.1f}",
                       "-" if rate is None else f"{rate:,.0f}",
@@ -62,4 +64,29 @@ def main(args, console: Console) -> int:
         for name, text in notes:
             where.add_row(escape(name.removeprefix("test_where_a_cell_spends_its_time")), escape(text))
         console.print(where)
+    board = recorded_board_cost(kernels_dir().parents[1] / "leaderboards" / "results")
+    if board is not None:
+        console.print(escape(board))
     return code
+
+
+def recorded_board_cost(results_dir: Path, workers: int = 2) -> str | None:
+    """What the committed board's cells recorded (adapting, and evaluating at the recorded images per
+    second), spread over ``workers`` workers: the whole board's time as it was last made, not re-measured."""
+    adapt = evaluate = cells = 0.0
+    for path in sorted(results_dir.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for cell in data.get("cells", []):
+            cost, correct = cell.get("cost", {}), cell.get("correct", {})
+            sets = [correct.get("id", {}), *correct.get("shifts", {}).values(), *correct.get("probes", {}).values()]
+            images = sum(s.get("n", 0) for s in sets if isinstance(s, dict))
+            adapt += cost.get("adapt_seconds") or 0.0
+            evaluate += images / cost["eval_images_per_second"] if cost.get("eval_images_per_second") else 0.0
+            cells += 1
+    if not cells:
+        return None
+    return (f"the committed board ({cells:.0f} cells): {adapt / 60:.0f} min adapting and {evaluate / 60:.0f} min "
+            f"evaluating as recorded, about {(adapt + evaluate) / 60 / workers:.0f} min on {workers} workers")
