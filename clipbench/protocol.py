@@ -227,10 +227,12 @@ def sample_fewshot_check(task: Task, shots: int) -> None:
     check_pool(train_task.train.value, train_task.num_classes, shots, task.name)
 
 
-def zeroshot_reference(model: ClipModel, suite: Suite, task: Task, evaluator: Evaluator) -> dict:
-    """Pretrained-model accuracies (and per-image correctness) on everything a cell of ``task`` is scored on."""
+def zeroshot_reference(model: ClipModel, suite: Suite, task: Task, evaluator: Evaluator,
+                       fingerprint: str | None = None) -> dict:
+    """Pretrained-model accuracies (and per-image correctness) on everything a cell of ``task`` is scored on
+    (``fingerprint``: the model's, when the caller has computed it)."""
     pretrained = Adapted(model)
-    fp = model.fingerprint()
+    fp = fingerprint or model.fingerprint()
     train_task, new_task = task_views(task)
     scored = {
         "id": evaluator.reference(pretrained, fp, train_task.test.value, train_task, f"{task.name}"),
@@ -272,8 +274,10 @@ def set_chance(images: ImageSet, task: Task) -> float:
 
 def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task, seed: int, shots: int,
              evaluator: Evaluator, device: torch.device, reporter: Reporter,
-             on_epoch: Callable[[int, int, float], None] | None = None) -> dict:
-    """Adapt on one k-shot sample and score the adapted model everywhere (``on_epoch``: training losses).
+             on_epoch: Callable[[int, int, float], None] | None = None, shared_fp: str | None = None) -> dict:
+    """Adapt on one k-shot sample and score the adapted model everywhere (``on_epoch``: training losses;
+    ``shared_fp``: the shared model's fingerprint, when the caller knows it: hashing 31 MB of weights twice
+    was a tenth of a frozen-encoder cell's harness).
 
     A method is not trusted: it gets copies of the tasks and no handle to the shared pretrained
     model, torch's global state is put back after the cell, what it returns is checked (logits of
@@ -282,7 +286,7 @@ def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task,
     """
     where = f"on task {task.name!r}, seed {seed}"
     state = TorchState.capture()
-    shared_fp = model.fingerprint()
+    shared_fp = shared_fp or model.fingerprint()
     try:
         cell = _run_cell(method, config, model, suite, task, seed, shots, evaluator, device, reporter, on_epoch,
                          where)

@@ -70,7 +70,8 @@ def _run_method(prepared: Prepared, run: MethodRun, todo: list, pm: pluggy.Plugi
         for task in {t.name: t for t, _ in todo}.values():
             if store.reference(task.name) is None:
                 protocol.tell(reporter, "reference_started", task.name)
-                ref = protocol.zeroshot_reference(prepared.model, p.suite, task, prepared.evaluator)
+                ref = protocol.zeroshot_reference(prepared.model, p.suite, task, prepared.evaluator,
+                                                 prepared.model_fingerprint)
                 protocol.tell(reporter, "reference_finished", task.name)
                 guarded_io(store.merged_path,
                            lambda: store.put_reference(task.name, ref, data_fingerprints(p.suite, task)))
@@ -86,7 +87,8 @@ def _run_method(prepared: Prepared, run: MethodRun, todo: list, pm: pluggy.Plugi
                                                  epochs=epochs, loss=float(loss))
 
             cell = protocol.run_cell(method, run.configs[task.name], prepared.model, p.suite, task, seed,
-                                     request.shots, prepared.evaluator, p.device, reporter, on_epoch=on_epoch)
+                                     request.shots, prepared.evaluator, p.device, reporter, on_epoch=on_epoch,
+                                     shared_fp=prepared.model_fingerprint)
             cell["method"] = method.name
             guarded_io(store.merged_path, lambda: (store.put_cell(cell), store.write_merged()))
             reporter.cell_finished(next(counter), total, method.name, cell)
