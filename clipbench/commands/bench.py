@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
     bench = sub.add_parser("bench", help="run the timed kernels (pytest-benchmark) and print their table",
                            description="Times image encoding, the methods' kernels and the metrics, each "
                                        "beside this machine's fp32 matmul peak measured in the same run.")
-    bench.add_argument("pytest_args", nargs="*", help="extra pytest arguments, e.g. -k encoding")
+    bench.add_argument("pytest_args", nargs="*", help="extra pytest arguments after --, e.g. clipbench bench -- -k encoding")
 
 
 def kernels_dir() -> Path:
