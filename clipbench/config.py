@@ -25,17 +25,19 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 FINETUNE_LR_GRID = [1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4]
+DECAYS = ("cosine", "constant")  # the learning-rate shapes after warm-up a Schedule may ask for
 
 
 def option(default, help: str = "", *, search: list | None = None, source: str | None = None,
            bounds: tuple | None = None, low: float | None = None, high: float | None = None,
-           above: float | None = None):
+           above: float | None = None, choices: tuple | None = None):
     """A config field: its default (the paper's), what it means, where the value comes from, and the grid
     ``clipbench tune`` searches (``bounds`` limit how far a search at a grid edge may widen).
 
-    ``low``/``high`` (inclusive) and ``above`` (exclusive) are the values the option accepts, checked by
-    :func:`check_values` wherever a value comes in (``--option``, tuned files, re-run results) before
-    any work.  Without them the range follows from the name and the default (see :func:`limits`).
+    ``low``/``high`` (inclusive) and ``above`` (exclusive) are the values the option accepts, ``choices``
+    the only ones a text option accepts; both are checked by :func:`check_values` wherever a value comes
+    in (``--option``, tuned files, re-run results) before any work.  Without them the range follows from
+    the name and the default (see :func:`limits`).
     """
     metadata = {"help": help}
     if search is not None:
@@ -47,6 +49,8 @@ def option(default, help: str = "", *, search: list | None = None, source: str |
     for key, value in (("low", low), ("high", high), ("above", above)):
         if value is not None:
             metadata[key] = value
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -115,7 +119,12 @@ def _check_scalar(field: dataclasses.Field, value, default, whole_default) -> st
     if isinstance(default, bool):
         return None if isinstance(value, bool) else f"wants true or false, got {value!r}"
     if isinstance(default, str):
-        return None if isinstance(value, str) else f"wants text, got {value!r}"
+        if not isinstance(value, str):
+            return f"wants text, got {value!r}"
+        choices = field.metadata.get("choices")
+        if choices and value not in choices:
+            return f"must be one of {', '.join(choices)}, got {value!r}"
+        return None
     if isinstance(default, (int, float)):
         integer = isinstance(default, int)
         if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
@@ -224,7 +233,7 @@ class SGDRecipe(MethodConfig):
     batch_size: int = option(128, "images per step", source="A-CLIP code: 128")
     epochs: int = option(30, "passes over the support set", source="A-CLIP code: 30")
     decay: str = option("constant", "learning-rate schedule: 'constant' or 'cosine' (decay to 0)",
-                        source="A-CLIP code: constant")
+                        source="A-CLIP code: constant", choices=DECAYS)
 
     def schedule(self, **fixed):
         return super().schedule(**{"warmup_fraction": 0.0, **fixed})

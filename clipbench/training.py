@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 import torch
 import torch.nn.functional as F
 
-from clipbench.config import Schedule
+from clipbench.config import DECAYS, Schedule
 from clipbench.errors import ClipbenchError
 from clipbench.method import AdaptContext
 from clipbench.models import ClipModel
@@ -38,13 +38,10 @@ def make_optimizer(params: list[torch.nn.Parameter], s: Schedule) -> torch.optim
     raise ValueError(f"unknown optimizer {s.optimizer!r}")
 
 
-DECAYS = ("cosine", "constant")
-
-
 def warmup_cosine(opt: torch.optim.Optimizer, total: int, warmup_fraction: float, decay: str = "cosine"):
     """Linear warm-up over ``warmup_fraction`` of the steps, then cosine decay to 0 (or a constant rate)."""
-    if decay not in DECAYS:
-        raise ClipbenchError(f"Unknown learning-rate decay {decay!r}; use one of {', '.join(DECAYS)}.")
+    if decay not in DECAYS:  # an option's choices refuse a bad value before any work; this is a caller's bug
+        raise ValueError(f"unknown learning-rate decay {decay!r}; one of {', '.join(DECAYS)}")
     total = max(total, 1)
     warmup = max(1, int(total * warmup_fraction))
 

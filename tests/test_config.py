@@ -39,6 +39,8 @@ REFUSED = [  # (method, option, value as typed or read from JSON, what the sente
     ("full-ft", "epochs", True, "wants a whole number, got True"),
     ("lora", "merge", 1, "wants true or false"),
     ("coop", "ctx_init", 3, "wants text"),
+    ("aclip", "decay", "linear", "aclip.decay must be one of cosine, constant, got 'linear'"),
+    ("bitfit", "decay", "Constant", "must be one of cosine, constant"),
     ("full-ft", "lr", float("inf"), "wants a finite number"),
     ("tip-adapter-f", "search_scale", [7.0], "wants exactly 2 values"),
 ]
@@ -53,7 +55,8 @@ def test_an_option_out_of_range_or_of_the_wrong_type_is_one_sentence(methods, na
 
 ACCEPTED = [("linear-probe", "steps", "0"), ("tip-adapter-f", "epochs", "0"), ("full-ft", "lr", 1),
             ("full-ft", "lr", "1e-3"), ("saft", "sparsity", "1"), ("wise-ft", "alpha", "1.0"),
-            ("linear-probe", "penalties", "0,1"), ("tip-adapter-f", "init_alpha", "1.17")]
+            ("linear-probe", "penalties", "0,1"), ("tip-adapter-f", "init_alpha", "1.17"),
+            ("aclip", "decay", "cosine")]
 
 
 @pytest.mark.parametrize("name, key, value", ACCEPTED)

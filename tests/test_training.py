@@ -71,11 +71,11 @@ def test_the_adamw_recipe_warms_up_then_decays_to_zero():
     assert rates[0] < rates[9] and max(rates) == rates[9] and rates[-1] < 0.01
 
 
-def test_an_unknown_decay_is_one_sentence():
+def test_an_unknown_decay_from_a_caller_is_a_bug_not_a_user_sentence():
+    """Users' values are refused by the option's choices before any work (tests/test_config.py); a
+    direct caller passing a wrong shape gets a plain ValueError."""
     import pytest
 
-    from clipbench.errors import ClipbenchError
-
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    with pytest.raises(ClipbenchError, match="Unknown learning-rate decay 'linear'"):
+    with pytest.raises(ValueError, match="unknown learning-rate decay 'linear'"):
         training.warmup_cosine(opt, 10, 0.0, "linear")
