@@ -579,15 +579,28 @@ def test_bench_finds_the_timed_kernels_of_the_checkout_it_is_installed_from():
 
 def test_bench_states_the_boards_recorded_time(tmp_path):
     """The board's time as its cells recorded it: adapt seconds plus images scored at the recorded rate,
-    over two workers; a damaged file is skipped, no result files means nothing to say."""
+    over two workers.  Files are read like any result file: a damaged or tampered one is skipped, no
+    result files means nothing to say."""
     import json
+    import shutil
+    from pathlib import Path
 
     from clipbench.commands.bench import recorded_board_cost
 
     assert recorded_board_cost(tmp_path) is None
-    cell = {"cost": {"adapt_seconds": 60.0, "eval_images_per_second": 100.0},
-            "correct": {"id": {"n": 3000}, "shifts": {"a": {"n": 1500}}, "probes": {"b": {"n": 1500}}}}
-    (tmp_path / "run.json").write_text(json.dumps({"cells": [cell, cell]}))
+    committed = sorted((Path(__file__).parents[1] / "leaderboards" / "results").glob("default__saft__*.json"))[0]
+    shutil.copy(committed, tmp_path / "run.json")
+    data = json.loads(committed.read_text())
+    tampered = json.loads(committed.read_text())
+    tampered["cells"][0]["cost"]["adapt_seconds"] = "lots"
+    (tmp_path / "tampered.json").write_text(json.dumps(tampered))
     (tmp_path / "damaged.json").write_text("{")
+    adapt = sum(c["cost"]["adapt_seconds"] for c in data["cells"])
+    evaluate = 0.0
+    for c in data["cells"]:
+        sets = [c["correct"]["id"], *c["correct"]["shifts"].values(), *c["correct"]["probes"].values()]
+        evaluate += sum(s["n"] for s in sets) / c["cost"]["eval_images_per_second"]
     said = recorded_board_cost(tmp_path)
-    assert "(2 cells): 2 min adapting and 2 min evaluating" in said and "about 2 min on 2 workers" in said
+    assert said == (f"the committed board ({len(data['cells'])} cells): {adapt / 60:.0f} min adapting and "
+                    f"{evaluate / 60:.0f} min evaluating as recorded, about {(adapt + evaluate) / 120:.0f} min "
+                    "on 2 workers")

@@ -73,13 +73,17 @@ def main(args, console: Console) -> int:
 def recorded_board_cost(results_dir: Path, workers: int = 2) -> str | None:
     """What the committed board's cells recorded (adapting, and evaluating at the recorded images per
     second), spread over ``workers`` workers: the whole board's time as it was last made, not re-measured."""
+    from clipbench import results, submission
+
     adapt = evaluate = cells = 0.0
     for path in sorted(results_dir.glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+        try:  # read with every bound and checked like any result file; a file that fails says nothing here
+            data = results.read_json(path)
+        except results.ResultFileError:
             continue
-        for cell in data.get("cells", []):
+        if submission.check(data, complete=False):
+            continue
+        for cell in data["cells"]:
             cost, correct = cell.get("cost", {}), cell.get("correct", {})
             sets = [correct.get("id", {}), *correct.get("shifts", {}).values(), *correct.get("probes", {}).values()]
             images = sum(s.get("n", 0) for s in sets if isinstance(s, dict))
