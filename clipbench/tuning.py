@@ -223,9 +223,12 @@ def chosen_values(record: dict | None) -> dict[str, dict]:
 
 
 def tune_task(method, space: dict, task_record: dict, trial: Callable[[dict], float],
-              save: Callable[[], None], progress: Callable[[int, int, dict, float], None],
+              save: Callable[[], None], progress: Callable[[int, int, dict, float, bool], None],
               limits: dict[str, tuple] | None = None) -> dict:
-    """Run the grid (then up to WIDEN_STEPS steps past an edge) for one task, resuming from ``task_record``."""
+    """Run the grid (then up to WIDEN_STEPS steps past an edge) for one task, resuming from ``task_record``.
+
+    ``progress(number, total, values, accuracy, recorded)`` follows every point: its number in the order
+    the trials were first run, and whether it was read back from an earlier, interrupted tuning."""
     trials = task_record.setdefault("trials", [])
     done = {json.dumps(t["values"], sort_keys=True): t for t in trials}
     points = grid(space)
@@ -233,13 +236,14 @@ def tune_task(method, space: dict, task_record: dict, trial: Callable[[dict], fl
 
     def run(values: dict) -> float:
         key = json.dumps(values, sort_keys=True)
-        if key not in done:
+        recorded = key in done
+        if not recorded:
             start = time.perf_counter()
             acc = trial(values)
             done[key] = {"values": values, "val_accuracy": acc, "seconds": round(time.perf_counter() - start, 2)}
             trials.append(done[key])
             save()
-        progress(len(trials), total, values, done[key]["val_accuracy"])
+        progress(trials.index(done[key]) + 1, total, values, done[key]["val_accuracy"], recorded)
         return done[key]["val_accuracy"]
 
     def best_of(candidates: list[dict]) -> dict:
@@ -411,8 +415,9 @@ def tune(request: TuneRequest, registry, pm, reporter=None, log: Callable[[str],
                 accs = [validation_accuracy(method, config, model, view, fewshot, device) for fewshot in fewshots]
                 return round(sum(accs) / len(accs), 4)
 
-            def progress(done, total, values, acc, method=method, task=task):
-                log(f"{method.name} on {task.name}: trial {done}/{total} {values} -> validation {acc:.1f}")
+            def progress(number, total, values, acc, recorded, method=method, task=task):
+                log(f"{method.name} on {task.name}: trial {number}/{total} {values} -> validation {acc:.1f}"
+                    + (" (recorded earlier)" if recorded else ""))
 
             tune_task(method, space, task_record, trial, lambda: write_record(path, record), progress,
                       bounds(method))
