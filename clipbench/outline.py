@@ -34,6 +34,7 @@ class Outline:
     scored_sets: int = 0
     cache_dir: Path | None = None
     model_fingerprint: str | None = None
+    hyper: list[str] = field(default_factory=list)  # per method: where its hyper-parameters come from
 
     @classmethod
     def of(cls, request, p) -> "Outline":
@@ -59,6 +60,7 @@ def outline(prepared) -> Outline:
         out.pending += [(run.method.name, t.name, s) for t in p.tasks for s in request.seeds if (t.name, s) not in done]
         out.references += [t.name for t in p.tasks
                            if run.store.reference(t.name) is None and t.name not in out.references]
+        out.hyper.append(hyper_source(run, request, [t.name for t in p.tasks]))
     cache = evaluator.cache
     if cache is not None and cache.enabled:
         out.cache_dir = cache.root
@@ -74,3 +76,27 @@ def outline(prepared) -> Outline:
         out.cached_sets = sum(path.is_file() for path in sets.values())
         out.cache = "warm" if out.cached_sets == out.scored_sets else "cold"
     return out
+
+
+def hyper_source(run, request, tasks: list[str]) -> str:
+    """Where a method's hyper-parameters come from in this run, said before the work: a method whose
+    search space has no finished tuning runs the paper's defaults, which must never pass unnoticed."""
+    from clipbench import tuning
+
+    name = run.method.name
+    if request.tuned is not None:
+        return f"{name}: the values the re-run result recorded"
+    if request.defaults:
+        return f"{name}: the paper's defaults (--defaults)"
+    space = tuning.search_space(run.method)
+    if not space:
+        return f"{name}: its defaults (it declares nothing to tune)"
+    if set(space) <= set(request.options.get(name, {})):
+        return f"{name}: as set with --option"
+    untuned = [t for t in tasks if t not in run.tuned]
+    if not untuned:
+        shipped = all(v.get("shipped") for v in (run.tuning_provenance or {}).get("tasks", {}).values())
+        return f"{name}: tuned on every task ({'shipped with clipbench' if shipped else 'your tuned configs'})"
+    return (f"{name}: the paper's defaults on {', '.join(untuned)}, tuned on {len(tasks) - len(untuned)} of "
+            f"{len(tasks)} tasks (no finished tuning of its current search space for this model and suite; "
+            f"`clipbench tune --method {name}` chooses them)")

@@ -60,6 +60,8 @@ class RichReporter:
             self._say(f"results: {path}")
         done = o.cells - len(o.pending)
         self._say(f"cells: {len(o.pending)} to run" + (f", {done} already done (resumed)" if done else ""))
+        if o.hyper:
+            self._say("hyper-parameters: " + "; ".join(o.hyper))
         self._references_total = len(o.references)
         cache = ("embedding cache off" if o.cache == "off" else
                  f"embedding cache {o.cache} ({o.cached_sets} of {o.scored_sets} test sets cached in {o.cache_dir})")

@@ -82,24 +82,25 @@ def test_a_batch_log_says_the_plan_before_any_work_then_the_reference_then_the_c
     [result] = list((tmp_path / "out").glob("mini__counting__*.json"))
     assert lines[1] == f"results: {result}"
     assert lines[2] == "cells: 2 to run"
-    assert lines[3].startswith("zero-shot reference: 1 task to score first") \
-        and "embedding cache cold (0 of 3 test sets cached in" in lines[3]
-    assert lines[4] == "ETA: after the first cell (no recorded cost of these cells)"
-    assert lines[5].startswith("zero-shot reference 1/1: shape scored in ")
-    assert lines[6].startswith("cell 1/2 counting shape seed 1: ") and lines[7].startswith("cell 2/2 ")
-    assert len(lines) == 8
+    assert lines[3] == "hyper-parameters: counting: its defaults (it declares nothing to tune)"
+    assert lines[4].startswith("zero-shot reference: 1 task to score first") \
+        and "embedding cache cold (0 of 3 test sets cached in" in lines[4]
+    assert lines[5] == "ETA: after the first cell (no recorded cost of these cells)"
+    assert lines[6].startswith("zero-shot reference 1/1: shape scored in ")
+    assert lines[7].startswith("cell 1/2 counting shape seed 1: ") and lines[8].startswith("cell 2/2 ")
+    assert len(lines) == 9
 
     # again with two more seeds: resumed, the reference stored, the cache warm, an ETA from the recorded cells
     lines = _batch_log(reg, pm, tmp_path / "out", [1, 2, 3, 4], clock=_Ticks(5.0))
     assert lines[2] == "cells: 2 to run, 2 already done (resumed)"
-    assert lines[3] == (f"zero-shot reference: stored with the results; embedding cache warm (3 of 3 test sets "
+    assert lines[4] == (f"zero-shot reference: stored with the results; embedding cache warm (3 of 3 test sets "
                         f"cached in {tmp_path / 'cold-cache'})")
-    assert lines[4].startswith("ETA of the cells: about 0:00:0") \
-        and f"at the speed recorded in {tmp_path / 'out'}; rescaled" in lines[4]
+    assert lines[5].startswith("ETA of the cells: about 0:00:0") \
+        and f"at the speed recorded in {tmp_path / 'out'}; rescaled" in lines[5]
     # each cell takes 5 s on the (fake) clock: after the first, the one left is 5 s away, reference excluded
-    assert lines[5].startswith("cell 3/4 counting shape seed 3: ")
-    assert lines[5].endswith(", cell 0:00:05; elapsed 0:00:10, ETA 0:00:05")
-    assert lines[6].endswith("ETA 0:00:00")
+    assert lines[6].startswith("cell 3/4 counting shape seed 3: ")
+    assert lines[6].endswith(", cell 0:00:05; elapsed 0:00:10, ETA 0:00:05")
+    assert lines[7].endswith("ETA 0:00:00")
 
 
 def test_the_eta_after_one_cell_weighs_the_cells_left_by_their_recorded_costs():
