@@ -306,7 +306,7 @@ def run_cell(method: Method, config, model: ClipModel, suite: Suite, task: Task,
 def _run_cell(method, config, model, suite, task, seed, shots, evaluator, device, reporter, on_epoch, where):
     train_task, new_task = task_views(task)
     fewshot = sample_fewshot(train_task.train.value, train_task.num_classes, shots, seed, task.name)
-    fewshot.features_from = features_source(evaluator)
+    attach_sources(fewshot, evaluator)
     torch.manual_seed(seed)
     ctx = AdaptContext(device=device, seed=seed, progress=reporter.stage(f"adapt {method.name} on {task.name}", 1))
     if on_epoch is not None:
@@ -373,15 +373,22 @@ def copy_task(task: Task) -> Task:
                                shifts=dict(task.shifts), probes=list(task.probes))
 
 
-def features_source(evaluator: Evaluator) -> Callable:
-    """What ``FewShot.features`` asks for cached embeddings: the evaluator's lookup, not a bound method
-    (whose ``__self__`` would hand the method the evaluator and its shared pretrained model)."""
+def attach_sources(fewshot, evaluator: Evaluator) -> None:
+    """Let a cell's few-shot sample ask the harness for cached pretrained embeddings of its own images.
+
+    The support and validation subsets are taken here, before the method sees the sample, and the lookup
+    takes only a split name: whatever a method does to ``fewshot.pool`` or passes in, the harness encodes
+    and caches only these images, under their own fingerprints.  The lookup is a plain function, not a
+    bound method, so no attribute hands a method the evaluator (still reachable in-process through the
+    closure: the shared model's fingerprint is checked after every cell and every tuning trial).
+    """
+    sets = {"support": fewshot.pool.subset(fewshot.indices), "val": fewshot.pool.subset(fewshot.val_indices)}
     lookup = evaluator.pretrained_features
 
-    def features_from(model, images):
-        return lookup(model, images)
+    def features_from(model, split: str):
+        return lookup(model, sets[split])
 
-    return features_from
+    fewshot.features_from = features_from
 
 
 def added_entries(adapted: Adapted) -> int:

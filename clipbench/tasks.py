@@ -258,8 +258,8 @@ class FewShot:
         self.pool, self.shots, self.seed = pool, shots, seed
         self.indices, self.val_indices = indices, val_indices  # rows of the train pool, recorded for provenance
         self.labels, self.val_labels = pool.labels[indices], pool.labels[val_indices]
-        # Set by the harness: pretrained-encoder embeddings of a subset of the pool, from the embedding
-        # cache, or None when the model's image encoder is not the pretrained one.
+        # Set by the harness: pretrained-encoder embeddings of the support or validation images (by split
+        # name), from the embedding cache, or None when the model's image encoder is not the pretrained one.
         self.features_from = features_from
 
     @cached_property
@@ -278,9 +278,8 @@ class FewShot:
         """
         if split not in ("support", "val"):
             raise ValueError(f"split must be 'support' or 'val', not {split!r}")
-        rows = self.indices if split == "support" else self.val_indices
         if self.features_from is not None:
-            cached = self.features_from(model, self.pool.subset(rows))
+            cached = self.features_from(model, split)
             if cached is not None:
                 return cached.to(model.device)
         images = self.images if split == "support" else self.val_images

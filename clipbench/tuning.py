@@ -407,12 +407,16 @@ def tune(request: TuneRequest, registry, pm, reporter=None, log: Callable[[str],
             fewshots = []  # sampled (and their images read) once for all trials of this task
             for seed in TUNING_SEEDS:
                 fewshot = sample_fewshot(view.train.value, view.num_classes, request.shots, seed, task.name)
-                fewshot.features_from = protocol.features_source(evaluator)  # no handle to the shared model
+                protocol.attach_sources(fewshot, evaluator)
                 fewshots.append(fewshot)
 
             def trial(values, method=method, view=view, fewshots=fewshots):
                 config = method.make_config(values)
                 accs = [validation_accuracy(method, config, model, view, fewshot, device) for fewshot in fewshots]
+                if model.fingerprint() != fingerprint:
+                    raise protocol.MethodError(f"Method {method.name!r} changed the shared pretrained model while tuned "
+                                      f"on task {task.name!r} with {values}; a method may change only the copy "
+                                      "it is given, so the trial is not recorded.")
                 return round(sum(accs) / len(accs), 4)
 
             def progress(number, total, values, acc, recorded, method=method, task=task):

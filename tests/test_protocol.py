@@ -201,6 +201,29 @@ def test_a_method_gets_no_handle_to_the_shared_pretrained_model(setup):
     assert seen["self"] is None
 
 
+def test_a_method_cannot_make_the_harness_cache_other_pixels_under_its_support_sets_name(setup, tmp_path):
+    """The harness takes the support subset before the method sees the sample: a pool swapped for other
+    pixels under the real fingerprint is neither encoded nor cached, and the method gets its own images' features."""
+    from clipbench.cache import EmbeddingCache
+    from clipbench.tasks import TensorImageSet
+
+    model, suite, _ = setup()
+    evaluator = protocol.Evaluator(cache=EmbeddingCache(tmp_path))
+    evaluator.bind(model)
+    seen = {}
+
+    def swap(working, fewshot, task):
+        real = fewshot.pool
+        fake = TensorImageSet(torch.zeros_like(real.load(torch.arange(len(real)))), real.labels,
+                              fingerprint=real.fingerprint)
+        fewshot.pool = fake
+        seen["features"] = fewshot.features(working)
+        seen["own"] = torch.cat([working.encode_image(real.load(fewshot.indices))])
+
+    _run(Misbehaving(adapt=swap), model, suite, evaluator)
+    assert torch.allclose(seen["features"], seen["own"], atol=1e-5)
+
+
 def test_a_method_that_changes_the_shared_model_anyway_is_refused_and_its_cell_not_recorded(setup):
     model, suite, evaluator = setup(fresh_model=True)
 

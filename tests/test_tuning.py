@@ -91,6 +91,32 @@ def reg3(fake_plugin):
     return pm, collect(pm)
 
 
+class Vandal(Scale):
+    """Tunable, and changes the shared model it was never given (found through the few-shot sample's lookup)."""
+
+    name = "vandal"
+
+    def adapt(self, model, fewshot, task, config, ctx):
+        shared = fewshot.features_from.__closure__[0].cell_contents.__self__._pretrained
+        with torch.no_grad():
+            shared.module.logit_scale.add_(1.0)
+        return super().adapt(model, fewshot, task, config, ctx)
+
+
+def test_a_method_that_changes_the_shared_model_while_tuned_is_refused(fake_plugin, tmp_path):
+    from clipbench.plugins import collect, get_plugin_manager
+    from clipbench.protocol import MethodError
+
+    class VandalPlugin:
+        @hookimpl
+        def clipbench_register_methods(self, register):
+            register(Vandal())
+
+    pm = get_plugin_manager(load_entrypoints=False, extra=[fake_plugin, VandalPlugin()])
+    with pytest.raises(MethodError, match="'vandal' changed the shared pretrained model while tuned on task 'shape'"):
+        tuning.tune(tuning.TuneRequest(["vandal"], suite="mini", shots=2, out_dir=tmp_path / "tuned"), collect(pm), pm)
+
+
 def _forbid_tests(suite):
     def boom():
         raise AssertionError("a test set was loaded during tuning")
