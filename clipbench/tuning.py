@@ -222,13 +222,18 @@ def chosen_values(record: dict | None) -> dict[str, dict]:
 # ------------------------------------------------------------------ tuning
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 def tune_task(method, space: dict, task_record: dict, trial: Callable[[dict], float],
-              save: Callable[[], None], progress: Callable[[int, int, dict, float, bool], None],
+              save: Callable[[], None], progress: Callable[[int, int, dict, bool], None],
               limits: dict[str, tuple] | None = None) -> dict:
     """Run the grid (then up to WIDEN_STEPS steps past an edge) for one task, resuming from ``task_record``.
 
-    ``progress(number, total, values, accuracy, recorded)`` follows every point: its number in the order
-    the trials were first run, and whether it was read back from an earlier, interrupted tuning."""
+    ``progress(number, total, trial, recorded)`` follows every point: its number in the order the trials
+    were first run, the points known so far, its record (values, val_accuracy, seconds), and whether it was
+    read back from an earlier, interrupted tuning."""
     trials = task_record.setdefault("trials", [])
     done = {json.dumps(t["values"], sort_keys=True): t for t in trials}
     points = grid(space)
@@ -243,7 +248,7 @@ def tune_task(method, space: dict, task_record: dict, trial: Callable[[dict], fl
             done[key] = {"values": values, "val_accuracy": acc, "seconds": round(time.perf_counter() - start, 2)}
             trials.append(done[key])
             save()
-        progress(trials.index(done[key]) + 1, total, values, done[key]["val_accuracy"], recorded)
+        progress(trials.index(done[key]) + 1, total, done[key], recorded)
         return done[key]["val_accuracy"]
 
     def best_of(candidates: list[dict]) -> dict:
@@ -414,14 +419,22 @@ def tune(request: TuneRequest, registry, pm, reporter=None, log: Callable[[str],
                 config = method.make_config(values)
                 accs = [validation_accuracy(method, config, model, view, fewshot, device) for fewshot in fewshots]
                 if model.fingerprint() != fingerprint:
-                    raise protocol.MethodError(f"Method {method.name!r} changed the shared pretrained model while tuned "
-                                      f"on task {task.name!r} with {values}; a method may change only the copy "
-                                      "it is given, so the trial is not recorded.")
+                    raise protocol.MethodError(
+                        f"Method {method.name!r} changed the shared pretrained model while tuned on task "
+                        f"{task.name!r} with {values}; a method may change only the copy it is given, so the "
+                        "trial is not recorded.")
                 return round(sum(accs) / len(accs), 4)
 
-            def progress(number, total, values, acc, recorded, method=method, task=task):
-                log(f"{method.name} on {task.name}: trial {number}/{total} {values} -> validation {acc:.1f}"
-                    + (" (recorded earlier)" if recorded else ""))
+            def progress(number, total, trial, recorded, method=method, task=task, record=task_record):
+                said = f"{method.name} on {task.name}: trial {number}/{total} {trial['values']} -> validation " \
+                       f"{trial['val_accuracy']:.1f}"
+                if recorded:
+                    log(said + " (already run)")
+                    return
+                times = [t["seconds"] for t in record["trials"]]
+                left = (total - len(times)) * sum(times) / len(times)
+                log(said + f" in {trial['seconds']:.0f} s" + (f"; about {_minutes(left)} left on this task (more if "
+                                                             "the best is at a grid edge)" if left else ""))
 
             tune_task(method, space, task_record, trial, lambda: write_record(path, record), progress,
                       bounds(method))

@@ -325,5 +325,5 @@ def test_progress_numbers_each_trial_and_marks_the_ones_read_back_from_an_interr
     record = {"trials": [{"values": {"lr": 1e-3}, "val_accuracy": 10.0, "seconds": 1.0},
                          {"values": {"lr": 1e-2}, "val_accuracy": 20.0, "seconds": 1.0}]}
     tuning.tune_task(None, {"lr": [1e-3, 1e-2, 1e-1]}, record, lambda v: -abs(v["lr"] - 1e-2), lambda: None,
-                     lambda number, total, values, acc, recorded: said.append((number, total, values["lr"], recorded)))
+                     lambda number, total, trial, recorded: said.append((number, total, trial["values"]["lr"], recorded)))
     assert said[:3] == [(1, 3, 1e-3, True), (2, 3, 1e-2, True), (3, 3, 1e-1, False)]
