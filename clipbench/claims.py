@@ -192,9 +192,14 @@ def evaluate(rows: list[Candidate], boot: dict, claims: tuple[Claim, ...] = CLAI
 
 
 def combine(outcomes: list[Outcome]) -> tuple[str, str]:
-    """(verdict, why) of a claim whose parts must all hold: contradicted if any part is, then not measured
-    if any part is (and why), reproduced if every part is, else not separable."""
+    """(verdict, why) of a claim whose parts must all hold: not measured if the board cannot hold a part's
+    quantity at all (the claim does not apply to such a board: on a base-to-new board without probes,
+    A-CLIP's balance is not half-tested), then contradicted if any part is, then not measured if any part
+    is (and why), reproduced if every part is, else not separable."""
     verdicts = [o.verdict for o in outcomes]
+    inapplicable = [o.why for o in outcomes if o.verdict == NOT_MEASURED and o.why in MISSING.values()]
+    if inapplicable:
+        return NOT_MEASURED, "; ".join(dict.fromkeys(inapplicable))
     if CONTRADICTED in verdicts:
         return CONTRADICTED, ""
     missing = [o.why for o in outcomes if o.verdict == NOT_MEASURED]

@@ -186,6 +186,16 @@ def test_a_claim_of_two_parts_needs_both(main_board):
     assert aclip.verdict.endswith("((a) reproduced, (b) contradicted)")
 
 
+def test_a_claim_whose_quantity_the_board_cannot_hold_does_not_apply_to_it():
+    """A-CLIP's balance on a base-to-new board (no probes): its score part alone must not decide the claim,
+    while a part missing only because a row is absent leaves a contradicted part standing."""
+    lost = claims.Outcome("score", "-1.0 [-2.0, -0.5]", claims.CONTRADICTED)
+    no_probes = claims.Outcome("forgetting", "-", claims.NOT_MEASURED, claims.MISSING["mean_forgetting"])
+    no_row = claims.Outcome("forgetting", "-", claims.NOT_MEASURED, "no full-ft row on this board")
+    assert claims.combine([lost, no_probes]) == (claims.NOT_MEASURED, "no scorable probe on this board")
+    assert claims.combine([lost, no_row]) == (claims.CONTRADICTED, "")
+
+
 def test_markdown_and_site_print_the_claims_escaped(main_board):
     """Two models make two claims tables titled by model: a hostile model name is inert in both renderings."""
     hostile = "<script>alert(1)</script>|**x**"
