@@ -240,8 +240,10 @@ def overall(tasks: dict[str, dict], by_task: dict[str, list[dict]], references: 
         std = statistics.stdev(per_seed) if len(per_seed) > 1 else (0.0 if per_seed else None)
         digits = SHARE_DIGITS if key == "trainable_pct" else DIGITS
         out[key] = {"mean": round(m, digits), "std": None if std is None else round(std, digits)}
-    if "new" in out:
-        out["base_new_hm"] = round(mean(t["base_new_hm"] for t in tasks.values() if "base_new_hm" in t), DIGITS)
+    if "new" in out:  # CoCoOp's average row: the harmonic mean of the mean base and the mean new accuracy
+        split = [t for t in tasks.values() if "base_new_hm" in t]
+        out["base_new_hm"] = round(harmonic_mean([mean(t["id"]["mean"] for t in split),
+                                                  mean(t["new"]["mean"] for t in split)]), DIGITS)
     out["excluded_probes"] = sorted({f"{name}:{p}" for name, t in tasks.items() for p in t["excluded_probes"]})
     return out
 
@@ -369,7 +371,8 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
 
     seed_draw = draw(len(seeds), replicates, len(seeds))  # (B, S): which seeds each replicate averages over
     scores = {n: np.zeros(replicates) for n in names}
-    per_task: dict[str, dict[str, list]] = {n: {q: [] for q in BOOTSTRAP_QUANTITIES if q != "score"} for n in names}
+    per_task: dict[str, dict[str, list]] = {n: {q: [] for q in (*BOOTSTRAP_QUANTITIES, "base")
+                                                if q not in ("score", "base_new_hm")} for n in names}
     task_scores = {n: {t: np.zeros(replicates) for t in tasks} for n in names}
     for task in tasks:
         ref = runs[names[0]][1][task]
@@ -428,8 +431,17 @@ def bootstrap(runs: dict[str, tuple[list[dict], dict[str, dict]]], replicates: i
                     *percentile_interval(task_scores[a][t] - task_scores[b][t])) for t in tasks}
     if draws:
         out["observed"] = observed
-        out["draws"] = {n: {"score": scores[n], **{q: np.mean(np.stack(v), axis=0)
-                                                   for q, v in per_task[n].items() if v}} for n in names}
+        out["draws"] = {n: _suite_draws(scores[n], per_task[n], np) for n in names}
+    return out
+
+
+def _suite_draws(scores, per_task: dict[str, list], np) -> dict:
+    """A run's suite replicates: each quantity the mean of its tasks' replicates, and the base-to-new
+    harmonic mean of the mean base and mean new replicates (as :func:`overall` computes it)."""
+    out = {"score": scores, **{q: np.mean(np.stack(v), axis=0) for q, v in per_task.items() if v and q != "base"}}
+    if per_task.get("new"):
+        base, new = np.mean(np.stack(per_task["base"]), axis=0), out["new"]
+        out["base_new_hm"] = np.where((base > 0) & (new > 0), 2 * base * new / np.maximum(base + new, 1e-12), 0.0)
     return out
 
 
@@ -442,8 +454,7 @@ def _task_draws(into: dict[str, list], ref: dict, r: dict, reference: dict, repl
     into["id"].append(r["id"])
     if "new" in ref:
         into["new"].append(r["new"])
-        into["base_new_hm"].append(np.array([harmonic_mean([float(r["id"][b]), float(r["new"][b])])
-                                             for b in range(replicates)]))
+        into["base"].append(r["id"])  # the ID accuracy of the tasks that have new classes, for base_new_hm
     if ref["shifts"]:
         into["mean_shift"].append(np.mean(np.stack([r["shifts." + s] for s in sorted(ref["shifts"])]), axis=0))
     kept = [p for p in sorted(ref["probes"]) if p not in excluded_probes(ref)]

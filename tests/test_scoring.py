@@ -101,6 +101,16 @@ def test_base_to_new_joins_the_score():
     assert task["base_new_hm"] == round(2 / (1 / 80 + 1 / 50), 4)
 
 
+def test_the_suite_base_to_new_harmonic_mean_is_cocoops_average_row():
+    """CoCoOp's average: H of the mean base and the mean new accuracy, not the mean of the tasks' H."""
+    ra, rb = ref(shifts={}, probes={}, new=50.0), ref(shifts={}, probes={}, new=50.0)
+    cells = [cell(1, 90.0, {}, {}, task="a", new=30.0), cell(1, 60.0, {}, {}, task="b", new=70.0)]
+    o = scoring.summarise(cells, {"a": ra, "b": rb})["overall"]
+    assert o["base_new_hm"] == round(scoring.harmonic_mean([75.0, 50.0]), 4)  # 60.0; the tasks' mean H is 54.8
+    tasks = scoring.summarise(cells, {"a": ra, "b": rb})["tasks"]
+    assert round((tasks["a"]["base_new_hm"] + tasks["b"]["base_new_hm"]) / 2, 1) == 54.8
+
+
 # ------------------------------------------------------------------ per-image correctness and the bootstrap
 
 
@@ -188,6 +198,26 @@ def test_the_paired_bootstrap_separates_a_real_gap_and_not_noise():
     assert diff < 0 and hi < 0  # told apart
     diff, lo, hi = out["difference"][("base", "tiny")]
     assert lo <= 0 <= hi  # not told apart
+
+
+def test_the_bootstrapped_base_to_new_harmonic_mean_is_taken_from_the_mean_base_and_new_replicates():
+    import numpy as np
+
+    runs = {}
+    for name, p in (("a", 0.8), ("b", 0.6)):
+        cells, refs = _run({s: _flags(p, seed=s) for s in (1, 2, 3)}, {s: _flags(0.5, seed=10 + s) for s in (1, 2, 3)},
+                           {s: _flags(0.65, seed=20 + s) for s in (1, 2, 3)}, _flags(0.7, seed=9))
+        refs["t"]["new"], refs["t"]["chance"]["new"] = 40.0, 25.0
+        refs["t"]["correct"]["new"] = _bits(_flags(0.4, seed=30))
+        for c in cells:
+            c["new"] = 30.0
+            c["correct"]["new"] = _bits(_flags(0.3, seed=40 + c["seed"]))
+        runs[name] = (cells, refs)
+    out = scoring.bootstrap(runs, replicates=100, draws=True)
+    for name in runs:
+        d = out["draws"][name]
+        assert np.allclose(d["base_new_hm"], 2 * d["id"] * d["new"] / (d["id"] + d["new"]))
+        assert scoring.difference_interval(out, "base_new_hm", "a", "b") is not None
 
 
 def test_runs_without_correctness_get_no_interval():
