@@ -60,7 +60,7 @@ def outline(prepared) -> Outline:
         out.pending += [(run.method.name, t.name, s) for t in p.tasks for s in request.seeds if (t.name, s) not in done]
         out.references += [t.name for t in p.tasks
                            if run.store.reference(t.name) is None and t.name not in out.references]
-        out.hyper.append(hyper_source(run, request, [t.name for t in p.tasks]))
+        out.hyper.append(hyper_source(run, request, [t.name for t in p.tasks], p.suite.name))
     cache = evaluator.cache
     if cache is not None and cache.enabled:
         out.cache_dir = cache.root
@@ -78,7 +78,7 @@ def outline(prepared) -> Outline:
     return out
 
 
-def hyper_source(run, request, tasks: list[str]) -> str:
+def hyper_source(run, request, tasks: list[str], suite: str = "default") -> str:
     """Where a method's hyper-parameters come from in this run, said before the work: a method whose
     search space has no finished tuning runs the paper's defaults, which must never pass unnoticed."""
     from clipbench import tuning
@@ -99,4 +99,5 @@ def hyper_source(run, request, tasks: list[str]) -> str:
         return f"{name}: tuned on every task ({'shipped with clipbench' if shipped else 'your tuned configs'})"
     return (f"{name}: the paper's defaults on {', '.join(untuned)}, tuned on {len(tasks) - len(untuned)} of "
             f"{len(tasks)} tasks (no finished tuning of its current search space for this model and suite; "
-            f"`clipbench tune --method {name}` chooses them)")
+            f"`clipbench tune --method {name}" + (f" --suite {suite}" if suite != "default" else "") +
+            "` chooses them)")

@@ -24,6 +24,9 @@ def test_a_method_without_a_finished_tuning_says_it_runs_the_papers_defaults_and
     assert said.startswith("saft: the paper's defaults on colour, tuned on 1 of 2 tasks")
     assert "`clipbench tune --method saft`" in said
     assert "the paper's defaults on shape, colour, tuned on 0 of 2" in _say("saft")
+    run = SimpleNamespace(method=REG.method("saft"), tuned={}, tuning_provenance=None)
+    request = SimpleNamespace(tuned=None, defaults=False, options={})
+    assert "`clipbench tune --method saft --suite default-b2n`" in hyper_source(run, request, TASKS, "default-b2n")
 
 
 def test_where_the_values_come_from_otherwise():
