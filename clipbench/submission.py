@@ -480,6 +480,15 @@ def _against_suite(p: Problems, cfg: dict, refs: dict, suite) -> None:
         if task.classnames and not task.class_split and chance["id"] != scoring.chance(task.num_classes):
             p.add(f"reference.{name}.chance.id: {_show(chance['id'])} is not chance for the suite's "
                   f"{task.num_classes} classes")
+        if ("new" in refs[name]) != bool(task.class_split):
+            p.add(f"reference.{name}.new: the suite's task {name!r} " +
+                  ("is scored base-to-new; its reference needs new-class accuracy" if task.class_split else
+                   "has no new classes"))
+        elif task.class_split and task.classnames:
+            for half, classes in zip(("id", "new"), task.base_new_split()):
+                if chance.get(half) != scoring.chance(len(classes)):
+                    p.add(f"reference.{name}.chance.{half}: {_show(chance.get(half))} is not chance for the "
+                          f"{len(classes)} classes of its {'base' if half == 'id' else 'new'} half")
         for probe in task.probes:
             probe_task = suite.tasks.get(probe)
             if probe_task is not None and probe_task.classnames and probe in chance["probes"] and \

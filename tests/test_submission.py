@@ -461,3 +461,29 @@ def test_only_regular_files_are_read(tmp_path):
     for name in ("zero.json", "fifo.json"):
         problems = submission.check_file(tmp_path / name)
         assert len(problems) == 1 and "is not a regular file" in problems[0], problems
+
+
+def test_a_base_to_new_reference_is_checked_against_the_suites_split():
+    """A row of a base-to-new task must carry new-class accuracy, with chance per half (a file that dropped
+    "new" would be scored on its base accuracy alone); a task without new classes must carry none."""
+    from tests.fakes import mini_suite
+
+    split, plain = mini_suite("mini-split", class_split=True), mini_suite()
+    base, new = split.tasks["shape"].base_new_split()
+    cfg = {"seeds": [1], "shots": 2, "tasks": ["shape"]}
+
+    def problems(suite, **ref):
+        p = submission.Problems()
+        chance = {"id": scoring.chance(len(base)), "shifts": {}, "probes": {}, **ref.pop("chance", {})}
+        submission._against_suite(p, cfg, {"shape": {"shifts": {"outline": 1.0}, "probes": {"size": 1.0},
+                                                     "chance": chance, **ref}}, suite)
+        return [line for line in p if "chance.probes" not in line]
+
+    good = dict(new=50.0, chance={"new": scoring.chance(len(new))})
+    assert problems(split, **good) == []
+    assert problems(split) == ["reference.shape.new: the suite's task 'shape' is scored base-to-new; its reference "
+                               "needs new-class accuracy"]
+    wrong = problems(split, new=50.0, chance={"new": 50.0})
+    assert wrong == [f"reference.shape.chance.new: 50.0 is not chance for the {len(new)} classes of its new half"]
+    assert problems(plain, new=50.0, chance={"id": scoring.chance(len(base + new)), "new": 50.0}) == \
+        ["reference.shape.new: the suite's task 'shape' has no new classes"]
