@@ -317,7 +317,8 @@ def _run_cell(method, config, model, suite, task, seed, shots, evaluator, device
     before = (cache.hits, cache.misses) if cache is not None and cache.enabled else None
     with PeakMemory(device) as mem:
         start = time.perf_counter()
-        adapted = method.adapt(working, fewshot, copy_task(train_task), config, ctx)
+        adapted = method.adapt(working, fewshot, sealed(train_task, f"Method {method.name!r}",
+                                                        "a method adapts on its support set only"), config, ctx)
         adapt_seconds = time.perf_counter() - start
     adapt_cache = cache_state(before, cache)  # of the adaptation alone, before evaluation reads the cache
     ctx.progress(1, 1)  # the adapt bar is finished even if the method never reported progress
@@ -371,6 +372,21 @@ def copy_task(task: Task) -> Task:
     """A copy of ``task`` a method may change without reaching anyone else's (same names, same order)."""
     return dataclasses.replace(task, classnames=list(task.classnames), templates=list(task.templates),
                                shifts=dict(task.shifts), probes=list(task.probes))
+
+
+def sealed(task: Task, doing: str, allowed: str) -> Task:
+    """A copy of ``task`` whose test and shift sets raise one sentence if touched (``doing`` names who did,
+    ``allowed`` what it may use instead): what a method adapts on, and what tuning sees."""
+    from clipbench.tasks import Lazy
+
+    def forbidden(what: str) -> Lazy:
+        def touch():
+            raise ClipbenchError(f"{doing} touched the {what} of task {task.name!r}: {allowed}.")
+        return Lazy(touch, f"forbidden: {what}")
+
+    copy = copy_task(task)
+    return dataclasses.replace(copy, test=forbidden("test set"),
+                               shifts={s: forbidden(f"shift {s}") for s in task.shifts})
 
 
 def attach_sources(fewshot, evaluator: Evaluator) -> None:

@@ -336,16 +336,10 @@ class TuneRequest(Request):
 
 def guarded(task):
     """The task as tuning may see it: its train pool only; test, shift (and new-class) sets raise if touched."""
-    from clipbench.tasks import Lazy
+    from clipbench import protocol
 
-    def forbidden(what: str) -> Lazy:
-        def touch():
-            raise ClipbenchError(f"Tuning touched the {what} of task {task.name!r}: tuning may only use the "
-                                 "train pool's validation splits.")
-        return Lazy(touch, f"forbidden: {what}")
-
-    return dataclasses.replace(task, test=forbidden("test set"),
-                               shifts={s: forbidden(f"shift {s}") for s in task.shifts}, probes=[])
+    return dataclasses.replace(protocol.sealed(task, "Tuning", "tuning may only use the train pool's validation "
+                                                               "splits"), probes=[])
 
 
 def validation_accuracy(method, config, model, task, fewshot, device) -> float:

@@ -224,6 +224,18 @@ def test_a_method_cannot_make_the_harness_cache_other_pixels_under_its_support_s
     assert torch.allclose(seen["features"], seen["own"], atol=1e-5)
 
 
+@pytest.mark.parametrize("reach", ["test", "shift"])
+def test_a_method_that_reads_a_test_or_shift_set_while_adapting_is_stopped(setup, reach):
+    model, suite, evaluator = setup()
+
+    def peek(working, fewshot, task):
+        (task.test if reach == "test" else next(iter(task.shifts.values()))).value
+
+    with pytest.raises(ClipbenchError, match=f"Method 'bad' touched the {reach} .*of task 'shape': a method adapts "
+                                             "on its support set only"):
+        _run(Misbehaving(adapt=peek), model, suite, evaluator)
+
+
 def test_a_method_that_changes_the_shared_model_anyway_is_refused_and_its_cell_not_recorded(setup):
     model, suite, evaluator = setup(fresh_model=True)
 
