@@ -56,3 +56,9 @@ def share(percent: float | None) -> str:
         return "0"
     digits = max(0, 2 - int(math.floor(math.log10(abs(percent)))))
     return fixed(percent, digits)
+
+
+def clock(seconds: float) -> str:
+    """A duration as H:MM:SS (ETAs and elapsed times in run and tune logs)."""
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from clipbench import results
+from clipbench import formatting, results
 from clipbench.errors import ClipbenchError
 from clipbench.request import Request, attach_data, check_out_dir, evaluator_for, io_remedy, load_for, resolve_device
 
@@ -220,10 +220,6 @@ def chosen_values(record: dict | None) -> dict[str, dict]:
 
 
 # ------------------------------------------------------------------ tuning
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 def tune_task(method, space: dict, task_record: dict, trial: Callable[[dict], float],
@@ -427,7 +423,7 @@ def tune(request: TuneRequest, registry, pm, reporter=None, log: Callable[[str],
                     return
                 times = [t["seconds"] for t in record["trials"]]
                 left = (total - len(times)) * sum(times) / len(times)
-                log(said + f" in {trial['seconds']:.0f} s" + (f"; about {_minutes(left)} left on this task (more if "
+                log(said + f" in {trial['seconds']:.0f} s" + (f"; about {formatting.clock(left)} left on this task (more if "
                                                              "the best is at a grid edge)" if left else ""))
 
             tune_task(method, space, task_record, trial, lambda: write_record(path, record), progress,

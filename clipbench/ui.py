@@ -11,6 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.markup import escape
 from rich.table import Table
 
+from clipbench.formatting import clock as _clock
+
 
 class RichReporter:
     """In a terminal: an overall bar (cell i of n) above one bar per running stage (adapting,
@@ -271,11 +273,6 @@ def recorded_costs(o) -> tuple[dict[tuple[str, str], float], list[str]]:
         if used:
             sources.append(str(folder))
     return {k: sum(v) / len(v) for k, v in costs.items()}, sources
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def fmt(stat: dict | None, digits: int = 1, seeds: int | None = None) -> str:
