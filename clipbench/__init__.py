@@ -3,14 +3,16 @@
 The public API a plugin imports (everything else is internal)::
 
     from clipbench import (hookimpl, Method, Adapted, AdaptContext, MethodConfig, AdamWRecipe, SGDRecipe,
-                           option, finetune, Schedule, count_parameters, FewShot, Task, Suite, Deviation,
-                           Executor, flag, run_cells, ClipbenchError)
+                           option, finetune, train_epochs, random_crops, Schedule, count_parameters, FewShot,
+                           Task, Suite, Deviation, Executor, flag, run_cells, ClipbenchError)
 
 - :data:`hookimpl` marks a plugin's hook implementations (the hooks: :mod:`clipbench.hookspecs`);
 - :class:`Method` is what a method plugin registers; ``adapt`` returns an :class:`Adapted`;
 - :class:`MethodConfig` (or a shared recipe, :class:`AdamWRecipe` / :class:`SGDRecipe`) is the base of a
   method's config dataclass, :func:`option` declares a field with its help, source and search grid;
 - :func:`finetune` is the shared training loop, run by a :class:`Schedule` (``config.schedule()``);
+  :func:`train_epochs` the minibatch loop of methods that train on embeddings (``views=``: on cached
+  augmented views, ``FewShot.views``); :func:`random_crops` the references' crop-and-flip augmentation;
 - :class:`FewShot`, :class:`AdaptContext`, :class:`Task` and :class:`Suite` are what methods and suites
   receive and build;
 - :class:`Deviation` is one entry of a method's deviation card (``Method.reference``, ``Method.deviations``);
@@ -37,6 +39,7 @@ _EXPORTS = {
     "MethodConfig": "clipbench.config", "AdamWRecipe": "clipbench.config", "SGDRecipe": "clipbench.config",
     "option": "clipbench.config",
     "finetune": "clipbench.training", "Schedule": "clipbench.config", "count_parameters": "clipbench.training",
+    "train_epochs": "clipbench.training", "random_crops": "clipbench.augment",
     "FewShot": "clipbench.tasks", "Task": "clipbench.tasks", "Suite": "clipbench.tasks",
     "run_id": "clipbench.store",
     "Deviation": "clipbench.cards",

@@ -121,6 +121,27 @@ class Evaluator:
             return None
         return self.features(images, "support", precision="fp32").clone()
 
+    def pretrained_views(self, model: ClipModel, images: ImageSet, plan) -> torch.Tensor | None:
+        """fp32 embeddings (views, N, D) of a :class:`clipbench.augment.ViewPlan`'s augmented views of
+        ``images``, under the same conditions as :meth:`pretrained_features`; cached under the plan's key."""
+        from clipbench.augment import ViewPlan, encode_views
+
+        if self.cache is None or self._visual_fp is None or image_encoder_fingerprint(model) != self._visual_fp \
+                or not self._canary_agrees(model):
+            return None
+
+        if type(plan) is not ViewPlan:  # only the harness's own plans name cache entries
+            raise TypeError(f"a view plan must be a clipbench.augment.ViewPlan, not {type(plan).__name__}")
+
+        def encode():
+            pixels = images.load(torch.arange(len(images)))
+            with torch.inference_mode():
+                return encode_views(self._pretrained.encode_image, pixels, plan, self.batch_size).cpu()
+
+        flat = self.cache.get_or_compute(self._visual_fp, images.fingerprint, f"{plan.key()}-fp32",
+                                         lambda: encode().flatten(0, 1), rows=plan.views * len(images))
+        return flat.view(plan.views, len(images), -1).clone()
+
     @torch.inference_mode()
     def features(self, images: ImageSet, label: str = "", precision: str | None = None) -> torch.Tensor:
         """Pretrained image embeddings of a whole set, from the cache or encoded once into it."""
@@ -392,19 +413,30 @@ def sealed(task: Task, doing: str, allowed: str) -> Task:
 def attach_sources(fewshot, evaluator: Evaluator) -> None:
     """Let a cell's few-shot sample ask the harness for cached pretrained embeddings of its own images.
 
-    The support and validation subsets are taken here, before the method sees the sample, and the lookup
-    takes only a split name: whatever a method does to ``fewshot.pool`` or passes in, the harness encodes
-    and caches only these images, under their own fingerprints.  The lookup is a plain function, not a
+    The support and validation subsets are taken here, before the method sees the sample, and the lookups
+    take only a split name, or a view count, purpose and crop scale (the harness makes the plan and its
+    cache key): whatever a method does to ``fewshot.pool`` or passes in, the harness encodes and caches
+    only these images, under their own fingerprints.  The lookup is a plain function, not a
     bound method, so no attribute hands a method the evaluator (still reachable in-process through the
     closure: the shared model's fingerprint is checked after every cell and every tuning trial).
     """
     sets = {"support": fewshot.pool.subset(fewshot.indices), "val": fewshot.pool.subset(fewshot.val_indices)}
     lookup = evaluator.pretrained_features
 
+    from clipbench.augment import view_plan
+
+    views_lookup, seed = evaluator.pretrained_views, fewshot.seed
+
     def features_from(model, split: str):
         return lookup(model, sets[split])
 
+    def views_from(model, views: int, purpose: str, scale=(0.5, 1.0)):
+        # the plan is made here from plain values (and the seed as sampled): a method cannot hand the harness
+        # an object whose cache key names other pixels
+        return views_lookup(model, sets["support"], view_plan(seed, views, purpose, scale))
+
     fewshot.features_from = features_from
+    fewshot.views_from = views_from
 
 
 def added_entries(adapted: Adapted) -> int:

@@ -254,13 +254,17 @@ class FewShot:
     """
 
     def __init__(self, pool: ImageSet, indices: torch.Tensor, val_indices: torch.Tensor, shots: int, seed: int,
-                 features_from: Callable[[object, ImageSet], torch.Tensor | None] | None = None):
+                 features_from: Callable[[object, str], torch.Tensor | None] | None = None,
+                 views_from: Callable[..., torch.Tensor | None] | None = None):
         self.pool, self.shots, self.seed = pool, shots, seed
         self.indices, self.val_indices = indices, val_indices  # rows of the train pool, recorded for provenance
         self.labels, self.val_labels = pool.labels[indices], pool.labels[val_indices]
         # Set by the harness: pretrained-encoder embeddings of the support or validation images (by split
         # name), from the embedding cache, or None when the model's image encoder is not the pretrained one.
         self.features_from = features_from
+        # Set by the harness: pretrained-encoder embeddings of augmented views of the support images
+        # (model, views, purpose, scale), cached; None when the model's image encoder is not the pretrained one.
+        self.views_from = views_from
 
     @cached_property
     def images(self) -> torch.Tensor:  # uint8 (k*C, 3, H, W)
@@ -285,6 +289,20 @@ class FewShot:
         images = self.images if split == "support" else self.val_images
         with torch.no_grad():
             return torch.cat([model.encode_image(images[i:i + 512]) for i in range(0, len(images), 512)])
+
+    def views(self, model, views: int, purpose: str, scale: tuple[float, float] = (0.5, 1.0)) -> torch.Tensor:
+        """L2-normalised embeddings under ``model`` of ``views`` augmented views of every support image, as
+        (views, k*C, D): random resized crops covering ``scale`` of the area, flipped half the time, drawn
+        from this sample's seed and ``purpose`` (so "keys" and "train" are independent draws, the same in
+        every run).  Cached like :meth:`features` when ``model``'s image encoder is the pretrained one."""
+        from clipbench.augment import encode_views, view_plan
+
+        plan = view_plan(self.seed, views, purpose, scale)
+        if self.views_from is not None:
+            cached = self.views_from(model, views, purpose, scale)
+            if cached is not None:
+                return cached.to(model.device)
+        return encode_views(model.encode_image, self.images, plan)
 
 
 def sample_fewshot(pool: ImageSet, num_classes: int, shots: int, seed: int, task_name: str = "") -> FewShot:

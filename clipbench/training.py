@@ -115,11 +115,19 @@ def train_steps(optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
 def train_epochs(optimizer: torch.optim.Optimizer, n: int, batch_size: int, epochs: int, ctx: AdaptContext,
                  loss_fn: Callable[[torch.Tensor], torch.Tensor], *,
                  scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                 device: torch.device | str = "cpu", after_backward: Callable[[], None] | None = None) -> list[float]:
+                 device: torch.device | str = "cpu", after_backward: Callable[[], None] | None = None,
+                 views: int = 0) -> list[float]:
     """``epochs`` shuffled passes over ``n`` examples in minibatches (:func:`minibatches`, drawn from
-    ``ctx.generator``), a step on ``loss_fn(indices)`` each, reported to ``ctx``; returns the per-step losses."""
+    ``ctx.generator``), a step on ``loss_fn(indices)`` each, reported to ``ctx``; returns the per-step losses.
+    With ``views`` (cached augmented views per example, :meth:`clipbench.tasks.FewShot.views`) the step is
+    ``loss_fn(view, indices)``: epoch ``e`` trains on view ``e mod views``."""
     per_epoch = steps_per_epoch(n, batch_size)
-    return train_steps(optimizer, minibatches(n, batch_size, epochs, ctx.generator, device), loss_fn,
+    batches = minibatches(n, batch_size, epochs, ctx.generator, device)
+    step_on = loss_fn
+    if views:
+        batches = (((step // per_epoch) % views, idx) for step, idx in enumerate(batches))
+        step_on = lambda batch: loss_fn(*batch)  # noqa: E731
+    return train_steps(optimizer, batches, step_on,
                        per_epoch * epochs, scheduler=scheduler, per_epoch=per_epoch, progress=ctx.progress,
                        epoch_finished=ctx.epoch_finished, after_backward=after_backward)
 

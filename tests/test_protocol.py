@@ -4,6 +4,7 @@ state of the adaptation) and the zero-shot reference it is measured against."""
 import torch
 
 from clipbench import protocol, scoring
+from clipbench.augment import ViewPlan, encode_views, view_seed
 from clipbench.cache import EmbeddingCache
 from clipbench.models import create_embedded
 from clipbench.plugins import collect, get_plugin_manager
@@ -219,9 +220,66 @@ def test_a_method_cannot_make_the_harness_cache_other_pixels_under_its_support_s
         fewshot.pool = fake
         seen["features"] = fewshot.features(working)
         seen["own"] = torch.cat([working.encode_image(real.load(fewshot.indices))])
+        seen["views"] = fewshot.views(working, 2, "keys")
+        seen["own views"] = encode_views(working.encode_image, real.load(fewshot.indices),
+                                         ViewPlan(2, view_seed(fewshot.seed, "keys")))
 
     _run(Misbehaving(adapt=swap), model, suite, evaluator)
     assert torch.allclose(seen["features"], seen["own"], atol=1e-5)
+    assert torch.allclose(seen["views"], seen["own views"], atol=1e-5)
+
+
+def test_cached_views_are_the_views_the_model_encodes_bit_for_bit_and_read_back(embedded, default_suite, tmp_path):
+    """A frozen-encoder method's augmented views come from the embedding cache: the same numbers as encoding
+    them, and a second cell (another run) reads them instead of encoding again."""
+    from clipbench.cache import EmbeddingCache
+    from clipbench.tasks import sample_fewshot
+
+    task = default_suite.task("shape")
+    evaluator = protocol.Evaluator(cache=EmbeddingCache(tmp_path))
+    evaluator.bind(embedded)
+    fewshot = sample_fewshot(task.train.value, task.num_classes, 4, 1, task.name)
+    protocol.attach_sources(fewshot, evaluator)
+    cached = fewshot.views(embedded, 3, "train")
+    assert evaluator.cache.misses == 1
+    plain = sample_fewshot(task.train.value, task.num_classes, 4, 1, task.name)
+    assert torch.equal(cached, plain.views(embedded, 3, "train"))  # encoded without the harness
+    again = sample_fewshot(task.train.value, task.num_classes, 4, 1, task.name)
+    protocol.attach_sources(again, evaluator)
+    assert torch.equal(again.views(embedded, 3, "train"), cached) and evaluator.cache.hits == 1
+    tuned = embedded.clone()
+    with torch.no_grad():
+        next(tuned.module.visual.parameters()).add_(0.01)
+    assert fewshot.views_from(tuned, 3, "train") is None  # another encoder: never the cache
+
+
+def test_a_method_cannot_make_the_harness_cache_views_under_another_key(embedded, default_suite, tmp_path):
+    """The harness makes the view plan (and so the cache key) from plain values: a plan object of the method's
+    own, whose key names the honest entry but whose draws are others, is refused and nothing is stored."""
+    from clipbench.augment import ViewPlan
+    from clipbench.cache import EmbeddingCache
+    from clipbench.tasks import sample_fewshot
+
+    task = default_suite.task("shape")
+    evaluator = protocol.Evaluator(cache=EmbeddingCache(tmp_path))
+    evaluator.bind(embedded)
+    fewshot = sample_fewshot(task.train.value, task.num_classes, 4, 1, task.name)
+    protocol.attach_sources(fewshot, evaluator)
+    honest = ViewPlan(10, view_seed(1, "train"))
+
+    class Forged(ViewPlan):
+        def key(self):
+            return honest.key()
+
+    support = fewshot.pool.subset(fewshot.indices)
+    with pytest.raises(TypeError, match="ViewPlan"):
+        evaluator.pretrained_views(embedded, support, Forged(10, 7, scale=(0.01, 0.02)))
+    for bad in ((0, "train"), (10**6, "train"), (2.5, "train"), (10, 3)):
+        with pytest.raises(ValueError):
+            fewshot.views_from(embedded, *bad)
+    with pytest.raises(ValueError, match="scale"):
+        fewshot.views_from(embedded, 2, "train", (0.9, 0.1))
+    assert evaluator.cache.misses == 0 and not any(p.is_file() for p in tmp_path.rglob("*"))
 
 
 @pytest.mark.parametrize("reach", ["test", "shift"])
