@@ -150,6 +150,10 @@ class Task:
     # The one prompt per class that methods train against (CoOp, CoCoOp, CLIP-Adapter and the A-CLIP
     # authors' code all use "a photo of a {}."); ``templates`` is the zero-shot evaluation ensemble.
     train_template: str = "a photo of a {}."
+    # How ``class_split`` divides the classes: "first-half" (CoCoOp's: sorted labels, the first ceil(n/2)
+    # are base) or "balanced" (labels 0, 3, 4, 7, 8, ... base, i.e. label mod 4 in {0, 3}: each half holds
+    # about as many even labels as odd ones, whatever a dataset's label parity stands for).
+    split_rule: str = "first-half"
 
     def __post_init__(self):
         # A task owns its lists: suites build tasks from module-level tables, and a method (or test) that
@@ -175,7 +179,12 @@ class Task:
         return [self.train_template.format(c) for c in self.classnames]
 
     def base_new_split(self) -> tuple[list[int], list[int]]:
-        """CoCoOp's split: sorted labels, the first ceil(n/2) are base, the rest new."""
+        """(base, new) labels: ceil(n/2) base classes, by ``split_rule`` (CoCoOp's first half by default)."""
+        if self.split_rule == "balanced":
+            base = [c for c in range(self.num_classes) if c % 4 in (0, 3)]
+            return base, [c for c in range(self.num_classes) if c % 4 in (1, 2)]
+        if self.split_rule != "first-half":
+            raise ValueError(f"unknown split rule {self.split_rule!r}; 'first-half' or 'balanced'")
         n_base = math.ceil(self.num_classes / 2)
         return list(range(n_base)), list(range(n_base, self.num_classes))
 
@@ -193,7 +202,8 @@ class Task:
 
         return Task(f"{self.name}[{suffix}]", [self.classnames[c] for c in classes], self.templates,
                     view(self.train), view(self.test), {k: view(v) for k, v in self.shifts.items()},
-                    self.probes, False, self.description, train_template=self.train_template)
+                    self.probes, False, self.description, train_template=self.train_template,
+                    split_rule=self.split_rule)
 
 
 @dataclass

@@ -7,7 +7,8 @@ methods apart"): each guarantee is a test.
 - at the validation-chosen (shipped tuned) settings, 16-shot full fine-tuning raises ID accuracy by at
   least 10 points on at least three tasks and costs at least 3 points of mean probe accuracy on at least
   two (read from the committed full-ft result, whose cells another test re-runs bit for bit);
-- probes are other datasets, and the pretraining pools are disjoint from every set the suite scores.
+- probes are other datasets, and the pretraining pools are disjoint from every set the suite scores;
+- default-b2n: every base and every new half is at least 5 points above chance for the pretrained model.
 """
 
 import json
@@ -78,3 +79,18 @@ def test_full_finetuning_at_the_tuned_setting_gains_and_forgets(embedded):
     forgetting = {t: s["mean_forgetting"]["mean"] for t, s in tasks.items()}
     assert sum(g >= 10.0 for g in gains.values()) >= 3, gains
     assert sum(f >= 3.0 for f in forgetting.values()) >= 2, forgetting
+
+
+def test_every_half_of_the_base_to_new_suite_is_above_chance_by_five_points(embedded):
+    from clipbench.plugins import collect, get_plugin_manager
+
+    suite = collect(get_plugin_manager(load_entrypoints=False)).suite("default-b2n")
+    ev = protocol.Evaluator()
+    assert suite.adapt_on == ["shape", "colour", "clothing", "digits", "animals"]
+    for name in suite.adapt_on:
+        task = suite.task(name)
+        assert task.class_split and task.split_rule == "balanced"
+        ref = protocol.zeroshot_reference(embedded, suite, task, ev)
+        base, new = task.base_new_split()
+        assert ref["id"] >= 100 / len(base) + 5 and ref["chance"]["id"] == scoring.chance(len(base)), (name, ref)
+        assert ref["new"] >= 100 / len(new) + 5 and ref["chance"]["new"] == scoring.chance(len(new)), (name, ref)

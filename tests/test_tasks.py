@@ -51,6 +51,22 @@ def test_base_new_split_is_cocoop(default_suite):
     assert shape.base_new_split() == ([0, 1, 2], [3, 4, 5])
 
 
+def test_the_balanced_split_gives_each_half_as_many_even_labels_as_odd(default_suite):
+    import dataclasses
+
+    for n, base in ((10, [0, 3, 4, 7, 8]), (8, [0, 3, 4, 7]), (6, [0, 3, 4])):
+        task = dataclasses.replace(default_suite.task("shape"), classnames=[str(i) for i in range(n)],
+                                   split_rule="balanced")
+        got_base, got_new = task.base_new_split()
+        assert got_base == base and sorted(got_base + got_new) == list(range(n))
+        assert len(got_base) == -(-n // 2)  # ceil(n / 2) base classes, as CoCoOp's split
+        for half in (got_base, got_new):
+            odd = sum(c % 2 for c in half)
+            assert abs(odd - (len(half) - odd)) <= 1, half
+    with pytest.raises(ValueError, match="unknown split rule"):
+        dataclasses.replace(default_suite.task("shape"), split_rule="random").base_new_split()
+
+
 def test_restrict_relabels_and_filters():
     from tests.fakes import mini_suite
 
