@@ -243,3 +243,50 @@ def test_the_pairwise_work_is_bounded_and_said(valid, tmp_path, monkeypatch):
     (path.parent / "v1.json").write_text(json.dumps(entries[1][1]))
     with pytest.raises(ClipbenchError, match="suite 'mini' has 2 rows; a board holds at most 1"):
         leaderboard.build(path.parent, tmp_path, methods, suites)
+
+
+def _new_flipped(data, bump, flip_right=0):
+    """A base-to-new row whose new-class images are scored as the zero-shot reference scores them, except
+    ``flip_right`` wrong ones made right in each cell (a measurement, not zero-shot by construction)."""
+    other = copy.deepcopy(data)
+    other["config"]["method_config"] = {"bump": bump}
+    for cell in other["cells"]:
+        n, raw = scoring.packed_parts(other["reference"][cell["task"]]["correct"]["new"])
+        flags = [bool(int.from_bytes(raw, "little") >> i & 1) for i in range(n)]
+        for i in [i for i, f in enumerate(flags) if not f][:flip_right]:
+            flags[i] = True
+        cell["correct"]["new"] = scoring.pack_correct(flags)
+        cell["new"] = scoring.accuracy_from_correct(cell["correct"]["new"])
+    other["config_hash"] = results.config_hash(other["config"])
+    return other
+
+
+def test_a_base_to_new_board_shows_the_harmonic_mean_and_marks_new_classes_scored_as_zero_shot(registry, tmp_path):
+    """#26.2: a head tied to the base classes answers new ones with the zero-shot classifier: the board says
+    so ("as zero-shot", never bold), decided from the per-image correctness; and it shows CoCoOp's base-to-new
+    harmonic mean.  A board without base-to-new tasks shows neither column."""
+    pm, reg = registry
+    [path] = runner.execute(runner.RunRequest(["counting"], suite="mini-split", shots=2, seeds=[1, 2],
+                                              out_dir=tmp_path / "results"), reg, pm)
+    data = json.loads(path.read_text())
+    zero_shot, measured = _new_flipped(data, 1.0), _new_flipped(data, 2.0, flip_right=1)
+    assert leaderboard.new_as_zero_shot(zero_shot) and not leaderboard.new_as_zero_shot(measured)
+    page = leaderboard.render_suite("mini-split", [(tmp_path / "z.json", zero_shot), (tmp_path / "m.json", measured)])
+    lines = page.splitlines()
+    header = [c.strip() for c in next(line for line in lines if line.startswith("| method")).split("|")]
+    rows = {line.split("|")[-2].strip(): [c.strip() for c in line.split("|")] for line in lines
+            if line.startswith("| ") and "results/" in line}
+    new, hm = header.index("new-class acc"), header.index("base-to-new H")
+    z, m = rows["[json](results/z.json)"], rows["[json](results/m.json)"]
+    assert z[new].endswith("(as zero-shot)") and not z[new].startswith("**")
+    assert m[new].startswith("**") and "zero-shot" not in m[new]
+    summary = leaderboard.summarised(measured)["overall"]
+    assert m[hm].strip("*") == f"{summary['base_new_hm']:.1f}"
+    assert "as zero-shot" in page.split("\n\n")[1]  # the header says what the mark means
+
+
+def test_a_board_without_base_to_new_tasks_has_no_new_class_columns(valid):
+    data, _, _, path = valid
+    header = next(line for line in leaderboard.render_suite("mini", [(path, data)]).splitlines()
+                  if line.startswith("| method"))
+    assert "new-class acc" not in header and "base-to-new H" not in header
