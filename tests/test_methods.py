@@ -499,7 +499,9 @@ def test_tip_adapter_starts_training_free_and_is_zero_shot_without_its_cache(reg
     from clipbench.methods.tip_adapter import CacheModel
 
     free, fewshot = adapt(reg, "tip-adapter-f", embedded, shape_task, epochs=0)
-    assert torch.equal(free.keys, fewshot.features(embedded)) and free.trainable == 0  # Tip-Adapter, no training
+    views = fewshot.views(embedded, 10, "keys")
+    # Tip-Adapter, no training: each key the renormalised mean of its image's 10 augmented views
+    assert torch.equal(free.keys, torch.nn.functional.normalize(views.mean(0), dim=-1)) and free.trainable == 0
     tuned, _ = adapt(reg, "tip-adapter-f", embedded, shape_task, epochs=5)
     assert not torch.equal(tuned.keys, free.keys) and tuned.trainable == tuned.keys.numel()
     assert changed(embedded.module, tuned.model.module) == {}
@@ -508,6 +510,75 @@ def test_tip_adapter_starts_training_free_and_is_zero_shot_without_its_cache(reg
     with torch.inference_mode():
         assert torch.allclose(silent.logits(images, shape_task), Adapted(embedded).logits(images, shape_task),
                               atol=1e-5)
+
+
+def test_tip_adapter_trains_on_augmented_views_that_are_not_its_keys(reg, embedded, shape_task, monkeypatch):
+    """The reference scores freshly augmented views against keys averaged over other views: no training
+    query meets its own key at affinity 1 (the plain support embeddings did, every one)."""
+    from clipbench.methods import tip_adapter
+
+    queries = []
+    original = tip_adapter.cache_logits
+
+    def spy(features, keys, values, beta):
+        if keys.requires_grad:
+            queries.append((features.detach().clone(), keys.detach().clone()))
+        return original(features, keys, values, beta)
+
+    monkeypatch.setattr(tip_adapter, "cache_logits", spy)
+    adapted, fewshot = adapt(reg, "tip-adapter-f", embedded, shape_task, epochs=2, lr=1e-12)
+    assert queries
+    plain = fewshot.features(embedded)
+    train = fewshot.views(embedded, 10, "train").flatten(0, 1)
+    exact = "donot_use_mm_for_euclid_dist"
+    for features, keys in queries:
+        assert float((features @ keys.T).max()) < 0.9999
+        assert torch.cdist(features, train, compute_mode=exact).min(dim=1).values.max() == 0  # each a cached view
+        # few are the plain embedding (a full-size crop left unflipped is the image itself)
+        assert (torch.cdist(features, plain, compute_mode=exact).min(dim=1).values > 1e-3).float().mean() > 0.8
+
+
+@pytest.mark.parametrize("name", ["coop", "cocoop", "clip-adapter", "tip-adapter-f"])
+def test_frozen_encoder_methods_train_on_augmented_views_not_the_plain_support_set(reg, embedded, shape_task, name,
+                                                                                   monkeypatch):
+    """The references augment every training image every epoch; these methods train on cached augmented
+    views and never on the plain support embeddings (issue #22 item 5)."""
+    from clipbench.tasks import FewShot
+
+    asked, views = [], FewShot.views
+    plain = FewShot.features
+
+    def no_plain_support(self, model, split="support"):
+        assert split != "support", f"{name} trained on the plain support embeddings"
+        return plain(self, model, split)
+
+    def recorded(self, model, count, purpose, scale=(0.5, 1.0)):
+        asked.append((count, purpose))
+        return views(self, model, count, purpose, scale)
+
+    monkeypatch.setattr(FewShot, "features", no_plain_support)
+    monkeypatch.setattr(FewShot, "views", recorded)
+    adapt(reg, name, embedded, shape_task, epochs=1)
+    assert (10, "train") in asked
+
+
+def test_clip_adapter_trains_on_a_different_view_each_epoch(reg, embedded, shape_task, monkeypatch):
+    from clipbench.methods import clip_adapter
+
+    seen = []
+    original = clip_adapter.blend
+
+    def spy(features, adapter, ratio):
+        if features.shape[0] != shape_task.num_classes:  # image features, not the class prompts
+            seen.append(features.detach().clone())
+        return original(features, adapter, ratio)
+
+    monkeypatch.setattr(clip_adapter, "blend", spy)
+    _, fewshot = adapt(reg, "clip-adapter", embedded, shape_task, epochs=3, batch_size=1000)
+    views = fewshot.views(embedded, 10, "train")
+    assert len(seen) == 3
+    for epoch, features in enumerate(seen):
+        assert torch.equal(torch.sort(features, dim=0).values, torch.sort(views[epoch], dim=0).values)
 
 
 def test_flyp_loss_is_clips_symmetric_contrastive_loss():

@@ -5,7 +5,9 @@ Adapters", IJCV 2024 (arXiv 2110.04544).  A two-layer bottleneck MLP
 (reduction 4, ReLU, no biases) on the frozen encoder's output, blended
 residually: f' = ratio * A(f) + (1 - ratio) * f with ratio 0.2 (the paper's
 choice for generic datasets); here on both towers as in the A-CLIP paper's
-comparison.  The encoders stay frozen, so support features are encoded once.
+comparison.  The encoders stay frozen, so the trainer's augmentation (random
+resized crop and flip) is a fixed set of 10 augmented views per support image,
+encoded once and cached; epoch e trains on view e mod 10.
 Training: the paper's 200 epochs, batch 32; AdamW lr 1e-3 (not stated in what
 could be read here; the common re-implementation value).
 
@@ -20,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from clipbench.augment import AUGMENTATION_ARITHMETIC, cached_views_deviation
 from clipbench.cards import Deviation
 from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
@@ -35,6 +38,9 @@ class ClipAdapterConfig(MethodConfig):
                        source="common re-implementation value")
     batch_size: int = option(32, "features per step", source="CLIP-Adapter: 32")
     epochs: int = option(200, "passes over the support set", source="CLIP-Adapter: 200")
+    train_views: int = option(10, "cached augmented views per support image to train on (epoch e: view e mod this)",
+                              source="Dassl: a fresh crop and flip every epoch; clipbench caches this many",
+                              low=1, high=64)
 
 
 class Bottleneck(nn.Module):
@@ -81,11 +87,10 @@ class ClipAdapter(Method):
                   "the L2-normalised embeddings; the blend is normalised afterwards",
                   True, "the embedding cache stores normalised embeddings; the MLP sees inputs of norm 1, not the "
                         "encoder's scale, so ratio 0.2 mixes a different share"),
-        Deviation("augmentation",
-                  "the trainer's image transforms, each step through the frozen image encoder",
-                  "none: the support set's cached, un-augmented embeddings",
-                  True, "the image tower is frozen, so clipbench encodes the support set once and trains on those "
-                        "cached embeddings; to be fixed (issue #22)"),
+        cached_views_deviation("CLIP-Adapter (which ships no config; its README points to CoOp's): Dassl's random "
+                               "resized crop (area 0.08-1) and flip, fresh every epoch through the frozen image "
+                               "encoder; mit-ll/IIMM: none (open_clip's evaluation preprocessing)"),
+        AUGMENTATION_ARITHMETIC,
         Deviation("optimiser and schedule",
                   "Dassl's build_optimizer and build_lr_scheduler from a config the repository does not ship (IIMM: "
                   "SGD momentum 0.9, lr 1e-6, weight decay 1e-4, constant, batch 128, 30 epochs)",
@@ -117,24 +122,25 @@ class ClipAdapter(Method):
 
     def adapt(self, model, fewshot, task, config, ctx):
         model.module.requires_grad_(False)
-        feats = fewshot.features(model)
+        feats = fewshot.views(model, config.train_views, "train")
         with torch.no_grad():
             text = model.encode_text(task.train_prompts())
-        dim = feats.shape[1]
+        dim = feats.shape[-1]
         image_adapter = Bottleneck(dim, config.reduction).to(feats.device)
         text_adapter = Bottleneck(dim, config.reduction).to(feats.device)
         params = list(image_adapter.parameters()) + list(text_adapter.parameters())
         opt = torch.optim.AdamW(params, lr=config.lr)
-        sched = warmup_cosine(opt, config.epochs * steps_per_epoch(len(feats), config.batch_size), 0.0)
         labels = fewshot.labels.to(feats.device)
+        sched = warmup_cosine(opt, config.epochs * steps_per_epoch(len(labels), config.batch_size), 0.0)
         scale = float(model.logit_scale.detach())
 
-        def loss(idx):
-            logits = scale * blend(feats[idx], image_adapter, config.ratio) @ blend(text, text_adapter, config.ratio).T
+        def loss(view, idx):
+            logits = scale * blend(feats[view, idx], image_adapter, config.ratio) @ \
+                blend(text, text_adapter, config.ratio).T
             return F.cross_entropy(logits, labels[idx])
 
-        train_epochs(opt, len(feats), config.batch_size, config.epochs, ctx, loss, scheduler=sched,
-                     device=feats.device)
+        train_epochs(opt, len(labels), config.batch_size, config.epochs, ctx, loss, scheduler=sched,
+                     device=feats.device, views=config.train_views)
         return AdaptedFeatures(model, task, image_adapter, text_adapter, config.ratio)
 
 

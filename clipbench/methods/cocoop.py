@@ -8,6 +8,9 @@ meta-net train, both towers stay frozen.  Defaults from the paper and its
 released config (KaiyangZhou/CoOp, configs/trainers/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1):
 M = 4 context tokens initialised from "a photo of a", SGD lr 0.002, momentum 0.9,
 weight decay 5e-4, batch 1, 10 epochs, cosine after one warm-up epoch at 1e-5.
+Training sees augmented views (random resized crop and flip), as the
+reference's transforms: 10 per support image, drawn from the cell's seed and
+encoded once by the frozen image tower; epoch e trains on view e mod 10.
 Scoring builds every image's own prompts, so it costs one text-tower pass per
 (image, class) pair, as in the paper.
 
@@ -22,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from clipbench.augment import AUGMENTATION_ARITHMETIC, cached_views_deviation
 from clipbench.cards import Deviation
 from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
@@ -43,6 +47,9 @@ class CoCoOpConfig(MethodConfig):
     batch_size: int = option(1, "images per step", source="CoCoOp: 1")
     epochs: int = option(10, "passes over the support set", source="CoCoOp: 10")
     warmup_lr: float = option(1e-5, "constant learning rate of the warm-up epoch", source="CoCoOp: 1e-5")
+    train_views: int = option(10, "cached augmented views per support image to train on (epoch e: view e mod this)",
+                              source="Dassl: a fresh crop and flip every epoch; clipbench caches this many",
+                              low=1, high=64)
     eval_batch: int = option(64, "images per batch when scoring (each image builds its own prompts)")
 
 
@@ -105,11 +112,9 @@ class CoCoOp(Method):
     reference = ("KaiyangZhou/CoOp: trainers/cocoop.py, configs/trainers/CoCoOp/vit_b16_c4_ep10_batch1_ctxv1.yaml, "
                  "scripts/cocoop/base2new_train.sh, run under Dassl")
     deviations = (
-        Deviation("augmentation",
-                  "random resized crop + horizontal flip of every training image, every epoch (INPUT.TRANSFORMS)",
-                  "none: the support set's cached, un-augmented embeddings",
-                  True, "the image tower is frozen, so clipbench encodes the support set once and trains on those "
-                        "cached embeddings; to be fixed (issue #22)"),
+        cached_views_deviation("random resized crop (Dassl's area 0.08-1) + horizontal flip of every training "
+                               "image, every epoch (INPUT.TRANSFORMS)"),
+        AUGMENTATION_ARITHMETIC,
         Deviation("precision",
                   "fp16 (TRAINER.COCOOP.PREC: CLIP, the context and the meta-net in half precision)",
                   "fp32",
@@ -132,22 +137,23 @@ class CoCoOp(Method):
         module.requires_grad_(False)
         prompts = PromptTokens(model, task.classnames, config.n_ctx)
         context = init_context(model, config.n_ctx, config.ctx_init, ctx.generator).requires_grad_(True)
-        feats = fewshot.features(model)
+        feats = fewshot.views(model, config.train_views, "train")  # the image tower is frozen: cached views
         labels = fewshot.labels.to(feats.device)
-        meta = MetaNet(feats.shape[1], context.shape[1], config.bottleneck).to(feats.device)
+        meta = MetaNet(feats.shape[-1], context.shape[1], config.bottleneck).to(feats.device)
         params = [context, *meta.parameters()]
         opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
         sched = warmup_then_cosine(opt, steps_per_epoch(len(labels), config.batch_size), config.epochs, config.lr,
                                    config.warmup_lr)
         scale = model.logit_scale.detach()
 
-        def loss(idx):
-            text = encode_with_context(module, prompts, conditional_context(context, meta, feats[idx]))
-            return F.cross_entropy(scale * torch.einsum("bd,bcd->bc", feats[idx], text), labels[idx])
+        def loss(view, idx):
+            images = feats[view, idx]
+            text = encode_with_context(module, prompts, conditional_context(context, meta, images))
+            return F.cross_entropy(scale * torch.einsum("bd,bcd->bc", images, text), labels[idx])
 
         meta.train()
         train_epochs(opt, len(labels), config.batch_size, config.epochs, ctx, loss, scheduler=sched,
-                     device=feats.device)
+                     device=feats.device, views=config.train_views)
         meta.requires_grad_(False)
         return ConditionalPrompts(model, task, context.detach(), meta, prompts, config.eval_batch)
 

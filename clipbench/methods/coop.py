@@ -9,6 +9,9 @@ image . prompt.  Defaults from the paper and its released configs
 (KaiyangZhou/CoOp, configs/trainers/CoOp): M = 16 randomly initialised
 (N(0, 0.02)), SGD lr 0.002, momentum 0.9, weight decay 5e-4, batch 32, 200
 epochs for 16 shots, cosine schedule after one warm-up epoch at a constant 1e-5.
+The frozen image tower sees augmented views (random resized crop and flip), as
+the reference's transforms: 10 per support image, drawn from the cell's seed
+and encoded once; epoch e trains on view e mod 10.
 
 Where 16 context tokens and the class names do not fit the model's text
 context (the embedded model's is 16 tokens), the run uses the shortest setting
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from clipbench.augment import AUGMENTATION_ARITHMETIC, cached_views_deviation
 from clipbench.cards import Deviation
 from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
@@ -46,6 +50,9 @@ class CoOpConfig(MethodConfig):
     batch_size: int = option(32, "images per step", source="CoOp: 32")
     epochs: int = option(200, "passes over the support set", source="CoOp: 200 for 16 shots")
     warmup_lr: float = option(1e-5, "constant learning rate of the warm-up epoch", source="CoOp: 1e-5")
+    train_views: int = option(10, "cached augmented views per support image to train on (epoch e: view e mod this)",
+                              source="Dassl: a fresh crop and flip every epoch; clipbench caches this many",
+                              low=1, high=64)
 
 
 def context_setting(model, task, config) -> tuple[int, str, dict]:
@@ -112,11 +119,9 @@ class CoOp(Method):
     reference = ("KaiyangZhou/CoOp: trainers/coop.py, configs/trainers/CoOp/vit_b16.yaml, train.py (TRAINER.COOP "
                  "defaults), scripts/coop/main.sh, run under Dassl")
     deviations = (
-        Deviation("augmentation",
-                  "random resized crop + horizontal flip of every training image, every epoch (INPUT.TRANSFORMS)",
-                  "none: the support set's cached, un-augmented embeddings",
-                  True, "the image tower is frozen, so clipbench encodes the support set once and trains on those "
-                        "cached embeddings; to be fixed (issue #22)"),
+        cached_views_deviation("random resized crop (Dassl's area 0.08-1) + horizontal flip of every training "
+                               "image, every epoch (INPUT.TRANSFORMS)"),
+        AUGMENTATION_ARITHMETIC,
         Deviation("context length",
                   "M = 16 context vectors, random N(0, 0.02)",
                   "M = 16 where they fit; where not, M = 4 initialised from \"a photo of a\" (the cell's notes say so)",
@@ -150,19 +155,19 @@ class CoOp(Method):
         n_ctx, init, notes = context_setting(model, task, config)
         prompts = PromptTokens(model, task.classnames, n_ctx)
         context = init_context(model, n_ctx, init, ctx.generator).requires_grad_(True)
-        feats = fewshot.features(model)  # the image tower is frozen: cached embeddings
+        feats = fewshot.views(model, config.train_views, "train")  # the image tower is frozen: cached views
         labels = fewshot.labels.to(feats.device)
         opt = torch.optim.SGD([context], lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
         sched = warmup_then_cosine(opt, steps_per_epoch(len(labels), config.batch_size), config.epochs, config.lr,
                                    config.warmup_lr)
         scale = model.logit_scale.detach()
 
-        def loss(idx):
+        def loss(view, idx):
             text = encode_with_context(module, prompts, context)
-            return F.cross_entropy(scale * feats[idx] @ text.T, labels[idx])
+            return F.cross_entropy(scale * feats[view, idx] @ text.T, labels[idx])
 
         train_epochs(opt, len(labels), config.batch_size, config.epochs, ctx, loss, scheduler=sched,
-                     device=feats.device)
+                     device=feats.device, views=config.train_views)
         context = context.detach()
         with torch.no_grad():
             class_embeddings = encode_with_context(module, prompts, context)

@@ -2,21 +2,23 @@
 
 Zhang, Zhang, Fang, Gao, Li, Dai, Qiao, Li, "Tip-Adapter: Training-free Adaption
 of CLIP for Few-shot Classification", ECCV 2022 (code: gaopengcuhk/Tip-Adapter).
-The cache holds the support set's image embeddings as keys F and their one-hot
-labels L as values; an image f is scored
+The cache holds one embedding per support image as keys F (the mean of its
+augmented views, below) and their one-hot labels L as values; an image f is scored
 
     logits = logit_scale * f W^T  +  alpha * exp(-beta * (1 - f F^T)) L
 
 (zero-shot CLIP plus the cache).  The training-free Tip-Adapter is that cache
-with F the support embeddings; Tip-Adapter-F then fine-tunes the keys F (AdamW
+as built; Tip-Adapter-F then fine-tunes the keys F (AdamW
 lr 0.001, eps 1e-4, 20 epochs, cosine, with the paper's initial alpha 1.17 and
 beta 1 of its ImageNet config) while the encoders, values and classifier stay
 frozen.  alpha and beta are then searched on the validation split, over the
 code's grid (beta in [0.1, 7), 200 steps; alpha in [0.1, 3), 20 steps), never on
 test data (the released code also picks its best epoch on the test set; here the
-last epoch is kept).  Not reproduced: the paper's ten augmented views per
-support image when building the cache (the harness gives methods no
-augmentation pipeline): keys are the plain support embeddings.
+last epoch is kept).  As in the code's build_cache_model, each key is the
+renormalised mean of 10 augmented views of its support image (random resized crop, scale 0.5-1, and
+flip), and training scores augmented views against those keys; the training
+views are a fixed set of 10 per image drawn from the cell's seed (epoch e uses
+view e mod 10) where the code draws fresh ones every epoch.
 
 Deviation card: `TipAdapterF.deviations` below; `clipbench show method tip-adapter-f`.
 """
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from clipbench.augment import AUGMENTATION_ARITHMETIC
 from clipbench.cards import Deviation
 from clipbench.config import MethodConfig, option
 from clipbench.hookspecs import hookimpl
@@ -47,6 +50,11 @@ class TipAdapterFConfig(MethodConfig):
                                                source="released configs")
     search_steps: tuple[int, int] = option((200, 20), "(beta, alpha) grid points of the validation search",
                                            source="released configs")
+    augment_views: int = option(10, "augmented views per support image averaged into its cache key",
+                                source="Tip-Adapter: augment_epoch 10", low=1, high=64)
+    train_views: int = option(10, "cached augmented views per support image to train on (epoch e: view e mod this)",
+                              source="Tip-Adapter-F: a fresh view every epoch; clipbench caches this many",
+                              low=1, high=64)
 
 
 def cache_logits(features: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, beta: float) -> torch.Tensor:
@@ -85,21 +93,26 @@ def search_alpha_beta(zero_shot: torch.Tensor, cache_fn, labels: torch.Tensor, c
 class TipAdapterF(Method):
     name = "tip-adapter-f"
     citation = ("Zhang et al., Tip-Adapter: Training-free Adaption of CLIP for Few-shot Classification, ECCV 2022 "
-                "(Tip-Adapter-F; alpha and beta chosen on validation, cache without augmented views)")
-    summary = "a cache of the support embeddings beside zero-shot CLIP; keys fine-tuned, alpha/beta on validation"
+                "(Tip-Adapter-F; alpha and beta chosen on validation)")
+    summary = ("a cache of the support images' augmented embeddings beside zero-shot CLIP; keys fine-tuned, alpha/beta "
+               "on validation")
     config_class = TipAdapterFConfig
     reference = ("gaopengcuhk/Tip-Adapter: main.py (run_tip_adapter_F), utils.py (build_cache_model, search_hp), "
                  "configs/*.yaml; main_imagenet.py for ImageNet")
     deviations = (
-        Deviation("cache keys",
-                  "per support image, the mean of 10 augmented views (random resized crop, scale 0.5-1, and flip), "
-                  "renormalised",
-                  "each support image's plain embedding",
-                  True, "the harness gives methods no augmentation pipeline; to be fixed (issue #22)"),
         Deviation("training inputs",
-                  "freshly augmented views every epoch, scored against the averaged keys",
-                  "the very support embeddings that form the keys (each meets its own key at affinity 1)",
-                  True, "cached embeddings without augmentation; to be fixed (issue #22)"),
+                  "freshly augmented views every epoch (random resized crop, scale 0.5-1, and flip), scored against "
+                  "the keys",
+                  "10 augmented views per support image drawn once from the cell's seed, independent of the keys' "
+                  "views; epoch e trains on view e mod 10",
+                  True, "the image tower is frozen, so a fixed set of views is encoded once (and cached across "
+                        "runs) instead of 20 fresh passes through the encoder"),
+        AUGMENTATION_ARITHMETIC,
+        Deviation("key averaging",
+                  "the mean of the 10 views' raw image features, then normalised",
+                  "the mean of the 10 views' L2-normalised embeddings, then normalised",
+                  True, "the harness serves (and caches) normalised embeddings; views whose raw features differ in "
+                        "norm weigh differently"),
         Deviation("logit scale",
                   "zero-shot logits 100 x f W^T, hard-coded (training, search and test)",
                   "the model's logit_scale",
@@ -131,26 +144,31 @@ class TipAdapterF(Method):
 
     def adapt(self, model, fewshot, task, config, ctx):
         model.module.requires_grad_(False)
-        feats = fewshot.features(model)
         val = fewshot.features(model, "val")
-        labels = fewshot.labels.to(feats.device)
+        labels = fewshot.labels.to(val.device)
         values = F.one_hot(labels, task.num_classes).float()
         zero_shot = Adapted(model, task=task)
         with torch.no_grad():
-            zs_train, zs_val = zero_shot.logits_from_features(feats, task), zero_shot.logits_from_features(val, task)
-        keys = feats.clone()  # the training-free Tip-Adapter's cache
+            zs_val = zero_shot.logits_from_features(val, task)
+        # the training-free Tip-Adapter's cache: each key the renormalised mean of its image's augmented views
+        keys = F.normalize(fewshot.views(model, config.augment_views, "keys").mean(0), dim=-1)
         if config.epochs > 0:
+            train = fewshot.views(model, config.train_views, "train")
+            with torch.no_grad():
+                zs_train = torch.stack([zero_shot.logits_from_features(view, task) for view in train])
             keys.requires_grad_(True)
             opt = torch.optim.AdamW([keys], lr=config.lr, eps=1e-4)
             total = config.epochs * steps_per_epoch(len(labels), config.batch_size)
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
 
-            def loss(idx):
-                logits = zs_train[idx] + config.init_alpha * cache_logits(feats[idx], keys, values, config.init_beta)
+            def loss(view, idx):
+                query = train[view, idx]
+                logits = zs_train[view, idx] + config.init_alpha * cache_logits(query, keys, values,
+                                                                                config.init_beta)
                 return F.cross_entropy(logits, labels[idx])
 
             train_epochs(opt, len(labels), config.batch_size, config.epochs, ctx, loss, scheduler=sched,
-                         device=feats.device)
+                         device=val.device, views=config.train_views)
             keys = keys.detach()
         with torch.no_grad():
             alpha, beta = search_alpha_beta(zs_val, lambda b: cache_logits(val, keys, values, b),
