@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -612,10 +613,63 @@ def test_lp_ft_probes_first_without_touching_the_encoder_then_tunes_the_image_to
     model = embedded.clone()
     before = model.fingerprint()
     weight, bias, c = lp_ft.linear_probe_stage(model, fewshot, shape_task, method.make_config({}))
-    assert model.fingerprint() == before and weight.shape == (6, 64) and c in method.make_config({}).probe_c
+    assert model.fingerprint() == before and weight.shape == (6, 64) and c in np.logspace(-7, 2, 50)
     adapted, _ = adapt(reg, "lp-ft", embedded, shape_task, epochs=1, lr=1e-4)
     diff = changed(embedded.module, adapted.model.module)
     assert diff and all(k.startswith("visual.") for k in diff)  # the head replaces the text side
+
+
+def test_lp_ft_probe_is_the_authors_warm_started_sweep_on_standardised_features(reg, embedded, shape_task,
+                                                                                monkeypatch):
+    """log_reg_sk.py: one scalar mean/std standardisation, one warm-started LogisticRegression along
+    logspace(-7, 2, 50) at 20 iterations each, the best C on validation, weights mapped back to the features."""
+    import sklearn.linear_model
+
+    from clipbench.methods import lp_ft
+    from clipbench.tasks import sample_fewshot
+
+    fits, real = [], sklearn.linear_model.LogisticRegression
+
+    class Recording(real):
+        def fit(self, X, y):
+            fitted = super().fit(X, y)
+            fits.append((self.C, self.warm_start, self.max_iter, X.copy(), self.coef_.copy(), self.intercept_.copy()))
+            return fitted
+
+    monkeypatch.setattr(sklearn.linear_model, "LogisticRegression", Recording)
+    fewshot = sample_fewshot(shape_task.train.value, shape_task.num_classes, 4, 1, "shape")
+    weight, bias, c = lp_ft.linear_probe_stage(embedded, fewshot, shape_task, reg.method("lp-ft").make_config({}))
+    assert np.allclose([f[0] for f in fits], np.logspace(-7, 2, 50), rtol=0, atol=0)
+    assert all(f[1] and f[2] == 200 for f in fits)
+    X = fits[0][3]
+    assert abs(X.mean()) < 1e-9 and abs(X.std() - 1) < 1e-9  # one scalar mean and std, not per feature
+    assert not np.allclose(X.std(axis=0), 1)
+    chosen = next(f for f in fits if f[0] == c)
+    feats = fewshot.views(embedded, 1, "probe")[0].double()  # one augmented view each, as the authors extract
+    mapped = feats @ weight.double().T + bias.double()
+    standardised = torch.from_numpy(X) @ torch.from_numpy(chosen[4]).T + torch.from_numpy(chosen[5])
+    assert torch.allclose(mapped, standardised, atol=1e-4)  # the same logits on the unstandardised features
+    assert fits[0][4].shape[0] == 6 and not np.allclose(fits[0][4], fits[-1][4])  # warm start moved along C
+
+
+def test_lp_ft_stage_two_is_sgd_without_decay_on_freshly_augmented_batches(reg, embedded, shape_task, monkeypatch):
+    from clipbench.methods import lp_ft
+
+    seen = {}
+    real = lp_ft.finetune
+
+    def spy(model, params, fewshot, task, schedule, ctx, **kwargs):
+        seen["schedule"], seen["augment"], seen["images"] = schedule, kwargs.get("augment"), fewshot.images
+        return real(model, params, fewshot, task, schedule, ctx, **kwargs)
+
+    monkeypatch.setattr(lp_ft, "finetune", spy)
+    adapt(reg, "lp-ft", embedded, shape_task, epochs=1)
+    schedule = seen["schedule"]
+    assert (schedule.optimizer, schedule.momentum, schedule.weight_decay, schedule.batch_size) == ("sgd", 0.9, 0.0, 64)
+    assert schedule.warmup_fraction == 0.0 and schedule.decay == "cosine"
+    g = torch.Generator().manual_seed(0)
+    first, second = seen["augment"](seen["images"], g), seen["augment"](seen["images"], g)
+    assert first.shape == seen["images"].shape and not torch.equal(first, second)
 
 
 def _spy_on_wise_ft_training(monkeypatch):
@@ -733,3 +787,10 @@ def test_citations_say_what_is_implemented_and_what_only_resembles(reg):
     assert "LP++" in reg.method("linear-probe").citation and "not" in reg.method("linear-probe").citation
     assert "TrainingTheArchive" in reg.method("knn-adapter").citation
     assert "contrastive" in reg.method("flyp").summary.lower()
+
+
+def test_lp_ft_refuses_a_crop_scale_no_crop_can_draw_before_any_work(reg):
+    from clipbench.errors import ClipbenchError
+
+    with pytest.raises(ClipbenchError, match="crop_scale wants .* 0 < smallest <= largest <= 1"):
+        reg.method("lp-ft").make_config({"crop_scale": "1,0.5"})

@@ -392,8 +392,8 @@ def other_weights(d):
 
 FORGERIES = [
     # 3: "tuned" is checked against the shipped tuned configs and the search space
-    ("tip-adapter-f run at lr=0.003, relabelled tuned", "tip-adapter-f", retune("colour", {"lr": 0.003}),
-     "config.tuned.colour: lr=0.003 is not what the shipped tuned config"),
+    ("tip-adapter-f run at lr=0.01, relabelled tuned", "tip-adapter-f", retune("colour", {"lr": 0.01}),
+     "config.tuned.colour: lr=0.01 is not what the shipped tuned config"),
     ("linear-probe, nothing to tune, says tuned", "linear-probe",
      lambda d: retune("animals", {next(iter(d["config"]["method_config"])): 1})(d),
      "config.tuned: method 'linear-probe' declares no search space"),

@@ -62,7 +62,8 @@ class FLYP(Method):
         Deviation("augmentation",
                   "RandomResizedCrop scale (0.9, 1.0) on every training image",
                   "none: the support images as preprocessed",
-                  True, "the harness hands methods preprocessed image tensors; no crop pipeline yet"),
+                  True, "not yet applied: the crops exist (clipbench.random_crops, as LP-FT uses them) but adopting "
+                        "them re-tunes this method; planned with its (image, template) rows (issue #22)"),
         Deviation("batch, epochs, warm-up, weight decay",
                   "ImageNet: batch 512, 10 epochs, 500 warm-up steps, wd 0.1 (iWildCam, FMoW: batch 256, wd 0.2; "
                   "few_shot.py: batch 256, 20 epochs, no warm-up, wd 0.2 or 0)",

@@ -47,7 +47,8 @@ class FullFineTune(Method):
         Deviation("augmentation",
                   "RandomResizedCrop scale (0.9, 1.0) on every training image",
                   "none: the support images as preprocessed",
-                  True, "the harness hands methods preprocessed image tensors; it has no crop pipeline yet"),
+                  True, "not yet applied: the crops exist (clipbench.random_crops, as LP-FT uses them) but adopting "
+                        "them re-tunes this method; planned with FLYP's (issue #22)"),
         Deviation("checkpoint",
                   "every epoch is evaluated; the epoch with the best ID validation accuracy is reported",
                   "the last epoch",

@@ -129,8 +129,8 @@ class WiseFT(Method):
         Deviation("augmentation",
                   "RandomResizedCrop(scale=(0.9, 1.0)), bicubic, every step",
                   "none: the support images as they are",
-                  True, "the shared loop trains every method on the same images; to be added with the other "
-                        "augmentation items of issue #22"),
+                  True, "not yet applied: the crops exist (clipbench.random_crops, as LP-FT uses them) but adopting "
+                        "them re-tunes this method; planned with FLYP's (issue #22)"),
         Deviation("prompt ensemble of the head",
                   "the dataset's template list (80 templates for ImageNet)",
                   "the task's own templates",
