@@ -63,6 +63,11 @@ class Adapted:
     LoRA or OFT update), so their dense change is not counted twice.
     """
 
+    # Whether :meth:`logits_from_features` reads the image tower's raw output instead of the L2-normalised
+    # embedding (a head fit on raw features, as LP-FT's authors fit theirs): the harness hands it that, from
+    # the cache or encoded, on every path.
+    raw_features: ClassVar[bool] = False
+
     def __init__(self, model: ClipModel, trainable: int = 0, task: Task | None = None, *,
                  added: Iterable = (), generated: Iterable[str] = ()):
         self.model = model
@@ -104,7 +109,7 @@ class Adapted:
 
     def logits(self, images: torch.Tensor, task: Task) -> torch.Tensor:
         """Class logits of images: the encoder's embeddings through :meth:`logits_from_features`."""
-        return self.logits_from_features(self.model.encode_image(images), task)
+        return self.logits_from_features(self.model.encode_image(images, normalize=not self.raw_features), task)
 
     def classify(self, images: torch.Tensor, task: Task) -> torch.Tensor:
         return self.logits(images, task).argmax(dim=-1)

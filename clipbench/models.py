@@ -97,13 +97,16 @@ class ClipModel:
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return self.tokenizer(texts).to(self.device)
 
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised image embeddings (under a CPU bf16 autocast, from a bf16 copy of the image tower)."""
+    def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """L2-normalised image embeddings, or with ``normalize=False`` the tower's raw output (what a head fit
+        on raw features reads); under a CPU bf16 autocast, from a bf16 copy of the image tower."""
         x = self.prepare_images(images)
         if _cpu_bf16_inference(x):
             with torch.autocast("cpu", enabled=False):
-                return F.normalize(self._bf16_visual()(x.to(torch.bfloat16)).float(), dim=-1)
-        return F.normalize(self.module.encode_image(x), dim=-1)
+                out = self._bf16_visual()(x.to(torch.bfloat16)).float()
+        else:
+            out = self.module.encode_image(x)
+        return F.normalize(out, dim=-1) if normalize else out
 
     def _bf16_visual(self) -> torch.nn.Module:
         """A bf16 copy of the image tower, remade whenever the tower's weights change.

@@ -112,16 +112,16 @@ class Evaluator:
         return torch.equal(model.encode_image(canary.to(model.device)).float().cpu(),
                            self._pretrained.encode_image(canary.to(self._pretrained.device)).float().cpu())
 
-    def pretrained_features(self, model: ClipModel, images: ImageSet) -> torch.Tensor | None:
+    def pretrained_features(self, model: ClipModel, images: ImageSet, raw: bool = False) -> torch.Tensor | None:
         """fp32 embeddings of ``images`` for a method's training, when ``model`` still has the pretrained
         image encoder (checked from its weights and a canary batch) and there is a cache; else None (the
         method encodes)."""
         if self.cache is None or self._visual_fp is None or image_encoder_fingerprint(model) != self._visual_fp \
                 or not self._canary_agrees(model):
             return None
-        return self.features(images, "support", precision="fp32").clone()
+        return self.features(images, "support", precision="fp32", raw=raw).clone()
 
-    def pretrained_views(self, model: ClipModel, images: ImageSet, plan) -> torch.Tensor | None:
+    def pretrained_views(self, model: ClipModel, images: ImageSet, plan, raw: bool = False) -> torch.Tensor | None:
         """fp32 embeddings (views, N, D) of a :class:`clipbench.augment.ViewPlan`'s augmented views of
         ``images``, under the same conditions as :meth:`pretrained_features`; cached under the plan's key."""
         from clipbench.augment import ViewPlan, encode_views
@@ -136,27 +136,32 @@ class Evaluator:
         def encode():
             pixels = images.load(torch.arange(len(images)))
             with torch.inference_mode():
-                return encode_views(self._pretrained.encode_image, pixels, plan, self.batch_size).cpu()
+                return encode_views(lambda x: self._pretrained.encode_image(x, normalize=not raw), pixels, plan,
+                                    self.batch_size).cpu()
 
-        flat = self.cache.get_or_compute(self._visual_fp, images.fingerprint, f"{plan.key()}-fp32",
+        flat = self.cache.get_or_compute(self._visual_fp, images.fingerprint,
+                                         f"{plan.key()}{'-raw' if raw else ''}-fp32",
                                          lambda: encode().flatten(0, 1), rows=plan.views * len(images))
         return flat.view(plan.views, len(images), -1).clone()
 
     @torch.inference_mode()
-    def features(self, images: ImageSet, label: str = "", precision: str | None = None) -> torch.Tensor:
-        """Pretrained image embeddings of a whole set, from the cache or encoded once into it."""
+    def features(self, images: ImageSet, label: str = "", precision: str | None = None,
+                 raw: bool = False) -> torch.Tensor:
+        """Pretrained image embeddings of a whole set (``raw``: the tower's unnormalised output), from the cache
+        or encoded once into it."""
         precision = precision or self.precision
 
         def encode():
             tick = self.reporter.stage(f"encode {label}", len(images))
             out, done = [], 0
             for batch, _ in images.batches(self.batch_size):
-                out.append(self._pretrained.encode_image(batch).float().cpu())
+                out.append(self._pretrained.encode_image(batch, normalize=not raw).float().cpu())
                 done += len(batch)
                 tick(done, len(images))
             return torch.cat(out)
 
-        return self.cache.get_or_compute(self._visual_fp, images.fingerprint, f"features-{precision}",
+        return self.cache.get_or_compute(self._visual_fp, images.fingerprint,
+                                         f"features-{'raw-' if raw else ''}{precision}",
                                          lambda: self._autocast(encode, precision), rows=len(images))
 
     def _autocast(self, fn, precision: str | None = None):
@@ -186,15 +191,16 @@ class Evaluator:
         if self.batch_size is None:  # never bound: scored without a cache
             self.batch_size = default_batch_size(adapted.model.device)
         preds = []
+        raw = bool(adapted.raw_features)
         if self.encoder_is_pretrained(adapted):
-            feats = self.features(images, label).to(adapted.model.device)
+            feats = self.features(images, label, raw=raw).to(adapted.model.device)
             for i in range(0, len(feats), self.batch_size):
                 logits = adapted.logits_from_features(feats[i:i + self.batch_size], task)
                 preds.append(predict(logits, images.classes))
         else:
             tick = self.reporter.stage(f"eval {label}", len(images))
             for batch, _ in images.batches(self.batch_size):
-                feats = adapted.model.encode_image(batch)
+                feats = adapted.model.encode_image(batch, normalize=not raw)
                 preds.append(predict(adapted.logits_from_features(feats, task), images.classes))
                 tick(sum(len(p) for p in preds), len(images))
         self.images_scored += len(images)
@@ -427,13 +433,13 @@ def attach_sources(fewshot, evaluator: Evaluator) -> None:
 
     views_lookup, seed = evaluator.pretrained_views, fewshot.seed
 
-    def features_from(model, split: str):
-        return lookup(model, sets[split])
+    def features_from(model, split: str, raw: bool = False):
+        return lookup(model, sets[split], raw=raw is True)
 
-    def views_from(model, views: int, purpose: str, scale=(0.5, 1.0)):
+    def views_from(model, views: int, purpose: str, scale=(0.5, 1.0), raw: bool = False):
         # the plan is made here from plain values (and the seed as sampled): a method cannot hand the harness
         # an object whose cache key names other pixels
-        return views_lookup(model, sets["support"], view_plan(seed, views, purpose, scale))
+        return views_lookup(model, sets["support"], view_plan(seed, views, purpose, scale), raw=raw is True)
 
     fewshot.features_from = features_from
     fewshot.views_from = views_from

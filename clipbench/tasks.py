@@ -284,8 +284,9 @@ class FewShot:
     def val_images(self) -> torch.Tensor:
         return self.pool.load(self.val_indices)
 
-    def features(self, model, split: str = "support") -> torch.Tensor:
-        """L2-normalised image embeddings of the support (or ``"val"``) images under ``model``.
+    def features(self, model, split: str = "support", raw: bool = False) -> torch.Tensor:
+        """L2-normalised image embeddings of the support (or ``"val"``) images under ``model`` (``raw``: the
+        image tower's unnormalised output, for a head fit on raw features).
 
         Taken from the embedding cache when ``model``'s image encoder is bit-identical
         to the pretrained one (checked from its weights); encoded otherwise.
@@ -293,26 +294,29 @@ class FewShot:
         if split not in ("support", "val"):
             raise ValueError(f"split must be 'support' or 'val', not {split!r}")
         if self.features_from is not None:
-            cached = self.features_from(model, split)
+            cached = self.features_from(model, split, raw)
             if cached is not None:
                 return cached.to(model.device)
         images = self.images if split == "support" else self.val_images
         with torch.no_grad():
-            return torch.cat([model.encode_image(images[i:i + 512]) for i in range(0, len(images), 512)])
+            return torch.cat([model.encode_image(images[i:i + 512], normalize=not raw)
+                              for i in range(0, len(images), 512)])
 
-    def views(self, model, views: int, purpose: str, scale: tuple[float, float] = (0.5, 1.0)) -> torch.Tensor:
+    def views(self, model, views: int, purpose: str, scale: tuple[float, float] = (0.5, 1.0),
+              raw: bool = False) -> torch.Tensor:
         """L2-normalised embeddings under ``model`` of ``views`` augmented views of every support image, as
         (views, k*C, D): random resized crops covering ``scale`` of the area, flipped half the time, drawn
         from this sample's seed and ``purpose`` (so "keys" and "train" are independent draws, the same in
-        every run).  Cached like :meth:`features` when ``model``'s image encoder is the pretrained one."""
+        every run; ``raw``: the tower's unnormalised output).  Cached like :meth:`features` when ``model``'s
+        image encoder is the pretrained one."""
         from clipbench.augment import encode_views, view_plan
 
         plan = view_plan(self.seed, views, purpose, scale)
         if self.views_from is not None:
-            cached = self.views_from(model, views, purpose, scale)
+            cached = self.views_from(model, views, purpose, scale, raw)
             if cached is not None:
                 return cached.to(model.device)
-        return encode_views(model.encode_image, self.images, plan)
+        return encode_views(lambda x: model.encode_image(x, normalize=not raw), self.images, plan)
 
 
 def sample_fewshot(pool: ImageSet, num_classes: int, shots: int, seed: int, task_name: str = "") -> FewShot:

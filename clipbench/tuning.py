@@ -351,7 +351,7 @@ def validation_accuracy(method, config, model, task, fewshot, device) -> float:
     if hasattr(adapted.model.module, "eval"):
         adapted.model.module.eval()
     with torch.inference_mode():
-        feats = fewshot.features(adapted.model, "val")
+        feats = fewshot.features(adapted.model, "val", raw=adapted.raw_features)
         preds = protocol.predict(adapted.logits_from_features(feats, task), None)
     return metrics.accuracy(preds, fewshot.val_labels)
 

@@ -645,7 +645,8 @@ def test_lp_ft_probe_is_the_authors_warm_started_sweep_on_standardised_features(
     assert abs(X.mean()) < 1e-9 and abs(X.std() - 1) < 1e-9  # one scalar mean and std, not per feature
     assert not np.allclose(X.std(axis=0), 1)
     chosen = next(f for f in fits if f[0] == c)
-    feats = fewshot.views(embedded, 1, "probe")[0].double()  # one augmented view each, as the authors extract
+    feats = fewshot.views(embedded, 1, "probe", raw=True)[0].double()  # one augmented view each, raw
+    assert not torch.allclose(feats.norm(dim=1), torch.ones(len(feats), dtype=feats.dtype))
     mapped = feats @ weight.double().T + bias.double()
     standardised = torch.from_numpy(X) @ torch.from_numpy(chosen[4]).T + torch.from_numpy(chosen[5])
     assert torch.allclose(mapped, standardised, atol=1e-4)  # the same logits on the unstandardised features
@@ -794,3 +795,24 @@ def test_lp_ft_refuses_a_crop_scale_no_crop_can_draw_before_any_work(reg):
 
     with pytest.raises(ClipbenchError, match="crop_scale wants .* 0 < smallest <= largest <= 1"):
         reg.method("lp-ft").make_config({"crop_scale": "1,0.5"})
+
+
+def test_lp_ft_head_reads_the_raw_features_on_every_path_and_zero_shot_the_normalised_ones(reg, embedded, shape_task):
+    """The authors' head acts on the image tower's raw output: the harness hands it raw features (cached or
+    encoded, the same numbers), and other label spaces are zero-shot on the normalised embedding."""
+    adapted, _ = adapt(reg, "lp-ft", embedded, shape_task, epochs=1, lr=1e-4)
+    assert adapted.raw_features
+    images = shape_task.test.value.load(torch.arange(24))
+    with torch.inference_mode():
+        raw = adapted.model.encode_image(images, normalize=False)
+        assert torch.equal(torch.nn.functional.normalize(raw, dim=-1), adapted.model.encode_image(images))
+        assert torch.equal(adapted.logits(images, shape_task), raw @ adapted.weight.T + adapted.bias)
+        probe = Adapted(adapted.model).logits(images, shape_task)
+        other = copy_of(shape_task, "other")
+        assert torch.equal(adapted.logits(images, other), probe)
+
+
+def copy_of(task, name):
+    import dataclasses
+
+    return dataclasses.replace(task, name=name)

@@ -410,3 +410,29 @@ def test_the_canary_still_lets_an_untouched_image_tower_use_the_cache(tmp_path):
     import copy
 
     assert evaluator.encoder_is_pretrained(Adapted(copy.deepcopy(model)))
+
+
+def test_a_head_on_raw_features_is_scored_the_same_from_the_cache_and_from_images(embedded, default_suite, tmp_path):
+    """An Adapted that declares raw_features gets the image tower's unnormalised output on both paths."""
+    from clipbench.cache import EmbeddingCache
+    from clipbench.method import Adapted
+
+    task = default_suite.task("shape")
+    seen = []
+
+    class NormHead(Adapted):
+        raw_features = True
+
+        def logits_from_features(self, features, t):
+            seen.append(features.norm(dim=1))
+            return features[:, :t.num_classes] * features.norm(dim=1, keepdim=True)
+
+    cached = protocol.Evaluator(cache=EmbeddingCache(tmp_path))
+    cached.bind(embedded)
+    plain = protocol.Evaluator()
+    images = task.test.value
+    a = cached.correct(NormHead(embedded, task=task), images, task, "raw")
+    b = cached.correct(NormHead(embedded, task=task), images, task, "raw")  # read back from the cache
+    c = plain.correct(NormHead(embedded, task=task), images, task, "raw")
+    assert torch.equal(a, b) and torch.equal(a, c) and cached.cache.hits >= 1
+    assert all(not torch.allclose(n, torch.ones_like(n)) for n in seen)

@@ -3,17 +3,20 @@
 Kumar, Raghunathan, Jones, Ma, Liang, "Fine-Tuning can Distort Pretrained
 Features and Underperform Out-of-Distribution", ICLR 2022.  Stage 1 trains a
 linear head on the frozen image features as the authors' log_reg_sk.py does:
-the training images' features extracted once through the training transforms
-(one random resized crop and flip each), standardised by one scalar mean and
-std, L2-regularised logistic regression warm-started along 50 values of C over
-logspace(-7, 2) (at most 200 iterations each), the C with the best validation
-accuracy kept and its weights mapped back to unstandardised features.  Stage 2
+the image tower's raw (unnormalised) features of the training images,
+extracted once through the training transforms (one random resized crop and
+flip each), standardised by one scalar mean and std, L2-regularised logistic
+regression warm-started along 50 values of C over logspace(-7, 2) (at most 200
+iterations each), the C with the best validation accuracy kept and its weights
+mapped back to unstandardised features.  Stage 2
 fine-tunes the image encoder and that head together, starting from it, so the
 features move less than under fine-tuning from a random head, with the
 authors' transfer recipe: SGD, momentum 0.9, no weight decay, batch 64, 20
 epochs, cosine decay, and their training transforms (random resized crop and
 flip) on every batch.  The learning rate is searched on validation, as the
-authors sweep theirs.  The text tower is not used by the head and stays as it is.
+authors sweep theirs.  The head reads the raw features throughout (the harness
+hands them to it: ``ImageHead.raw_features``).  The text tower is not used by
+the head and stays as it is.
 
 Deviation card: `LPFT.deviations` below; `clipbench show method lp-ft`.
 """
@@ -25,6 +28,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from clipbench.augment import AUGMENTATION_ARITHMETIC, random_crops
 from clipbench.cards import Deviation
@@ -79,8 +83,8 @@ def linear_probe_stage(model, fewshot, task, config, seed: int = 0) -> tuple[tor
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    feats = fewshot.views(model, 1, "probe", tuple(config.crop_scale))[0].cpu().double().numpy()
-    val = fewshot.features(model, "val").cpu().double().numpy()
+    feats = fewshot.views(model, 1, "probe", tuple(config.crop_scale), raw=True)[0].cpu().double().numpy()
+    val = fewshot.features(model, "val", raw=True).cpu().double().numpy()
     y, y_val = fewshot.labels.numpy(), fewshot.val_labels.numpy()
     mean, std = feats.mean(), feats.std()
     probe = LogisticRegression(random_state=seed, warm_start=True, max_iter=config.probe_iterations)
@@ -118,6 +122,18 @@ class ImageHead(Adapted):
         return features @ self.weight.T + self.bias
 
 
+class RawImageHead(ImageHead):
+    """LP-FT's head: it reads the image tower's raw output (the harness hands it that); zero-shot CLIP
+    elsewhere scores the normalised embedding, as everywhere."""
+
+    raw_features = True
+
+    def logits_from_features(self, features, task):
+        if not self.is_own_task(task):
+            return Adapted.logits_from_features(self, F.normalize(features, dim=-1), task)
+        return features @ self.weight.T + self.bias
+
+
 class LPFT(Method):
     name = "lp-ft"
     citation = ("Kumar et al., Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution, "
@@ -128,15 +144,6 @@ class LPFT(Method):
                  "unlabeled_extrapolation/baseline_train.py with configs/adaptation/*.yaml (stage 2), "
                  "scripts/run_adaptation_experiments.py (sweeps)")
     deviations = (
-        Deviation("probe and head features",
-                  "the image encoder's raw output (standardised for the probe by one scalar mean and std, the "
-                  "weights mapped back afterwards); the head acts on the raw output in stage 2",
-                  "the L2-normalised embeddings, standardised the same way for the probe; the head acts on the "
-                  "normalised embedding in stage 2 and at test time",
-                  True, "clipbench scores every adapted model through one path that hands heads the normalised "
-                        "embedding (cached when the encoder is the pretrained one); a head on the raw output would "
-                        "need each image's norm from that path. The head's logits differ from the reference's by "
-                        "the image's feature norm"),
         Deviation("probe training features",
                   "each training image's features extracted once through the training transforms (RandomResizedCrop "
                   "area 0.08-1, flip; linprobe_run with aug=True)",
@@ -184,13 +191,13 @@ class LPFT(Method):
             p.requires_grad_(True)
 
         def head_logits(m, images, t):
-            return m.encode_image(images) @ weight.T + bias
+            return m.encode_image(images, normalize=False) @ weight.T + bias
 
         finetune(model, visual + [weight, bias], fewshot, task, config.schedule(), ctx, logits_fn=head_logits,
                  augment=lambda images, generator: random_crops(images, generator, tuple(config.crop_scale)))
         model.module.requires_grad_(False)
         weight, bias = weight.detach(), bias.detach()
-        adapted = ImageHead(model, task, weight, bias, count_parameters(visual) + weight.numel() + bias.numel())
+        adapted = RawImageHead(model, task, weight, bias, count_parameters(visual) + weight.numel() + bias.numel())
         adapted.notes = {"probe_C": c}
         return adapted
 
