@@ -113,14 +113,15 @@ def train_steps(optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
 
 
 def train_epochs(optimizer: torch.optim.Optimizer, n: int, batch_size: int, epochs: int, ctx: AdaptContext,
-                 loss_fn: Callable[[torch.Tensor], torch.Tensor], *,
+                 loss_fn: Callable[..., torch.Tensor], *,
                  scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
                  device: torch.device | str = "cpu", after_backward: Callable[[], None] | None = None,
                  views: int = 0) -> list[float]:
     """``epochs`` shuffled passes over ``n`` examples in minibatches (:func:`minibatches`, drawn from
     ``ctx.generator``), a step on ``loss_fn(indices)`` each, reported to ``ctx``; returns the per-step losses.
     With ``views`` (cached augmented views per example, :meth:`clipbench.tasks.FewShot.views`) the step is
-    ``loss_fn(view, indices)``: epoch ``e`` trains on view ``e mod views``."""
+    ``loss_fn(view, indices)``: epoch ``e`` (counted from 0; ``epoch_finished`` reports it as ``e + 1``)
+    trains on view ``e mod views``."""
     per_epoch = steps_per_epoch(n, batch_size)
     batches = minibatches(n, batch_size, epochs, ctx.generator, device)
     step_on = loss_fn

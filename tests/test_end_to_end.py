@@ -55,6 +55,10 @@ def test_every_registered_method_meets_the_contract(clipbench_contract):
         fields = {f for f in method.config_class.__dataclass_fields__}
         overrides = dict(tuning.shipped_values("default", method, fingerprint).get("shape", {}))
         overrides.update({"epochs": 1} if "epochs" in fields else {})
-        if name in ("l2sp", "wise-ft", "flyp", "lp-ft") and "lr" not in overrides:
-            overrides["lr"] = 1e-4  # a rate at which the weights visibly move in one epoch
-        clipbench_contract(method, overrides=overrides)
+        if name in ("l2sp", "wise-ft", "flyp", "lp-ft") and overrides.get("lr", 0.0) < 1e-5:
+            # a rate at which every trained tensor visibly moves in one epoch (LP-FT's tuned 1e-7 on shape
+            # leaves most of the image tower bit-identical; its SGD moves little below 1e-2 in one epoch)
+            overrides["lr"] = 1e-2 if name == "lp-ft" else 1e-4
+        # LP-FT's probe separates 2 shots a class perfectly, so its one SGD step has gradients too small to
+        # move the LayerNorm gains (1.0) at all; 16 shots leave something to learn
+        clipbench_contract(method, shots=16 if name == "lp-ft" else 2, overrides=overrides)
