@@ -626,7 +626,8 @@ def test_a_real_slurm_sweep_from_beside_a_clone_survives_requeue_kill_and_rerun(
     # the jobs run meanwhile (a first one may be done): those still queued or running are not submitted again
     assert re.search(r"\d cell\(s\) are still queued or running from an earlier submission", stdout)
     assert not re.search(r"submitted \d+ job", stdout)
-    assert re.search(r"slurm: .*\d pending \(", stdout) and re.search(r"slurm: \d running", stdout)  # queue states
+    # queue states; Slurm's states are listed alphabetically, so a job already FAILED (the killed one) comes first
+    assert re.search(r"slurm: .*\d pending \(", stdout) and re.search(r"slurm: (\d+ \w+, )*\d running", stdout)
     assert "Bypassing sacct" not in stdout + stderr and "Traceback" not in stderr
     assert re.match(r"error: 1 of \d cell job\(s\) failed; every cell that finished is saved and merged", stderr), stderr
     assert f"{killed_cell}: job {killed} ended without a result" in stderr
