@@ -491,23 +491,30 @@ def comparison_table(results: list[dict], cmp: Comparison | None = None) -> Tabl
     from clipbench import scoring
     from clipbench.formatting import share
 
+    from clipbench.formatting import fixed
+
     cmp = cmp or compare(results)
     with_delta = bool(cmp.difference)
+    overall = [scoring.summarise(r["cells"], r["reference"])["overall"] for r in results]
+    b2n = any("new" in o for o in overall)  # base-to-new tasks: ID is the base classes
     table = Table(title="Suite means over tasks (each a mean over seeds; ± std over seeds)",
-                  caption="\n".join(filter(None, ["score 95%: bootstrap over test images and seeds",
-                                                   _differences_caption(cmp)])))
-    cols = ["method", "ID", "+ID", "shift", "+OOD", "forget", "score", "score 95%"] \
+                  caption="\n".join(filter(None, [
+                      "ID: base classes; new: new-class accuracy; H: base-to-new harmonic mean of the mean base and "
+                      "the mean new accuracy (CoCoOp's)" if b2n else "",
+                      "score 95%: bootstrap over test images and seeds", _differences_caption(cmp)])))
+    cols = ["method", "ID", *(["new", "H"] if b2n else []), "+ID", "shift", "+OOD", "forget", "score", "score 95%"] \
         + (["Δ score [95%]"] if with_delta else []) + ["train%", "adapt s"]
     for col in cols:
         table.add_column(col, justify="left" if col == "method" else "right",
                          no_wrap=col in ("method", "score 95%", "Δ score [95%]"))
-    for r, label in zip(results, cmp.labels):
-        o = scoring.summarise(r["cells"], r["reference"])["overall"]
+    for o, label in zip(overall, cmp.labels):
 
         def cell(key, digits=1):
             return fmt(o.get(key), digits)
 
-        row = [escape(label), cell("id"), cell("id_gain"), cell("mean_shift"), cell("ood_gain"),
+        hm = o.get("base_new_hm")
+        row = [escape(label), cell("id"), *([cell("new"), "-" if hm is None else fixed(hm, 1)] if b2n else []),
+               cell("id_gain"), cell("mean_shift"), cell("ood_gain"),
                cell("mean_forgetting"), cell("score"), _interval(cmp.score_ci.get(label))]
         if with_delta:
             row.append("baseline" if label in cmp.baseline.values() and label not in cmp.baseline

@@ -1,6 +1,7 @@
 """The progress reporter: stages inside stages (a method encoding its support set while adapting)."""
 
 import io
+import json
 
 from rich.console import Console
 
@@ -158,3 +159,29 @@ def test_a_local_sweeps_eta_shares_the_cells_between_its_workers_and_times_cells
             "cost": {"adapt_seconds": 20.0}}
     reporter.cell_finished(1, 4, "a", cell)  # this cell recorded 20 s: twice the record
     assert console.file.getvalue().splitlines()[-1].endswith("ETA 0:00:30")  # 3 cells x 20 s / 2 workers
+
+
+def test_the_suite_table_of_a_base_to_new_run_shows_new_classes_and_their_harmonic_mean(registry, tmp_path):
+    """#26: a default-b2n run's summary names what ID means and shows new-class accuracy and CoCoOp's H."""
+    from rich.console import Console
+
+    from clipbench import runner, scoring, ui
+
+    pm, reg = registry
+    [split] = runner.execute(runner.RunRequest(["counting"], suite="mini-split", shots=2, seeds=[1],
+                                               out_dir=tmp_path / "split"), reg, pm)
+    [plain] = runner.execute(runner.RunRequest(["counting"], suite="mini", shots=2, seeds=[1],
+                                               out_dir=tmp_path / "plain"), reg, pm)
+
+    def render(path):
+        console = Console(width=250, record=True)
+        console.print(ui.comparison_table([json.loads(path.read_text())]))
+        return console.export_text()
+
+    text = render(split)
+    header = next(line for line in text.splitlines() if "method" in line)
+    assert " new " in header and " H " in header and "ID: base classes" in text
+    hm = scoring.summarise(*(lambda d: (d["cells"], d["reference"]))(json.loads(split.read_text())))["overall"]
+    assert f"{hm['base_new_hm']:.1f}" in text
+    plain_header = next(line for line in render(plain).splitlines() if "method" in line)
+    assert " new " not in plain_header and " H " not in plain_header
