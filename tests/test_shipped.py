@@ -44,6 +44,26 @@ def test_no_image_is_shared_between_splits_not_even_nearly(name):
     assert not tool.near_duplicates(train, pretrain).any()
 
 
+@pytest.mark.parametrize("name", shipped.COLLECTIONS)
+def test_no_picture_repeats_inside_the_train_pool_or_the_test_set(name):
+    """A repeat inside the train pool could be a seed's shot and its validation image at once (animals had 2)."""
+    tool = _builder()
+    for split in ("train", "test"):
+        images, _ = shipped.split(name, split)
+        assert not tool.near_duplicate_pairs(images).any(), f"{name} {split}"
+
+
+def test_the_builder_drops_later_repeats_mirror_images_included_and_keeps_the_first():
+    tool = _builder()
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (28, 28)).astype(np.uint8) for _ in range(2))
+    nudged = a.copy()
+    nudged[0, 0] ^= 1  # one grey level: still the same picture
+    images = np.stack([a, b, a[:, ::-1], nudged, b])
+    assert tool.later_duplicates(images).tolist() == [False, False, True, True, True]
+    assert tool.later_duplicates(images[:1]).tolist() == [False]
+
+
 def test_every_class_has_enough_train_images_for_16_shots_and_validation():
     for name in shipped.COLLECTIONS:
         _, labels = shipped.split(name, "train")
@@ -59,6 +79,26 @@ def test_canvas_centres_the_image_and_shifts_are_deterministic():
     for shift in shipped.SHIFTS:
         a, b = shipped.canvas_images(images[:20], shift, 7), shipped.canvas_images(images[:20], shift, 7)
         assert np.array_equal(a, b) and not np.array_equal(a, out[:1].repeat(20, 0))
+
+
+@pytest.mark.parametrize("name", shipped.COLLECTIONS)
+def test_the_occluder_hides_part_of_every_figure(name):
+    """Every occluded test image differs from its clean one (18 were identical when the square fell on the border)."""
+    images, _ = shipped.split(name, "test")
+    clean = shipped.canvas_images(images)[:, 0]
+    occluded = shipped.canvas_images(images, "occluded", 3)[:, 0]
+    figure = clean >= clean.max(axis=(1, 2), keepdims=True) / 2
+    hidden = (figure & (occluded == 0)).sum(axis=(1, 2))
+    assert (hidden > 0).all()
+    assert ((occluded == clean) | (occluded == 0)).all()  # only blanks, never new pixels
+
+
+def test_the_occluder_finds_a_small_figure_in_a_corner():
+    image = np.zeros((1, 32, 32), dtype=np.uint8)
+    image[0, 27:30, 27:30] = 200
+    for seed in range(20):
+        out = shipped.occlude(image, np.random.default_rng(seed))
+        assert out[0, 27:30, 27:30].min() == 0 and out.sum() < image.sum()
 
 
 def test_uci_digits_come_from_scikit_learn_at_mnist_scale():

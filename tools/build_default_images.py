@@ -19,7 +19,12 @@ a *train* pool (the k shots and validation images are drawn from it) and a
 duplicates (RMS pixel difference below DUPLICATE_RMS, mirror images included)
 never straddle two splits: an image that nearly duplicates a test image is
 dropped from train and pretrain, one that nearly duplicates a train image is
-dropped from pretrain.  Fashion-MNIST's test set comes from its official test
+dropped from pretrain.  Within the test set and within the train pool, an image
+that nearly duplicates one picked before it is dropped too (not replaced, so
+that the pretrain pool, the embedded model's whole pretraining set, stays the
+same images): a duplicate inside the train pool could put one picture into
+both the k shots and the validation split of a seed.  The pretrain pool keeps
+its own repeats (as web data does); they reach no other split.  Fashion-MNIST's test set comes from its official test
 file, the pools from its training file.
 
 The output is deterministic: running this script again on the same sources
@@ -225,6 +230,35 @@ def near_duplicates(a: np.ndarray, b: np.ndarray, threshold: float = DUPLICATE_R
     return hit
 
 
+def later_duplicates(images: np.ndarray, threshold: float = DUPLICATE_RMS) -> np.ndarray:
+    """For each image, whether it nearly duplicates (mirror images included) an image *kept* before it."""
+    keep = np.ones(len(images), dtype=bool)
+    if len(images) < 2:
+        return ~keep
+    near = near_duplicate_pairs(images, threshold)
+    for i in range(len(images)):
+        if keep[i]:
+            later = np.flatnonzero(near[i, i + 1:]) + i + 1
+            keep[later] = False
+    return ~keep
+
+
+def near_duplicate_pairs(images: np.ndarray, threshold: float = DUPLICATE_RMS) -> np.ndarray:
+    """(N, N) bool: image i is within ``threshold`` RMS of image j or of its mirror image (i != j)."""
+    import torch
+
+    x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float64) / 255.0)
+    mirrored = torch.from_numpy(images[:, :, ::-1].copy().reshape(len(images), -1).astype(np.float64) / 255.0)
+    limit = (threshold ** 2) * x.shape[1]
+    near = np.zeros((len(images), len(images)), dtype=bool)
+    for y in (x, mirrored):
+        d2 = (x * x).sum(1, keepdim=True) + (y * y).sum(1) - 2 * x @ y.T
+        near |= (d2 <= limit).numpy()
+    near |= near.T
+    np.fill_diagonal(near, False)
+    return near
+
+
 def split_collection(name: str, raw: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
     """Images, labels and split codes (0 pretrain, 1 train, 2 test) of one collection."""
     spec = COLLECTIONS[name]
@@ -262,13 +296,21 @@ def split_collection(name: str, raw: dict[str, tuple[np.ndarray, np.ndarray]]) -
             if split == "train" and len(picked) < want:
                 raise SystemExit(f"{name}: class {c} has only {len(picked)} clean train images")
             chosen[split] += [(pool_origin, i) for i in picked]
+    # repeats inside the test set and inside the train pool, dropped after every split is drawn so that
+    # the pretrain pool (checked against them above) is exactly the one the embedded model was pretrained on
+    dropped = {}
+    for split in ("test", "train"):
+        repeat = later_duplicates(_gather(raw, chosen[split]))
+        dropped[split] = int(repeat.sum())
+        chosen[split] = [row for row, r in zip(chosen[split], repeat) if not r]
     images, labels, codes = [], [], []
     for code, split in enumerate(SPLITS):
         rows = sorted(chosen[split])
         images.append(_gather(raw, rows))
         labels.append(np.array([raw[o][1][i] for o, i in rows], dtype=np.uint8))
         codes.append(np.full(len(rows), code, dtype=np.uint8))
-    return {"images": np.concatenate(images), "labels": np.concatenate(labels), "splits": np.concatenate(codes)}
+    return {"images": np.concatenate(images), "labels": np.concatenate(labels), "splits": np.concatenate(codes),
+            "dropped_repeats": dropped}
 
 
 def _gather(raw, rows) -> np.ndarray:
@@ -312,6 +354,7 @@ def build(sources: Path, fetch: bool) -> dict[str, bytes]:
             "source_files": {p: d for s in SOURCES.values() for p, d in s["files"].items()
                              if p in _source_paths(name)},
             "images_per_split": {s: int((arrays["splits"] == i).sum()) for i, s in enumerate(SPLITS)},
+            "repeats_dropped": arrays["dropped_repeats"],
         }
     out["MANIFEST.json"] = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     return out

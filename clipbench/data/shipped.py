@@ -129,11 +129,24 @@ def lowres(images: np.ndarray, rng: np.random.Generator, size: int = 10) -> np.n
 
 
 def occlude(images: np.ndarray, rng: np.random.Generator, side: int = 10) -> np.ndarray:
-    """A partial view: a ``side`` x ``side`` square, placed at random inside the figure's area, blanked."""
+    """A partial view: a ``side`` x ``side`` square blanked, centred on a random pixel of the figure.
+
+    The centre is drawn among the pixels at least half as bright as the image's
+    brightest, so the square always hides part of the object: a square placed
+    anywhere in the frame fell on the empty border of small silhouettes and left
+    them unchanged.
+    """
     out = images.copy()
-    top, left = rng.integers(4, images.shape[1] - 4 - side + 1, (2, len(images)))
-    for i in range(len(images)):
-        out[i, top[i]:top[i] + side, left[i]:left[i] + side] = 0
+    height, width = images.shape[1:]
+    draws = rng.random(len(images))
+    for i, image in enumerate(images):
+        rows, cols = np.nonzero(image >= max(int(image.max()), 1) / 2)
+        if len(rows) == 0:  # a blank image has nothing to hide
+            continue
+        pick = min(int(draws[i] * len(rows)), len(rows) - 1)
+        top = min(max(int(rows[pick]) - side // 2, 0), height - side)
+        left = min(max(int(cols[pick]) - side // 2, 0), width - side)
+        out[i, top:top + side, left:left + side] = 0
     return out
 
 

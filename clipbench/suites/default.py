@@ -11,7 +11,7 @@ forgetting means losing skill on images the fine-tuning never saw:
   silhouettes): real 28x28 images shipped with clipbench.  Digits shift to
   scikit-learn's 8x8 digits (other writers, another resolution: a real shift);
   every real task also shifts to thumbnails (10x10, scaled back up) and to
-  partly blanked views (a 10x10 square missing).
+  partly blanked views (a 10x10 square missing, centred on the figure).
 
 The embedded model was pretrained on the world and on the shipped images'
 *pretrain* pools, disjoint (near duplicates included) from every train pool,
