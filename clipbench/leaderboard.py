@@ -229,32 +229,35 @@ def _boot_key(data: dict) -> tuple:
     return _model_key(data) + (_seeds(data),)
 
 
-def encoders_untouched(data: dict) -> bool:
-    """Zero forgetting by construction: every probe image of every cell is scored exactly as the zero-shot
-    reference scores it (decided from the per-image correctness, never from the method's name)."""
-    probes = 0
+def scored_as_zero_shot(data: dict, part: str) -> bool:
+    """Whether one part of every cell, ``"probes"`` or ``"new"`` classes, is zero-shot by construction: each of
+    its images scored exactly as the zero-shot reference scores it (decided from the per-image correctness,
+    never from the method's name).  Probes so scored mean encoders left untouched (zero forgetting is then
+    no measurement); new classes so scored mean nothing learned acts on unseen class names."""
+    if part not in ("probes", "new"):
+        raise ValueError(f"part must be 'probes' or 'new', not {part!r}")
+    seen = 0
     for cell in data["cells"]:
-        ref = data["reference"][cell["task"]]["correct"]["probes"]
-        for name, packed in cell["correct"]["probes"].items():
-            probes += 1
-            if name not in ref or scoring.images_differing(packed, ref[name]) != 0:
+        ref = data["reference"][cell["task"]]["correct"]
+        if part == "probes":
+            pairs = [(packed, ref["probes"].get(name)) for name, packed in cell["correct"]["probes"].items()]
+        else:
+            pairs = [] if cell["correct"].get("new") is None else [(cell["correct"]["new"], ref.get("new"))]
+        for packed, reference in pairs:
+            seen += 1
+            if reference is None or scoring.images_differing(packed, reference) != 0:
                 return False
-    return probes > 0
+    return seen > 0
+
+
+def encoders_untouched(data: dict) -> bool:
+    """Zero forgetting by construction: every probe image of every cell scored as the zero-shot reference."""
+    return scored_as_zero_shot(data, "probes")
 
 
 def new_as_zero_shot(data: dict) -> bool:
-    """New-class accuracy that is zero-shot by construction: every new-class image of every cell scored exactly
-    as the zero-shot reference scores it (what the method learned does not act on unseen class names)."""
-    news = 0
-    for cell in data["cells"]:
-        ref = data["reference"][cell["task"]]["correct"].get("new")
-        packed = cell["correct"].get("new")
-        if packed is None:
-            continue
-        news += 1
-        if ref is None or scoring.images_differing(packed, ref) != 0:
-            return False
-    return news > 0
+    """New-class accuracy that is zero-shot by construction (see :func:`scored_as_zero_shot`)."""
+    return scored_as_zero_shot(data, "new")
 
 
 def _row_name(path: Path) -> str:
@@ -425,7 +428,7 @@ def board(suite: str, entries: list[tuple[Path, dict]], known_models: dict | Non
     marked = {"mean_forgetting": untouched, "new": zero_shot_new}  # by construction: noted, never the best
     best = {}
     for _, key, pick, _ in columns:
-        vals = [_stat(r[2]["overall"][key])["mean"] for r in ranked if key in r[2]["overall"]
+        vals = [r[2]["overall"][key]["mean"] for r in ranked if key in r[2]["overall"]
                 and id(r[0]) not in marked.get(key, ())]
         best[key] = pick(vals) if vals else None
     rows = []
@@ -434,7 +437,7 @@ def board(suite: str, entries: list[tuple[Path, dict]], known_models: dict | Non
         seeds = len({c["seed"] for c in data["cells"]})
         cells = {}
         for _, key, _, digits in columns:
-            stat = _stat(summary["overall"].get(key))
+            stat = summary["overall"].get(key)
             cell = Cell(formatting.share(stat["mean"]) if digits is None and stat else _pm(stat, digits, seeds),
                         stat["mean"] if stat else None)
             if key == "mean_forgetting" and id(data) in untouched and stat:
@@ -459,7 +462,7 @@ def board(suite: str, entries: list[tuple[Path, dict]], known_models: dict | Non
             if not s:
                 continue
             numbers = {"id": _fmt(s["id"]), "new": _fmt(s.get("new")),
-                       "base_new_hm": formatting.fixed(s["base_new_hm"], 1) if "base_new_hm" in s else "-",
+                       "base_new_hm": formatting.fixed(s["base_new_hm"]["mean"], 1) if "base_new_hm" in s else "-",
                        "mean_shift": _fmt(s["mean_shift"]),
                        "mean_forgetting": _fmt(s["mean_forgetting"]), "score": formatting.fixed(s["score"]["mean"], 1)}
             numbers.update({f"shift:{k}": _fmt(v) for k, v in s["shifts"].items()})
@@ -577,11 +580,6 @@ MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~!&])")
 def md(text) -> str:
     """A user string made inert in Markdown and HTML: every markup character backslash-escaped."""
     return MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ").replace("\r", " ")
-
-
-def _stat(value):
-    """A summary number as a stat: the base-to-new harmonic mean is one number (from the seed means), no std."""
-    return {"mean": value} if isinstance(value, (int, float)) else value
 
 
 def _fmt(stat) -> str:

@@ -96,8 +96,7 @@ class Evaluator:
         # decided once per adapted model (the evaluator keeps the answer, never writes onto the method's object)
         known = self._encoder_checked
         if known is None or known[0]() is not adapted:
-            same = image_encoder_fingerprint(adapted.model) == self._visual_fp and self._canary_agrees(adapted.model)
-            self._encoder_checked = known = (weakref.ref(adapted), same)
+            self._encoder_checked = known = (weakref.ref(adapted), self._serves_pretrained(adapted.model))
         return known[1]
 
     CANARY_IMAGES = 4
@@ -112,12 +111,17 @@ class Evaluator:
         return torch.equal(model.encode_image(canary.to(model.device)).float().cpu(),
                            self._pretrained.encode_image(canary.to(self._pretrained.device)).float().cpu())
 
+    def _serves_pretrained(self, model: ClipModel) -> bool:
+        """Whether cached pretrained embeddings may stand in for ``model``'s image path: there is a cache, and
+        ``model``'s image tower has the pretrained weights and encodes the canary batch bit for bit alike."""
+        return self.cache is not None and self._visual_fp is not None \
+            and image_encoder_fingerprint(model) == self._visual_fp and self._canary_agrees(model)
+
     def pretrained_features(self, model: ClipModel, images: ImageSet, raw: bool = False) -> torch.Tensor | None:
         """fp32 embeddings of ``images`` for a method's training, when ``model`` still has the pretrained
         image encoder (checked from its weights and a canary batch) and there is a cache; else None (the
         method encodes)."""
-        if self.cache is None or self._visual_fp is None or image_encoder_fingerprint(model) != self._visual_fp \
-                or not self._canary_agrees(model):
+        if not self._serves_pretrained(model):
             return None
         return self.features(images, "support", precision="fp32", raw=raw).clone()
 
@@ -126,8 +130,7 @@ class Evaluator:
         ``images``, under the same conditions as :meth:`pretrained_features`; cached under the plan's key."""
         from clipbench.augment import ViewPlan, encode_views
 
-        if self.cache is None or self._visual_fp is None or image_encoder_fingerprint(model) != self._visual_fp \
-                or not self._canary_agrees(model):
+        if not self._serves_pretrained(model):
             return None
 
         if type(plan) is not ViewPlan:  # only the harness's own plans name cache entries

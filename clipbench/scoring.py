@@ -161,7 +161,7 @@ def summarise_task(group: list[dict], ref: dict) -> dict:
     if "new" in ref:
         out["new"] = stat([c["new"] for c in group])
         new_mean = out["new"]["mean"]
-        out["base_new_hm"] = round(harmonic_mean([out["id"]["mean"], new_mean]), DIGITS)
+        out["base_new_hm"] = {"mean": round(harmonic_mean([out["id"]["mean"], new_mean]), DIGITS), "std": None}
     score, axes = task_score(ref, out["id"]["mean"], new_mean, {s: v["mean"] for s, v in out["shifts"].items()},
                              {p: v["mean"] for p, v in out["probes"].items()})
     out["score"] = {"mean": round(score, DIGITS), "std": None}
@@ -242,8 +242,9 @@ def overall(tasks: dict[str, dict], by_task: dict[str, list[dict]], references: 
         out[key] = {"mean": round(m, digits), "std": None if std is None else round(std, digits)}
     if "new" in out:  # CoCoOp's average row: the harmonic mean of the mean base and the mean new accuracy
         split = [t for t in tasks.values() if "base_new_hm" in t]
-        out["base_new_hm"] = round(harmonic_mean([mean(t["id"]["mean"] for t in split),
-                                                  mean(t["new"]["mean"] for t in split)]), DIGITS)
+        out["base_new_hm"] = {"mean": round(harmonic_mean([mean(t["id"]["mean"] for t in split),
+                                                           mean(t["new"]["mean"] for t in split)]), DIGITS),
+                              "std": None}
     out["excluded_probes"] = sorted({f"{name}:{p}" for name, t in tasks.items() for p in t["excluded_probes"]})
     return out
 

@@ -319,7 +319,7 @@ def summary_tables(result: dict) -> list[Table]:
             table.add_row(f"  probe {escape(probe)} left out", "", "", "", style="dim")
         if s.get("new"):
             row("new classes", ref.get("new"), s["new"])
-            table.add_row("base/new H", "", fixed(s['base_new_hm'], 1), "")
+            table.add_row("base/new H", "", fixed(s['base_new_hm']['mean'], 1), "")
         zero_shot_score, _ = scoring.task_score(ref, ref["id"], ref.get("new"), ref["shifts"], ref["probes"])
         row("score (H above chance)", zero_shot_score, s["score"], style="bold")
         table.add_row("trainable %", "", share(s["trainable_pct"]["mean"]), "")
@@ -512,8 +512,7 @@ def comparison_table(results: list[dict], cmp: Comparison | None = None) -> Tabl
         def cell(key, digits=1):
             return fmt(o.get(key), digits)
 
-        hm = o.get("base_new_hm")
-        row = [escape(label), cell("id"), *([cell("new"), "-" if hm is None else fixed(hm, 1)] if b2n else []),
+        row = [escape(label), cell("id"), *([cell("new"), cell("base_new_hm")] if b2n else []),
                cell("id_gain"), cell("mean_shift"), cell("ood_gain"),
                cell("mean_forgetting"), cell("score"), _interval(cmp.score_ci.get(label))]
         if with_delta:

@@ -98,7 +98,7 @@ def test_base_to_new_adapts_on_base_classes_only(registry, tmp_path):
     assert CountingMethod.calls == [("shape[base]", 1, 3 * 2)]  # 3 base classes x 2 shots
     assert "new" in data["cells"][0] and "new" in data["reference"]["shape"]
     summary = scoring.summary_of(data)["tasks"]["shape"]
-    assert summary["base_new_hm"] > 0
+    assert summary["base_new_hm"]["mean"] > 0
     # the score counts the held-out classes: H of base (ID), new, the shift and probe retention, above chance
     ref = data["reference"]["shape"]
     assert ref["chance"] == {"id": 100 / 3, "new": 100 / 3, "shifts": {"outline": 100 / 3}, "probes": {"size": 50.0}}

@@ -98,7 +98,7 @@ def test_base_to_new_joins_the_score():
     r = ref(shifts={}, probes={}, classes=5, new=60.0)
     task = scoring.summarise_task([cell(1, 80.0, {}, {}, new=50.0)], r)
     assert set(task["score_axes"]) == {"id", "new"}
-    assert task["base_new_hm"] == round(2 / (1 / 80 + 1 / 50), 4)
+    assert task["base_new_hm"]["mean"] == round(2 / (1 / 80 + 1 / 50), 4)
 
 
 def test_the_suite_base_to_new_harmonic_mean_is_cocoops_average_row():
@@ -106,9 +106,9 @@ def test_the_suite_base_to_new_harmonic_mean_is_cocoops_average_row():
     ra, rb = ref(shifts={}, probes={}, new=50.0), ref(shifts={}, probes={}, new=50.0)
     cells = [cell(1, 90.0, {}, {}, task="a", new=30.0), cell(1, 60.0, {}, {}, task="b", new=70.0)]
     o = scoring.summarise(cells, {"a": ra, "b": rb})["overall"]
-    assert o["base_new_hm"] == round(scoring.harmonic_mean([75.0, 50.0]), 4)  # 60.0; the tasks' mean H is 54.8
+    assert o["base_new_hm"] == {"mean": round(scoring.harmonic_mean([75.0, 50.0]), 4), "std": None}  # 60.0; the tasks' mean H is 54.8
     tasks = scoring.summarise(cells, {"a": ra, "b": rb})["tasks"]
-    assert round((tasks["a"]["base_new_hm"] + tasks["b"]["base_new_hm"]) / 2, 1) == 54.8
+    assert round((tasks["a"]["base_new_hm"]["mean"] + tasks["b"]["base_new_hm"]["mean"]) / 2, 1) == 54.8
 
 
 # ------------------------------------------------------------------ per-image correctness and the bootstrap

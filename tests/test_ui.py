@@ -182,6 +182,6 @@ def test_the_suite_table_of_a_base_to_new_run_shows_new_classes_and_their_harmon
     header = next(line for line in text.splitlines() if "method" in line)
     assert " new " in header and " H " in header and "ID: base classes" in text
     hm = scoring.summarise(*(lambda d: (d["cells"], d["reference"]))(json.loads(split.read_text())))["overall"]
-    assert f"{hm['base_new_hm']:.1f}" in text
+    assert f"{hm['base_new_hm']['mean']:.1f}" in text
     plain_header = next(line for line in render(plain).splitlines() if "method" in line)
     assert " new " not in plain_header and " H " not in plain_header
