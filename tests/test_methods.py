@@ -293,6 +293,27 @@ def test_knn_adapter_meets_the_contract(reg, clipbench_contract):
     clipbench_contract(reg.method("knn-adapter"), overrides={"iterations": 20, "lr": 1e-2})
 
 
+def test_lora_follows_the_a_clip_authors_recipe_and_initialisation():
+    """#22: LoRA as mit-ll/IIMM trains it: SGD with momentum 0.9 and weight decay 1e-4 at a constant rate (no
+    warm-up), the non-zero factor drawn from N(0, 0.02), the other zero; peft's Kaiming start stays available."""
+    import torch.nn as nn
+
+    from clipbench.methods.attention import PackedLoRA
+    from clipbench.methods.lora import LoRAConfig
+
+    schedule = LoRAConfig().schedule()
+    assert (schedule.optimizer, schedule.momentum, schedule.weight_decay) == ("sgd", 0.9, 1e-4)
+    assert schedule.warmup_fraction == 0.0 and LoRAConfig().decay == "constant"
+    torch.manual_seed(0)
+    attn = nn.MultiheadAttention(256, 4)
+    lora = PackedLoRA(attn, 16, 0.2, init_std=LoRAConfig().init_std)
+    a = torch.cat([p.flatten() for p in lora.A])
+    assert abs(a.std().item() - 0.02) < 0.001 and abs(a.mean().item()) < 0.001
+    assert all(torch.count_nonzero(b) == 0 for b in lora.B)
+    kaiming = torch.cat([p.flatten() for p in PackedLoRA(attn, 16, 0.2).A])
+    assert kaiming.abs().max() <= 1 / math.sqrt(256) + 1e-6 and kaiming.std() > 0.03  # uniform(+-1/sqrt(d))
+
+
 def test_lora_merged_equals_unmerged(reg, embedded, shape_task):
     images = shape_task.test.value.load(torch.arange(16))
     unmerged, _ = adapt(reg, "lora", embedded, shape_task, epochs=2, lr=1e-2, merge=False)

@@ -48,10 +48,12 @@ class PackedLoRA(nn.Module):
     """A low-rank update on chosen q/k/v slices of a packed in_proj_weight (a parametrization).
 
     W = W0 + scaling * B A on each slice; B starts at zero, so the model starts at W0
-    (Hu et al. 2022).  ``merge`` folds the update into W0 and removes the parametrization.
+    (Hu et al. 2022).  A starts Kaiming-uniform as in peft, or N(0, ``init_std``) as in the
+    A-CLIP authors' code.  ``merge`` folds the update into W0 and removes the parametrization.
     """
 
-    def __init__(self, attn: nn.MultiheadAttention, rank: int, scaling: float, slices=("q", "v")):
+    def __init__(self, attn: nn.MultiheadAttention, rank: int, scaling: float, slices=("q", "v"),
+                 init_std: float | None = None):
         super().__init__()
         d = attn.embed_dim
         self.slices = [qkv_slice(attn, s) for s in slices]
@@ -60,7 +62,10 @@ class PackedLoRA(nn.Module):
         self.B = nn.ParameterList()
         for _ in self.slices:
             a = torch.empty(rank, d, device=attn.in_proj_weight.device)
-            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+            if init_std is None:
+                nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+            else:
+                nn.init.normal_(a, std=init_std)
             self.A.append(nn.Parameter(a))
             self.B.append(nn.Parameter(torch.zeros(d, rank, device=attn.in_proj_weight.device)))
 
@@ -74,8 +79,9 @@ class PackedLoRA(nn.Module):
         return weight + self.delta(weight)
 
 
-def add_lora(attn: nn.MultiheadAttention, rank: int, scaling: float, slices=("q", "v")) -> PackedLoRA:
-    lora = PackedLoRA(attn, rank, scaling, slices)
+def add_lora(attn: nn.MultiheadAttention, rank: int, scaling: float, slices=("q", "v"),
+             init_std: float | None = None) -> PackedLoRA:
+    lora = PackedLoRA(attn, rank, scaling, slices, init_std)
     parametrize.register_parametrization(attn, "in_proj_weight", lora)
     return lora
 

@@ -1,11 +1,12 @@
 """Built-in plugin: LoRA on the query and value projections of both towers.
 
 Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022.
-Configuration of the A-CLIP paper's comparison (mit-ll/IIMM): rank 16 on the q
-and v slices of every packed ``in_proj_weight``, scaling 0.2; the pretrained
-weights stay frozen and the update is merged into them after training, so the
-adapted model costs nothing extra at inference.  Training recipe as A-CLIP's
-with LoRA's usual learning rate 1e-4 (AdamW).
+Configuration and recipe of the A-CLIP paper's comparison (mit-ll/IIMM): rank 16
+on the q and v slices of every packed ``in_proj_weight``, scaling 0.2, the
+non-zero factor drawn from N(0, 0.02); the pretrained weights stay frozen; SGD
+with momentum 0.9 and weight decay 1e-4 at a constant rate, batch 128, 30
+epochs (the shared A-CLIP recipe).  The update is merged into the weights after
+training, so the adapted model costs nothing extra at inference.
 
 Deviation card: `LoRA.deviations` below; `clipbench show method lora`.
 """
@@ -18,19 +19,18 @@ from clipbench.cards import Deviation
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 from clipbench.methods.attention import add_lora, attention_layers, merge_parametrizations
-from clipbench.config import MethodConfig, option
+from clipbench.config import SGDRecipe, option
 from clipbench.training import count_parameters, finetune
 
 
 @dataclass(frozen=True)
-class LoRAConfig(MethodConfig):
-    rank: int = option(16, "rank of each update", source="the A-CLIP paper's LoRA comparison: 16")
-    scaling: float = option(0.2, "alpha / rank, the update's scale")
-    lr: float = option(1e-4, "AdamW learning rate of the low-rank factors",
-                       search=[1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2], source="LoRA's usual 1e-4")
-    weight_decay: float = option(1e-4, "AdamW weight decay")
-    batch_size: int = option(128, "images per step")
-    epochs: int = option(30, "passes over the support set")
+class LoRAConfig(SGDRecipe):
+    rank: int = option(16, "rank of each update", source="mit-ll/IIMM README: --rank 16")
+    scaling: float = option(0.2, "alpha / rank, the update's scale", source="mit-ll/IIMM models/common.py: 0.2")
+    init_std: float = option(0.02, "standard deviation of the non-zero factor's normal initialisation",
+                             source="mit-ll/IIMM models/common.py: 0.02")
+    lr: float = option(1e-4, "SGD learning rate of the low-rank factors",
+                       search=[1e-6, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0], source="LoRA's usual 1e-4")
     merge: bool = option(True, "merge the update into the weights after training")
 
 
@@ -42,19 +42,13 @@ class LoRA(Method):
     reference = ("mit-ll/IIMM: models/common.py (LoraMultiheadAttention), models/clip.py (LoRACLIP), train.py and "
                  "train_helpers.py (the A-CLIP paper's LoRA comparison)")
     deviations = (
-        Deviation("optimiser",
-                  "train.py's SGD, momentum 0.9, weight decay 1e-4 (Adam with --optimizer Adam)",
-                  "AdamW, weight decay 1e-4",
-                  True, "clipbench took LoRA's usual AdamW (Hu et al.); not yet aligned with the comparison's code"),
-        Deviation("schedule",
-                  "a constant learning rate, no warm-up",
-                  "cosine decay after 10% warm-up (the shared Schedule's defaults: LoRAConfig sets neither)",
-                  True, "not chosen on purpose: LoRAConfig inherits the shared loop's defaults; not yet aligned"),
-        Deviation("initialisation",
-                  "the non-zero factor drawn from N(0, 0.02), the other zero",
-                  "the non-zero factor Kaiming-uniform (peft's default), the other zero",
-                  True, "peft's initialisation, which the tests compare against; the non-zero factor's scale sets "
-                        "how fast the zero one moves"),
+        Deviation("base weight",
+                  "each forward adds the update in place into a detached alias of the stored pretrained weight, "
+                  "so the stored base drifts by every forward's update (training and evaluation alike)",
+                  "W0 stays frozen; each forward computes W0 + scaling * B A",
+                  True, "a bug of the released forward, not the method (Hu et al.: W0 is frozen); fixed. Measured "
+                        "on a copy of that forward: after two forwards the stored base is off by exactly twice the "
+                        "update"),
         Deviation("merge",
                   "the update stays a separate term, added to in_proj_weight at every forward",
                   "merged into in_proj_weight after training",
@@ -66,8 +60,8 @@ class LoRA(Method):
                         "steps"),
         Deviation("what is searched",
                   "lr fixed (train.py's default 1e-6, shared by every method)",
-                  "lr chosen by `clipbench tune` on the validation split (1e-5 to 3e-2; 1e-4 by default); the "
-                  "paper's value with --defaults",
+                  "lr chosen by `clipbench tune` on the validation split (1e-6 to 1, spanning A-CLIP's and "
+                  "BitFit's SGD grids; 1e-4 by default); the default with --defaults",
                   True, "full-data learning rates rarely suit 16 shots; every method is tuned the same way, never "
                         "on test data"),
         Deviation("checkpoint",
@@ -86,7 +80,7 @@ class LoRA(Method):
     def adapt(self, model, fewshot, task, config, ctx):
         model.module.requires_grad_(False)
         layers = attention_layers(model.module)
-        loras = [add_lora(attn, config.rank, config.scaling) for _, attn in layers]
+        loras = [add_lora(attn, config.rank, config.scaling, init_std=config.init_std) for _, attn in layers]
         params = [p for lora in loras for p in lora.parameters()]
         finetune(model, params, fewshot, task, config.schedule(), ctx)
         trainable = count_parameters(params)
