@@ -625,6 +625,40 @@ def test_flyp_trains_both_towers(reg, embedded, shape_task):
     assert any(k.startswith("visual.") for k in diff) and any(k.startswith("transformer.") for k in diff)
 
 
+def test_flyp_trains_one_row_per_image_and_template_on_crops(reg, embedded, shape_task, monkeypatch):
+    """#22.5: as locuslab/FLYP's training CSV: each support image once per template of the ensemble, captioned
+    with it; an epoch is the image set's batch count, drawn from one shuffled stream of rows that carries on
+    across epochs (flyp_loss.py); each row a random resized crop of area 0.9-1.0."""
+    import dataclasses
+
+    from clipbench.models import ClipModel
+
+    task = dataclasses.replace(shape_task, templates=["itap of a {}.", "a drawing of a {}."])
+    captions, images = [], []
+    tokenize, encode_image = ClipModel.tokenize, ClipModel.encode_image
+    monkeypatch.setattr(ClipModel, "tokenize", lambda self, texts: (captions.append(list(texts)),
+                                                                    tokenize(self, texts))[1])
+    monkeypatch.setattr(ClipModel, "encode_image",
+                        lambda self, x, **kw: (images.append(x.detach().clone()), encode_image(self, x, **kw))[1])
+    # 6 classes x 2 shots = 12 images, 24 rows; batch 8: an epoch is 2 steps, so 2 epochs are 4 batches of rows
+    # (the 3 of one whole pass over the rows, then the first of the next), never the 6 of two passes
+    adapted, fewshot = adapt(reg, "flyp", embedded, task, shots=2, epochs=2, lr=1e-5, batch_size=8)
+    assert [len(batch) for batch in captions] == [8, 8, 8, 8]
+    every = {t.format(c) for t in task.templates for c in task.classnames}
+    assert set(sum(captions[:3], [])) == every and len(sum(captions[:3], [])) == 24  # one whole pass first
+    trained = torch.cat(images)
+    # a crop of area >= 0.9 can round to the whole 32-pixel image (as torchvision's does); most do not
+    untouched = sum(any(torch.equal(row, image) for image in fewshot.images) for row in trained)
+    assert len(trained) == 32 and untouched < len(trained) / 2
+
+
+def test_flyp_refuses_a_crop_scale_no_crop_can_draw(reg):
+    from clipbench.errors import ClipbenchError
+
+    with pytest.raises(ClipbenchError, match="flyp.crop_scale"):
+        reg.method("flyp").make_config({"crop_scale": (0.0, 1.0)})
+
+
 def test_lp_ft_probes_first_without_touching_the_encoder_then_tunes_the_image_tower(reg, embedded, shape_task):
     from clipbench.methods import lp_ft
     from clipbench.tasks import sample_fewshot
@@ -779,8 +813,9 @@ def test_wise_ft_interpolates_image_tower_and_head_and_keeps_the_whole_curve(reg
 
 
 # lp-ft is absent: its head is a logistic-regression probe on image features, never a class prompt; wise-ft
-# too: as released, it trains a head initialised from the whole prompt ensemble (zeroshot.py), no train prompt
-TRAINS_AGAINST_CLASS_PROMPTS = ["full-ft", "aclip", "saft", "orthcr", "bitfit", "lora", "clip-adapter", "flyp"]
+# too: as released, it trains a head initialised from the whole prompt ensemble (zeroshot.py), no train prompt;
+# and flyp: its training CSV has one row per image and template of the ensemble
+TRAINS_AGAINST_CLASS_PROMPTS = ["full-ft", "aclip", "saft", "orthcr", "bitfit", "lora", "clip-adapter"]
 
 
 @pytest.mark.parametrize("name", TRAINS_AGAINST_CLASS_PROMPTS)
