@@ -491,8 +491,6 @@ def comparison_table(results: list[dict], cmp: Comparison | None = None) -> Tabl
     from clipbench import scoring
     from clipbench.formatting import share
 
-    from clipbench.formatting import fixed
-
     cmp = cmp or compare(results)
     with_delta = bool(cmp.difference)
     overall = [scoring.summarise(r["cells"], r["reference"])["overall"] for r in results]

@@ -24,8 +24,9 @@ that nearly duplicates one picked before it is dropped too (not replaced, so
 that the pretrain pool, the embedded model's whole pretraining set, stays the
 same images): a duplicate inside the train pool could put one picture into
 both the k shots and the validation split of a seed.  The pretrain pool keeps
-its own repeats (as web data does); they reach no other split.  Fashion-MNIST's test set comes from its official test
-file, the pools from its training file.
+its own repeats (as web data does); they reach no other split.
+Fashion-MNIST's test set comes from its official test file, the pools from its
+training file.
 
 The output is deterministic: running this script again on the same sources
 writes the same bytes (checked with --check, and by sha256 in MANIFEST.json).
@@ -211,49 +212,43 @@ def load_raw(files: dict[str, bytes]) -> dict[str, dict[str, tuple[np.ndarray, n
 # ------------------------------------------------------------------ splitting
 
 
-def near_duplicates(a: np.ndarray, b: np.ndarray, threshold: float = DUPLICATE_RMS) -> np.ndarray:
-    """For each image of ``a``, whether some image of ``b`` (or its mirror image) is within ``threshold`` RMS."""
+def near_pairs(a: np.ndarray, b: np.ndarray, threshold: float = DUPLICATE_RMS) -> np.ndarray:
+    """(len(a), len(b)) bool: image i of ``a`` is within ``threshold`` RMS of image j of ``b`` or of its mirror."""
     import torch
 
+    hit = np.zeros((len(a), len(b)), dtype=bool)
     if len(a) == 0 or len(b) == 0:
-        return np.zeros(len(a), dtype=bool)
+        return hit
     x = torch.from_numpy(a.reshape(len(a), -1).astype(np.float64) / 255.0)
     ys = [torch.from_numpy(b.reshape(len(b), -1).astype(np.float64) / 255.0),
           torch.from_numpy(b[:, :, ::-1].copy().reshape(len(b), -1).astype(np.float64) / 255.0)]
     limit = (threshold ** 2) * x.shape[1]
-    hit = np.zeros(len(a), dtype=bool)
     for y in ys:
         for start in range(0, len(x), 2048):
             xs = x[start:start + 2048]
             d2 = (xs * xs).sum(1, keepdim=True) + (y * y).sum(1) - 2 * xs @ y.T
-            hit[start:start + len(xs)] |= (d2 <= limit).any(1).numpy()
+            hit[start:start + len(xs)] |= (d2 <= limit).numpy()
     return hit
+
+
+def near_duplicates(a: np.ndarray, b: np.ndarray, threshold: float = DUPLICATE_RMS) -> np.ndarray:
+    """For each image of ``a``, whether some image of ``b`` (or its mirror image) is within ``threshold`` RMS."""
+    return near_pairs(a, b, threshold).any(1)
 
 
 def later_duplicates(images: np.ndarray, threshold: float = DUPLICATE_RMS) -> np.ndarray:
     """For each image, whether it nearly duplicates (mirror images included) an image *kept* before it."""
-    keep = np.ones(len(images), dtype=bool)
-    if len(images) < 2:
-        return ~keep
     near = near_duplicate_pairs(images, threshold)
+    keep = np.ones(len(images), dtype=bool)
     for i in range(len(images)):
         if keep[i]:
-            later = np.flatnonzero(near[i, i + 1:]) + i + 1
-            keep[later] = False
+            keep[np.flatnonzero(near[i, i + 1:]) + i + 1] = False
     return ~keep
 
 
 def near_duplicate_pairs(images: np.ndarray, threshold: float = DUPLICATE_RMS) -> np.ndarray:
     """(N, N) bool: image i is within ``threshold`` RMS of image j or of its mirror image (i != j)."""
-    import torch
-
-    x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float64) / 255.0)
-    mirrored = torch.from_numpy(images[:, :, ::-1].copy().reshape(len(images), -1).astype(np.float64) / 255.0)
-    limit = (threshold ** 2) * x.shape[1]
-    near = np.zeros((len(images), len(images)), dtype=bool)
-    for y in (x, mirrored):
-        d2 = (x * x).sum(1, keepdim=True) + (y * y).sum(1) - 2 * x @ y.T
-        near |= (d2 <= limit).numpy()
+    near = near_pairs(images, images, threshold)
     near |= near.T
     np.fill_diagonal(near, False)
     return near

@@ -6,8 +6,8 @@ its training CSV, every support image is one row per template of the task's
 zero-shot ensemble, captioned with that template and its class name; each row
 is a random resized crop (area 0.9-1.0, the code's train transform).  An epoch
 is as many batches as the image set has, drawn from one shuffled stream of rows
-that carries on across epochs (the code's loop), and a batch of rows is trained with the symmetric in-batch contrastive loss CLIP was
-pretrained with (image-to-text and text-to-image cross-entropy over
+that carries on across epochs (the code's loop), and a batch of rows is
+trained with the symmetric in-batch contrastive loss CLIP was pretrained with (image-to-text and text-to-image cross-entropy over
 logit_scale * I T^T, targets on the diagonal), not cross-entropy over all
 classes (that is clipbench's ``full-ft``).  Rows sharing a caption, or an
 image, in one batch are negatives of each other, as in the authors' code.
