@@ -176,7 +176,7 @@ def tuned_values(request: RunRequest, suite: Suite, tasks: list[Task], method, m
         space = tuning.search_space(method)
         if not space:
             return {}, None
-        key = tuning.TuneKey(suite.name, method.name, model_fp, request.shots, tuning.space_hash(space))
+        key = tuning.tune_key(suite.name, method, model_fp, request.shots)
         chosen, prov = {}, {"seeds": list(tuning.TUNING_SEEDS), "budget": tuning.TRIAL_BUDGET, "tasks": {}}
         for folder in tuning.tuned_dirs(request.tuned_dir):  # per task, the first folder that finished it
             found = tuning.load_tuned(key, [folder], method)

@@ -13,7 +13,9 @@ further grid steps and reported if it is still at the edge.
 
 Choices are written, trial by trial (an interrupted tuning resumes), to one
 JSON file per (suite, method, model fingerprint, shots); ``clipbench run``
-applies the file whose search-space hash still matches the method's.
+applies the file whose search-space hash and recipe hash still match the
+method's, so values tuned under another grid or another fixed recipe (epochs,
+batch size, optimiser...) are never applied to this one.
 """
 
 from __future__ import annotations
@@ -59,6 +61,23 @@ def search_space(method) -> dict[str, list]:
 
 def space_hash(space: dict[str, list]) -> str:
     return hashlib.sha256(json.dumps(space, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def recipe(method) -> dict:
+    """What a tuning holds fixed: the config's defaults outside the search space (epochs, batch size...)."""
+    space = search_space(method)
+    defaults = method.config_class()
+    return {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults) if f.name not in space}
+
+
+def recipe_hash(method) -> str:
+    return hashlib.sha256(json.dumps(recipe(method), sort_keys=True, default=repr).encode()).hexdigest()[:12]
+
+
+def tune_key(suite: str, method, model_fingerprint: str, shots: int) -> TuneKey:
+    """The key of ``method``'s tuned-config file: its grid and its fixed recipe as they are now."""
+    return TuneKey(suite, method.name, model_fingerprint, shots, space_hash(search_space(method)),
+                   recipe_hash(method))
 
 
 def grid(space: dict[str, list]) -> list[dict]:
@@ -126,6 +145,7 @@ class TuneKey:
     model_fingerprint: str
     shots: int
     space_hash: str
+    recipe_hash: str  # what the tuning held fixed: a changed default outside the grid makes the file stale
 
     def filename(self) -> str:
         return f"{self.suite}__{self.method}__{self.model_fingerprint}__{self.shots}shot.json"
@@ -139,7 +159,7 @@ def tuned_dirs(extra: Path | None = None) -> list[Path]:
 def load_tuned(key: TuneKey, dirs: list[Path], method=None) -> tuple[Path, dict] | None:
     """The first tuned-config file for ``key`` whose search space still matches, else None.
 
-    A file of another search space or model is skipped; a damaged one (truncated, wrong types, a value
+    A file of another search space, recipe or model is skipped; a damaged one (truncated, wrong types, a value
     its option refuses when ``method`` is given) is refused by name, never skipped: skipping it would
     quietly run with other values, or let `tune` start over and overwrite it.
     """
@@ -199,14 +219,14 @@ def record_problem(record: dict, method=None) -> str | None:
 
 def shipped_values(suite: str, method, model_fingerprint: str, shots: int = 16) -> dict[str, dict]:
     """{task: values} that the shipped tuned configs hold for a method (empty where none ship)."""
-    space = search_space(method)
-    found = load_tuned(TuneKey(suite, method.name, model_fingerprint, shots, space_hash(space)), [SHIPPED],
-                       method)
+    found = load_tuned(tune_key(suite, method, model_fingerprint, shots), [SHIPPED], method)
     return chosen_values(found[1]) if found else {}
 
 
-def new_record(key: TuneKey, space: dict) -> dict:
-    return {"schema": SCHEMA, "key": dataclasses.asdict(key), "space": space, "seeds": list(TUNING_SEEDS),
+def new_record(key: TuneKey, space: dict, fixed: dict | None = None) -> dict:
+    """An empty tuned-config record; ``fixed`` is the recipe the key's recipe hash stands for, kept readable."""
+    return {"schema": SCHEMA, "key": dataclasses.asdict(key), "space": space, "recipe": fixed or {},
+            "seeds": list(TUNING_SEEDS),
             "budget": TRIAL_BUDGET, "widen_steps": WIDEN_STEPS, "granularity": "per task (ELEVATER, CoOp)",
             "selection": "mean validation accuracy over the tuning seeds; ties go to the earlier grid point",
             "tasks": {}}
@@ -383,10 +403,10 @@ def tune(request: TuneRequest, registry, pm, reporter=None, log: Callable[[str],
     written = []
     for method in methods:
         space = spaces[method.name]
-        key = TuneKey(suite.name, method.name, fingerprint, request.shots, space_hash(space))
+        key = tune_key(suite.name, method, fingerprint, request.shots)
         path = Path(request.out_dir) / key.filename()
         found = load_tuned(key, [Path(request.out_dir)], method)
-        record = found[1] if found else new_record(key, space)
+        record = found[1] if found else new_record(key, space, recipe(method))
         if not space:
             log(f"{method.name}: declares no search space; runs with its paper defaults")
             continue

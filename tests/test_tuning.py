@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
@@ -210,9 +211,21 @@ def test_a_changed_search_space_makes_a_tuned_file_stale(reg3, tmp_path):
     [path] = tuning.tune(tuning.TuneRequest(["scale"], suite="mini", shots=2, out_dir=tmp_path), reg, pm)
     key = tuning.TuneKey(**json.loads(path.read_text())["key"])
     assert tuning.load_tuned(key, [tmp_path])[0] == path
-    changed = tuning.TuneKey(key.suite, key.method, key.model_fingerprint, key.shots,
-                             tuning.space_hash({"scale": [5.0, 6.0]}))
+    changed = dataclasses.replace(key, space_hash=tuning.space_hash({"scale": [5.0, 6.0]}))
     assert tuning.load_tuned(changed, [tmp_path]) is None  # a run then uses the paper defaults, not stale values
+
+
+def test_a_changed_recipe_makes_a_tuned_file_stale(registry, monkeypatch):
+    """Values tuned under 20 epochs are not applied to a recipe of 5: the key holds the fixed defaults' hash."""
+    pm, reg = registry
+    method = reg.method("full-ft")
+    key = tuning.tune_key("default", method, "f" * 16, 16)
+    assert "lr" not in tuning.recipe(method) and tuning.recipe(method)["epochs"] == 20
+    shorter = dataclasses.make_dataclass("Shorter", [("epochs", int, dataclasses.field(default=5))],
+                                         bases=(method.config_class,), frozen=True)
+    monkeypatch.setattr(method, "config_class", shorter)
+    changed = tuning.tune_key("default", method, "f" * 16, 16)
+    assert changed.space_hash == key.space_hash and changed.recipe_hash != key.recipe_hash
 
 
 def test_widening_stays_inside_a_fields_bounds():
@@ -227,7 +240,7 @@ def test_widening_stays_inside_a_fields_bounds():
 
 def _tuned_file(folder, method, task_record=None, text=None):
     space = tuning.search_space(method)
-    key = tuning.TuneKey("default", method.name, "f" * 16, 16, tuning.space_hash(space))
+    key = tuning.tune_key("default", method, "f" * 16, 16)
     record = tuning.new_record(key, space)
     record["tasks"]["shape"] = {"values": {"lr": 1e-5}, "val_accuracy": 50.0, "at_edge": [], "seconds": 1.0,
                                 "done": True, "trials": [], **(task_record or {})}
@@ -307,7 +320,7 @@ def test_a_full_disk_during_tune_is_one_sentence(tmp_path, registry, monkeypatch
 
     pm, reg = registry
     method = reg.method("full-ft")
-    key = tuning.TuneKey("default", "full-ft", "f" * 16, 16, "x")
+    key = tuning.TuneKey("default", "full-ft", "f" * 16, 16, "x", "y")
 
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -327,3 +340,15 @@ def test_progress_numbers_each_trial_and_marks_the_ones_read_back_from_an_interr
     tuning.tune_task(None, {"lr": [1e-3, 1e-2, 1e-1]}, record, lambda v: -abs(v["lr"] - 1e-2), lambda: None,
                      lambda number, total, trial, recorded: said.append((number, total, trial["values"]["lr"], recorded)))
     assert said[:3] == [(1, 3, 1e-3, True), (2, 3, 1e-2, True), (3, 3, 1e-1, False)]
+
+
+def test_every_shipped_tuned_file_matches_its_methods_grid_and_recipe(registry):
+    """A default changed without a re-tune would make `run` fall back to the paper defaults; this says which."""
+    pm, reg = registry
+    shipped = sorted(tuning.SHIPPED.glob("*.json"))
+    assert shipped
+    for path in shipped:
+        key = json.loads(path.read_text())["key"]
+        method = reg.method(key["method"])
+        want = tuning.tune_key(key["suite"], method, key["model_fingerprint"], key["shots"])
+        assert key == dataclasses.asdict(want), f"{path.name}: re-run `clipbench tune` for {method.name}"

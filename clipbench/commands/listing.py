@@ -178,7 +178,7 @@ def main_show(args, console: Console) -> int:
 
 def _tuned(method) -> Table:
     """The values `clipbench run` applies instead of the defaults: every tuned-config file for this method
-    (./tuned, then the shipped ones) whose search space still matches the method's, task by task."""
+    (./tuned, then the shipped ones) whose search space and fixed recipe still match the method's, task by task."""
     from clipbench import results, tuning
 
     space = tuning.search_space(method)
@@ -189,7 +189,7 @@ def _tuned(method) -> Table:
     if not space:
         table.caption = f"{method.name} declares no search space: it always runs its defaults"
         return table
-    want = tuning.space_hash(space)
+    want = {"space_hash": tuning.space_hash(space), "recipe_hash": tuning.recipe_hash(method)}
     seen = set()
     for folder in tuning.tuned_dirs():
         for path in sorted(folder.glob(f"*__{method.name}__*shot.json")) if folder.is_dir() else []:
@@ -198,8 +198,8 @@ def _tuned(method) -> Table:
             except results.ResultFileError:
                 continue
             key = record.get("key") if isinstance(record, dict) else None
-            if (not isinstance(key, dict) or key.get("method") != method.name or key.get("space_hash") != want
-                    or record.get("schema") != tuning.SCHEMA):
+            if (not isinstance(key, dict) or key.get("method") != method.name
+                    or any(key.get(k) != v for k, v in want.items()) or record.get("schema") != tuning.SCHEMA):
                 continue
             where = "shipped" if folder == tuning.SHIPPED else f"{folder}/"
             for task, values in tuning.chosen_values(record).items():
