@@ -129,9 +129,8 @@ class RawImageHead(ImageHead):
     raw_features = True
 
     def logits_from_features(self, features, task):
-        if not self.is_own_task(task):
-            return Adapted.logits_from_features(self, F.normalize(features, dim=-1), task)
-        return features @ self.weight.T + self.bias
+        return super().logits_from_features(features if self.is_own_task(task) else F.normalize(features, dim=-1),
+                                            task)
 
 
 class LPFT(Method):
