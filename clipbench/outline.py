@@ -80,7 +80,7 @@ def outline(prepared) -> Outline:
 
 def hyper_source(run, request, tasks: list[str], suite: str = "default") -> str:
     """Where a method's hyper-parameters come from in this run, said before the work: a method whose
-    search space has no finished tuning runs the paper's defaults, which must never pass unnoticed."""
+    search space and recipe have no finished tuning runs the paper's defaults, which must never pass unnoticed."""
     from clipbench import tuning
 
     name = run.method.name
@@ -98,6 +98,6 @@ def hyper_source(run, request, tasks: list[str], suite: str = "default") -> str:
         shipped = all(v.get("shipped") for v in (run.tuning_provenance or {}).get("tasks", {}).values())
         return f"{name}: tuned on every task ({'shipped with clipbench' if shipped else 'your tuned configs'})"
     return (f"{name}: the paper's defaults on {', '.join(untuned)}, tuned on {len(tasks) - len(untuned)} of "
-            f"{len(tasks)} tasks (no finished tuning of its current search space for this model and suite; "
+            f"{len(tasks)} tasks (no finished tuning of its current search space and recipe for this model and suite; "
             f"`clipbench tune --method {name}" + (f" --suite {suite}" if suite != "default" else "") +
             "` chooses them)")

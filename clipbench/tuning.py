@@ -64,14 +64,17 @@ def space_hash(space: dict[str, list]) -> str:
 
 
 def recipe(method) -> dict:
-    """What a tuning holds fixed: the config's defaults outside the search space (epochs, batch size...)."""
+    """What a tuning holds fixed: the config's defaults outside the search space (epochs, batch size...).
+
+    Only the defaults: a change of a method's code, or a run's own ``--option``, is not in it (the deviation
+    card and the run's recorded options say those)."""
     space = search_space(method)
     defaults = method.config_class()
     return {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults) if f.name not in space}
 
 
 def recipe_hash(method) -> str:
-    return hashlib.sha256(json.dumps(recipe(method), sort_keys=True, default=repr).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(recipe(method), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def tune_key(suite: str, method, model_fingerprint: str, shots: int) -> TuneKey:
@@ -157,7 +160,7 @@ def tuned_dirs(extra: Path | None = None) -> list[Path]:
 
 
 def load_tuned(key: TuneKey, dirs: list[Path], method=None) -> tuple[Path, dict] | None:
-    """The first tuned-config file for ``key`` whose search space still matches, else None.
+    """The first tuned-config file for ``key`` (grid and recipe as they are now), else None.
 
     A file of another search space, recipe or model is skipped; a damaged one (truncated, wrong types, a value
     its option refuses when ``method`` is given) is refused by name, never skipped: skipping it would

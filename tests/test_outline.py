@@ -18,7 +18,7 @@ def _say(method, tuned=None, shipped=True, **request):
 
 
 def test_a_method_without_a_finished_tuning_says_it_runs_the_papers_defaults_and_how_to_tune():
-    """A tuned file of an older search space is skipped, so the run falls back to the paper's values: that is
+    """A tuned file of an older search space or recipe is skipped, so the run falls back to the paper's values: that is
     said before the work, with the command that fixes it."""
     said = _say("saft", tuned={"shape": {"lr": 1e-3}})
     assert said.startswith("saft: the paper's defaults on colour, tuned on 1 of 2 tasks")

@@ -15,7 +15,7 @@ authors' transfer recipe: SGD, momentum 0.9, no weight decay, batch 64, 20
 epochs, cosine decay, and their training transforms (random resized crop and
 flip) on every batch.  The learning rate is searched on validation, as the
 authors sweep theirs.  The head reads the raw features throughout (the harness
-hands them to it: ``ImageHead.raw_features``).  The text tower is not used by
+hands them to it: ``RawImageHead.raw_features``).  The text tower is not used by
 the head and stays as it is.
 
 Deviation card: `LPFT.deviations` below; `clipbench show method lp-ft`.
