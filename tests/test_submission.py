@@ -200,8 +200,24 @@ def test_shipped_references_are_what_the_shipped_model_scores():
 def test_the_shipped_model_is_among_the_known_references(embedded):
     """Without its fingerprint there, every reference of the shipped model would pass unchecked."""
     known = submission.shipped_references()
-    assert embedded.fingerprint() in known and "default" in known[embedded.fingerprint()]
-    assert all("correct" in ref for ref in known[embedded.fingerprint()]["default"].values())
+    assert embedded.fingerprint() in known
+    assert set(known[embedded.fingerprint()]) == {"default", "default-b2n"}  # both shipped boards are held to them
+    for refs in known[embedded.fingerprint()].values():
+        assert all("correct" in ref for ref in refs.values())
+    assert all("new" in ref for ref in known[embedded.fingerprint()]["default-b2n"].values())
+
+
+def test_a_lowered_new_class_reference_of_the_shipped_b2n_board_is_caught(embedded):
+    """default-b2n rows are held to the shipped model's new-class references too, not only default's."""
+    fp = embedded.fingerprint()
+    known = submission.shipped_references()
+    refs = copy.deepcopy(known[fp]["default-b2n"])
+    p = submission.Problems()
+    submission._against_known(p, {"model_fingerprint": fp, "suite": "default-b2n"}, refs, known)
+    assert p == []
+    refs["animals"]["new"] -= 5.0
+    submission._against_known(p, {"model_fingerprint": fp, "suite": "default-b2n"}, refs, known)
+    assert any(line.startswith("reference.animals.new:") for line in p), p
 
 
 RAW = [

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from clipbench import protocol
 from clipbench.models import EMBEDDED, EMBEDDED_TAG, load_embedded
-from clipbench.suites.default import build_default_suite
+from clipbench.suites.default import build_default_b2n_suite, build_default_suite
 
 OUT = Path(__file__).resolve().parent.parent / "clipbench" / "assets" / "known-references.json"
 
@@ -24,13 +24,13 @@ OUT = Path(__file__).resolve().parent.parent / "clipbench" / "assets" / "known-r
 def compute() -> dict:
     model = load_embedded()
     model.module.eval()
-    suite = build_default_suite()
     evaluator = protocol.Evaluator()
-    refs = {t: protocol.zeroshot_reference(model, suite, suite.task(t), evaluator) for t in suite.adapt_on}
+    refs = {suite.name: {t: protocol.zeroshot_reference(model, suite, suite.task(t), evaluator) for t in suite.adapt_on}
+            for suite in (build_default_suite(), build_default_b2n_suite())}
     return {"how": "tools/known_references.py: protocol.zeroshot_reference of the shipped clipbench-tiny weights "
-                   "on the default suite (fp32); models: the weights each known fingerprint is (name, pretrained "
-                   "tag, parameter count)",
-            "references": {model.fingerprint(): {suite.name: refs}},
+                   "on the default and default-b2n suites (fp32); models: the weights each known fingerprint is "
+                   "(name, pretrained tag, parameter count)",
+            "references": {model.fingerprint(): refs},
             "models": known_models(model)}
 
 
