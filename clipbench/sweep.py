@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 @dataclass
 class SweepOptions:
     executor: str = "sequential"
-    workers: int = 2  # local: worker processes
+    workers: int | None = None  # local and ray: worker processes (None: 2); auto: at most this many (None: a core each)
     threads: int | None = None  # local: torch threads per worker (None: an equal share of the cores)
     partition: str | None = None  # slurm
     gpus: int = 0  # slurm: GPUs per job; ray: GPUs per cell
@@ -84,7 +84,10 @@ def positive_int(text: str) -> int:
     return value
 
 
-WORKERS = flag("--workers", type=positive_int, default=2, help="local and ray: parallel workers (default: 2)")
+DEFAULT_WORKERS = 2  # local and ray, when --workers is not given
+WORKERS = flag("--workers", type=positive_int, default=None,
+               help=f"local and ray: parallel workers (default: {DEFAULT_WORKERS}); auto: at most this many cells "
+                    "at once, one thread each (default: one per core)")
 GPUS = flag("--gpus", type=int, default=0,
             help="slurm: GPUs per job; ray: GPUs per cell, so each cell is scheduled onto its own (default: 0)")
 
@@ -93,7 +96,7 @@ def builtin_executors() -> list[Executor]:
     """This module's executors (the engines' modules register theirs)."""
     return [
         Executor("auto", "on the CPU one cell per core at one thread each (the layout the leaderboard's rows are "
-                 "made in, so the numbers match them bit for bit), on a GPU sequential"),
+                 "made in, so the numbers match them bit for bit), on a GPU sequential", flags=(WORKERS,)),
         Executor("sequential", "this process, all its threads"),
         Executor("local", "--workers processes here", run=_local, flags=(WORKERS,)),
     ]
@@ -204,6 +207,10 @@ def check_options(options: SweepOptions, registry) -> Executor:
         users = " or ".join(reversed([e.name for e in registry.executors.values() if GPUS in e.flags]))
         raise ClipbenchError(f"--gpus is for --executor {users}; {options.executor} runs on this machine's "
                              "devices (choose one with --device).")
+    if options.workers is not None and WORKERS not in executor.flags:
+        users = sorted(e.name for e in registry.executors.values() if WORKERS in e.flags)
+        raise ClipbenchError(f"--workers is for --executor {', '.join(users[:-1])} or {users[-1]}; "
+                             f"{options.executor} does not use it, so it would be ignored.")
     if executor.check is not None:
         executor.check(options)
     return executor
@@ -229,13 +236,14 @@ def dispatch(request, registry, pm, options: SweepOptions, reporter=None, log=la
     if executor.run is None:  # prepared once: this process runs the cells itself
         return _in_process(prepared, pm, reporter, options.threads)
     if options.executor == "local":
-        workers = local_workers(options.workers, total)
-        if workers < options.workers:
-            log(f"--workers {options.workers} capped at {workers}: one worker per core ({available_cores()} here) "
+        asked = options.workers or DEFAULT_WORKERS
+        workers = local_workers(asked, total)
+        if workers < asked:
+            log(f"--workers {asked} capped at {workers}: one worker per core ({available_cores()} here) "
                 f"and per cell to run ({total}); more would only compete for the same cores")
         options = dataclasses.replace(options, workers=workers)
         tell(reporter, "parallel", workers)
-    threads = options.threads or threads_per_worker(options.workers)
+    threads = options.threads or threads_per_worker(options.workers or DEFAULT_WORKERS)
     log(f"{total} cell(s) to run on {options.executor}"
         + (f" with {options.workers} workers at {threads} thread{'s' if threads > 1 else ''} each"
            if options.executor == "local" else ""))
@@ -270,13 +278,13 @@ def dispatch(request, registry, pm, options: SweepOptions, reporter=None, log=la
 def auto_layout(request, cells: int, options: SweepOptions) -> SweepOptions:
     """How ``--executor auto`` runs ``cells`` pending cells: on the CPU, one thread per cell and as many cells at
     once as there are cores (the layout the board's rows were made in, so the numbers are theirs bit for bit;
-    and the fastest for small models, whose kernels gain less from a second thread than from a second cell);
-    on a GPU, one cell after another in this process."""
+    and the fastest for small models, whose kernels gain less from a second thread than from a second cell;
+    ``--workers`` lowers how many at once); on a GPU, one cell after another in this process."""
     from clipbench import runner
 
     if runner.resolve_device(request.device).type != "cpu":
         return dataclasses.replace(options, executor="sequential", threads=None)
-    workers = min(available_cores(), cells)
+    workers = min(options.workers or available_cores(), available_cores(), cells)
     if workers <= 1:
         return dataclasses.replace(options, executor="sequential", threads=1)
     return dataclasses.replace(options, executor="local", workers=workers, threads=1)
@@ -332,7 +340,7 @@ def _local(fields, cells, options, report, log, keys=None) -> None:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    workers = max(1, options.workers)
+    workers = max(1, options.workers or DEFAULT_WORKERS)
     threads = options.threads or threads_per_worker(workers)
     queue = list(cells)
     pools = [ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))

@@ -192,6 +192,10 @@ def test_auto_runs_one_thread_per_cell_and_a_cell_per_core_on_the_cpu(monkeypatc
     assert (lambda o: (o.executor, o.workers, o.threads))(sweep.auto_layout(request, 15, auto)) == ("local", 4, 1)
     assert (lambda o: (o.executor, o.workers, o.threads))(sweep.auto_layout(request, 3, auto)) == ("local", 3, 1)
     assert (lambda o: (o.executor, o.threads))(sweep.auto_layout(request, 1, auto)) == ("sequential", 1)
+    fewer = sweep.SweepOptions(executor="auto", workers=2)  # --workers lowers it, still a thread per cell
+    assert (lambda o: (o.executor, o.workers, o.threads))(sweep.auto_layout(request, 15, fewer)) == ("local", 2, 1)
+    one = sweep.SweepOptions(executor="auto", workers=1)
+    assert (lambda o: (o.executor, o.threads))(sweep.auto_layout(request, 15, one)) == ("sequential", 1)
     monkeypatch.setattr(sweep, "available_cores", lambda: 1)
     assert (lambda o: (o.executor, o.threads))(sweep.auto_layout(request, 15, auto)) == ("sequential", 1)
     monkeypatch.setattr(runner, "resolve_device", lambda device: __import__("torch").device("cuda"))
@@ -746,7 +750,7 @@ def test_a_plugin_executor_gets_the_pending_cells_and_its_options_and_the_runs_m
     registry = collect(pm)
     assert registry.owners[("executor", "in-process")] != "built-in"
     request = runner.RunRequest(methods=["zeroshot"], tasks=["shape"], seeds=[1, 2], shots=1, out_dir=tmp_path)
-    args = type("Args", (), {"executor": "in-process", "executor_option": [("zone", "b")], "workers": 2,
+    args = type("Args", (), {"executor": "in-process", "executor_option": [("zone", "b")], "workers": None,
                              "gpus": 0})()
     [path] = sweep.dispatch(dataclasses.replace(request, seeds=[1]), registry, pm, sweep_options(args))
     assert seen == {"cells": [("zeroshot", "shape", 1)], "extra": {"zone": "b"}}
@@ -755,3 +759,12 @@ def test_a_plugin_executor_gets_the_pending_cells_and_its_options_and_the_runs_m
     assert [c["seed"] for c in results.load_result(path)["cells"]] == [1, 2]
     with pytest.raises(ClipbenchError, match="Unknown executor 'in-proces'. Did you mean: in-process"):
         sweep.dispatch(request, registry, pm, sweep.SweepOptions(executor="in-proces"))
+
+
+def test_workers_where_no_executor_reads_them_is_refused_before_any_work(registry):
+    """`--workers 1 --executor sequential` would run as if the flag were not there: said, never ignored."""
+    pm, reg = registry
+    with pytest.raises(ClipbenchError, match="--workers is for --executor auto, local or ray; sequential does not use it"):
+        sweep.check_options(sweep.SweepOptions(executor="sequential", workers=1), reg)
+    for name in ("auto", "local"):
+        assert sweep.check_options(sweep.SweepOptions(executor=name, workers=1), reg).name == name

@@ -3,7 +3,7 @@
 `clipbench leaderboard check` compares a submission's zero-shot reference with
 these for the shipped model, so a lowered reference (an inflated gain) is caught
 without re-running anything.  Re-run this whenever the embedded weights, the
-default suite or the protocol's scoring of the pretrained model changes; a test
+default or default-b2n suite or the protocol's scoring of the pretrained model changes; a test
 recomputes the file and fails if it is stale.
 
     python tools/known_references.py
