@@ -227,30 +227,44 @@ def _label(row: leaderboard.Row, rows: list[leaderboard.Row]) -> str:
     return row.method if len({r.model for r in rows}) == 1 else f"{row.method} / {row.model}"
 
 
+def _demoted(lines: list[str]) -> list[str]:
+    """Generated HTML with every heading one level lower (h2 -> h3, h3 -> h4); user text is escaped, so only
+    the page's own tags match."""
+    out = []
+    for line in lines:
+        for level in (3, 2):
+            line = line.replace(f"<h{level}", f"<h{level + 1}").replace(f"</h{level}>", f"</h{level + 1}>")
+        out.append(line)
+    return out
+
+
 def _index_page(boards: dict[str, leaderboard.Board], methods: list[str]) -> str:
-    body = []
+    """The boards, one after another: one h1 for the page (a page has one), each suite under its own heading."""
+    several = len(boards) > 1
+    body = [f"<h1>Leaderboards: {e(', '.join(b.suite for b in boards.values()))}</h1>"] if several else []
     for b in boards.values():
         anchor = slug(b.suite)
-        body += [f'<h1 id="suite-{anchor}">Leaderboard: {e(b.suite)} suite</h1>',
+        level = 2 if several else 1
+        board = [f'<h{level} id="suite-{anchor}">Leaderboard: {e(b.suite)} suite</h{level}>',
                  f'<p class="lead">{e(leaderboard.protocol_sentence(b))} Click a column heading to sort (best '
                  "first, again for the other way); best per column in bold; the score carries its 95% "
                  "interval.</p>",
                  '<details class="about"><summary>How to read this board</summary><p>' +
                  _prose(leaderboard.HEADER.format(margin=scoring.CHANCE_MARGIN,
                                                   replicates=scoring.BOOTSTRAP_REPLICATES)) + "</p></details>"]
-        body += _board_table(b)
-        body += [f'<h2 id="tradeoffs-{anchor}">Trade-offs</h2>',
-                 '<p class="lead">Each point is a row (mean over tasks of the seed means), its bars the std over '
-                 "seeds; a hollow point has zero forgetting by construction (encoders untouched). Click a point "
-                 "for its method page.</p>", '<div class="plots">',
-                 _figure(b.rows, "id", "mean_forgetting", "ID accuracy vs probe forgetting", depth=0,
-                         x_label="probe forgetting (points, lower is better)", y_label="ID accuracy (%)",
-                         swap=True),
-                 _figure(b.rows, "id", "mean_shift", "ID accuracy vs mean shift accuracy", depth=0,
-                         x_label="ID accuracy (%)", y_label="mean shift accuracy (%)"),
-                 "</div>"]
-        body += _separation_html(b)
-        body += _claims_html(b)
+        section = _board_table(b)
+        section += [f'<h2 id="tradeoffs-{anchor}">Trade-offs</h2>',
+                    '<p class="lead">Each point is a row (mean over tasks of the seed means), its bars the std over '
+                    "seeds; a hollow point has zero forgetting by construction (encoders untouched). Click a point "
+                    "for its method page.</p>", '<div class="plots">',
+                    _figure(b.rows, "id", "mean_forgetting", "ID accuracy vs probe forgetting", depth=0,
+                            x_label="probe forgetting (points, lower is better)", y_label="ID accuracy (%)",
+                            swap=True),
+                    _figure(b.rows, "id", "mean_shift", "ID accuracy vs mean shift accuracy", depth=0,
+                            x_label="ID accuracy (%)", y_label="mean shift accuracy (%)"),
+                    "</div>"]
+        section += _separation_html(b) + _claims_html(b)
+        body += board + (_demoted(section) if several else section)
     body.append('<h2 id="tasks">Tasks</h2>')
     for b in boards.values():
         if len(boards) > 1:

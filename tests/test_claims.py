@@ -217,19 +217,27 @@ def test_markdown_and_site_print_the_claims_escaped(main_board):
 
 
 def test_the_committed_board_prints_its_claims_current():
-    """The claims section of leaderboards/default.md is what a fresh build derives from the results."""
+    """The claims section of each committed board (default.md, default-b2n.md) is what a fresh build derives from
+    the results, and on the base-to-new board the claims about new classes are measured."""
     from clipbench import submission
     from clipbench.plugins import collect, get_plugin_manager
 
     reg = collect(get_plugin_manager(load_entrypoints=False))
     entries = leaderboard.load_checked(ROOT / "results", dict(reg.methods), reg.suites,
                                        submission.shipped_references(), known_models=submission.known_models())
-    [b] = leaderboard.boards(entries).values()
+    boards = leaderboard.boards(entries)
+    assert set(boards) == {"default", "default-b2n"}
 
     def section(text: str) -> str:
         return text.split("## Claims of the papers", 1)[1].split("\n## ", 1)[0]
 
-    assert section((ROOT / "default.md").read_text()) == section(leaderboard.render_board(b))
+    for suite, board in boards.items():
+        assert section((ROOT / f"{suite}.md").read_text()) == section(leaderboard.render_board(board)), suite
+    new_classes = verdicts(boards["default-b2n"])
+    for claim in ("CoCoOp beats CoOp on new classes", "OrthCR generalises base-to-new",
+                  "The kNN adapter does well on unseen classes"):
+        assert new_classes[claim].kind != claims.NOT_MEASURED, claim
+    b = boards["default"]
     v = verdicts(b)
     shift = {r.method: r.summary["overall"]["mean_shift"]["mean"] for r in b.rows}
     assert v["SAFT beats full fine-tuning out of distribution"].estimate.startswith(

@@ -174,7 +174,7 @@ def section_table(page: Node, heading: str) -> Node:
     """The first table after the heading whose text starts with ``heading``."""
     seen = False
     for node in _walk(page):
-        if node.tag in ("h1", "h2", "h3") and node.text().startswith(heading):
+        if node.tag in ("h1", "h2", "h3", "h4") and node.text().startswith(heading):
             seen = True
         elif seen and node.tag == "table":
             return node
@@ -223,7 +223,9 @@ def test_every_pair_and_its_interval_are_shown(committed):
     cells = page(out, "index.html").find("td")
     apart = [c for c in cells if c.attrs.get("class") == "apart"]
     same = [c for c in cells if c.attrs.get("class") == "same"]
-    assert len(apart) == sep.separated and len(apart) + len(same) == sep.compared == 120
+    seps = [s for board in boards.values() for s in board.separation]  # the index shows every board's pairs
+    assert len(apart) == sum(s.separated for s in seps) and len(apart) + len(same) == sum(s.compared for s in seps)
+    assert sep.compared == 120 and len(seps) == len(boards) == 2
     saft = page(out, "method/saft.html")
     rows = html_rows(section_table(saft, "Told apart from"))[1:]
     assert len(rows) == len(b.rows) - 1
@@ -452,7 +454,7 @@ def test_browser_index_matches_the_markdown_and_sorts(browser, committed):
 def test_browser_every_page_loads_clean(browser, committed):
     boards, out = committed
     pages = sorted(out.rglob("*.html"))
-    assert len(pages) == 1 + 16 + 5
+    assert len(pages) == 1 + 16 + 5 * len(boards)  # the index, a page per method, a page per task of each board
     for p in pages:
         assert load(browser, p) == [], p.relative_to(out)
         assert browser.execute_script("return document.querySelectorAll('main h1').length") == 1
@@ -480,3 +482,14 @@ def test_browser_runs_no_hostile_string(browser, hostile):
         text = browser.execute_script("return document.body.innerText")
         assert HOSTILE in text or "alert(4)" in text, rel
         assert browser.execute_script("return document.querySelectorAll('img, script:not([src])').length") == 0
+
+
+def test_an_index_of_several_boards_has_one_h1_and_each_suite_its_own_heading(committed):
+    """Two shipped boards (default, default-b2n) on one index: one h1, a heading per suite, its sections below."""
+    boards, out = committed
+    index = page(out, "index.html")
+    assert len(index.find("h1")) == 1 and len(boards) == 2
+    suites = [h for h in index.find("h2") if h.attrs.get("id", "").startswith("suite-")]
+    assert [h.attrs["id"] for h in suites] == [f"suite-{b}" for b in boards]
+    claims_headings = [h for h in index.find("h3") if h.attrs.get("id", "").startswith("claims-")]
+    assert len(claims_headings) == 2 and all(h.text().startswith("Claims of the papers") for h in claims_headings)
