@@ -137,3 +137,20 @@ def test_json_listings_are_records_for_scripts(capsys, what, key):
         assert shape["classes"] == 6 and "outline" in shape["shifts"] and shape["adapted_on"]
     if what == "models":
         assert any(r["model"] == "clipbench-tiny" and "world-real" in r["offline"] for r in listed)
+
+
+def test_tuned_values_of_both_shipped_suites_fit_80_columns_unbroken(capsys, monkeypatch, tmp_path):
+    """With default and default-b2n shipped, each tuned value stays whole on its row at 80 columns: the one
+    model and shot count are said once in the title instead of taking two columns."""
+    import json
+
+    from clipbench import tuning
+
+    monkeypatch.chdir(tmp_path)
+    lines = _listing(capsys, monkeypatch, "show", "method", "saft")
+    assert "weights f8aadfabf412419d, 16 shots" in " ".join(" ".join(lines).split())  # the title, wrapped
+    for suite in ("default", "default-b2n"):
+        [shipped] = tuning.SHIPPED.glob(f"{suite}__saft__*.json")
+        for task, values in tuning.chosen_values(json.loads(shipped.read_text())).items():
+            assert any(line.split()[:2] == [suite, task] and f"lr={values['lr']:g}" in line.split()
+                       for line in lines if line.strip()), (suite, task)

@@ -181,14 +181,16 @@ def _tuned(method) -> Table:
     (./tuned, then the shipped ones) whose search space and fixed recipe still match the method's, task by task."""
     from clipbench import results, tuning
 
+    title = "tuned values `clipbench run` applies (per suite, model weights and shots; --defaults runs the defaults above)"
+    right = {"justify": "right", **NAME}
+    columns = [("suite", NAME), ("weights", NAME), ("shots", right), ("task", NAME), ("values", TEXT),
+               ("val acc", right), ("from", TEXT)]
     space = tuning.search_space(method)
-    table = _table("tuned values `clipbench run` applies (per suite, model weights and shots; "
-                   "--defaults runs the defaults above)",
-                   [("suite", NAME), ("weights", NAME), ("shots", {"justify": "right", **NAME}), ("task", NAME),
-                    ("values", TEXT), ("val acc", {"justify": "right", **NAME}), ("from", TEXT)])
     if not space:
+        table = _table(title, columns)
         table.caption = f"{method.name} declares no search space: it always runs its defaults"
         return table
+    rows = []
     want = {"space_hash": tuning.space_hash(space), "recipe_hash": tuning.recipe_hash(method)}
     seen = set()
     for folder in tuning.tuned_dirs():
@@ -210,10 +212,17 @@ def _tuned(method) -> Table:
                 rec = record["tasks"][task]
                 shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
                 edge = " (at the grid edge)" if rec.get("at_edge") else ""
-                table.add_row(*map(escape, (str(key.get("suite")), str(key.get("model_fingerprint")),
-                                            str(key.get("shots")), task, shown + edge,
-                                            f"{rec.get('val_accuracy', float('nan')):.1f}", where)))
-    if not seen:
+                rows.append(tuple(map(str, (key.get("suite"), key.get("model_fingerprint"), key.get("shots"), task,
+                                            shown + edge, f"{rec.get('val_accuracy', float('nan')):.1f}", where))))
+    shared = {(r[1], r[2]) for r in rows}
+    if len(shared) == 1:  # one model and shot count (the usual case): said once, so the values keep their width
+        [(weights, shots)] = shared
+        title = title.replace("per suite, model weights and shots", f"per suite; weights {weights}, {shots} shots")
+        columns, rows = columns[:1] + columns[3:], [r[:1] + r[3:] for r in rows]
+    table = _table(title, columns)
+    for row in sorted(rows, key=lambda r: r[0]):  # suites in name order, each suite's tasks as its file has them
+        table.add_row(*map(escape, row))
+    if not rows:
         table.caption = "none yet: `clipbench tune --method " + method.name + "` chooses them"
     return table
 
