@@ -231,8 +231,14 @@ def dispatch(request, registry, pm, options: SweepOptions, reporter=None, log=la
     cells, stores = prepared.pending(), [run.store for run in prepared.runs]
     total = len(cells)
     if options.executor == "auto":
+        asked = options.workers
         options = auto_layout(request, total, options)
         executor = registry.executor(options.executor)
+        ran = options.workers if options.executor == "local" else 1
+        if asked is not None and ran < asked:
+            why = ("on a GPU auto runs the cells one after another" if options.threads is None else
+                   f"one cell per core ({available_cores()} here) and per cell to run ({total})")
+            log(f"--workers {asked} capped at {ran}: {why}")
     if executor.run is None:  # prepared once: this process runs the cells itself
         return _in_process(prepared, pm, reporter, options.threads)
     if options.executor == "local":

@@ -166,21 +166,26 @@ def test_the_core_never_imports_an_engine():
     assert out.stdout.strip() == "[]"
 
 
-def test_local_workers_are_capped_at_the_cores_and_the_cells_and_the_log_says_so(monkeypatch):
+def _dispatch_forty_cells_on_two_cores(monkeypatch, options) -> tuple[list, list]:
+    """Dispatch 40 pending cells on a 2-core machine without computing any: (workers _local got, log lines)."""
     from types import SimpleNamespace
 
     monkeypatch.setattr(sweep, "available_cores", lambda: 2)
-    assert [sweep.local_workers(asked, cells) for asked, cells in ((1000, 40), (1000, 1), (1, 40), (2, 2))] \
-        == [2, 1, 1, 2]
     store = SimpleNamespace(config={"method": "m"}, folder=Path("never-made"), done=lambda: False)
     prepared = SimpleNamespace(pending=lambda: [("m", "t", s) for s in range(40)], runs=[SimpleNamespace(store=store)])
     monkeypatch.setattr("clipbench.prepare.prepare", lambda request, registry, reporter=None: prepared)
-    started = []
+    started, lines = [], []
     monkeypatch.setattr(sweep, "_local", lambda fields, cells, options, *rest: started.append(options.workers))
-    lines = []
     registry = collect(get_plugin_manager(load_entrypoints=False))
-    sweep.dispatch(runner.RunRequest(methods=["m"]), registry, None,
-                  sweep.SweepOptions(executor="local", workers=1000), log=lines.append)
+    sweep.dispatch(runner.RunRequest(methods=["m"], device="cpu"), registry, None, options, log=lines.append)
+    return started, lines
+
+
+def test_local_workers_are_capped_at_the_cores_and_the_cells_and_the_log_says_so(monkeypatch):
+    monkeypatch.setattr(sweep, "available_cores", lambda: 2)
+    assert [sweep.local_workers(asked, cells) for asked, cells in ((1000, 40), (1000, 1), (1, 40), (2, 2))] \
+        == [2, 1, 1, 2]
+    started, lines = _dispatch_forty_cells_on_two_cores(monkeypatch, sweep.SweepOptions(executor="local", workers=1000))
     assert started == [2]
     assert any("--workers 1000 capped at 2" in line for line in lines), lines
 
@@ -764,7 +769,15 @@ def test_a_plugin_executor_gets_the_pending_cells_and_its_options_and_the_runs_m
 def test_workers_where_no_executor_reads_them_is_refused_before_any_work(registry):
     """`--workers 1 --executor sequential` would run as if the flag were not there: said, never ignored."""
     pm, reg = registry
-    with pytest.raises(ClipbenchError, match="--workers is for --executor auto, local or ray; sequential does not use it"):
+    refused = "--workers is for --executor auto, local or ray; sequential does not use it"
+    with pytest.raises(ClipbenchError, match=refused):
         sweep.check_options(sweep.SweepOptions(executor="sequential", workers=1), reg)
     for name in ("auto", "local"):
         assert sweep.check_options(sweep.SweepOptions(executor=name, workers=1), reg).name == name
+
+
+def test_auto_says_when_it_runs_fewer_cells_at_once_than_workers_asked(monkeypatch):
+    """`--workers 8` on 2 cores under auto is capped as under local, and the log says so rather than staying quiet."""
+    started, lines = _dispatch_forty_cells_on_two_cores(monkeypatch, sweep.SweepOptions(executor="auto", workers=8))
+    assert started == [2]
+    assert any(line.startswith("--workers 8 capped at 2: one cell per core (2 here)") for line in lines), lines
