@@ -227,47 +227,35 @@ def _label(row: leaderboard.Row, rows: list[leaderboard.Row]) -> str:
     return row.method if len({r.model for r in rows}) == 1 else f"{row.method} / {row.model}"
 
 
-def _demoted(lines: list[str]) -> list[str]:
-    """Generated HTML with every heading one level lower (h2 -> h3, h3 -> h4); user text is escaped, so only
-    the page's own tags match."""
-    out = []
-    for line in lines:
-        for level in (3, 2):
-            line = line.replace(f"<h{level}", f"<h{level + 1}").replace(f"</h{level}>", f"</h{level + 1}>")
-        out.append(line)
-    return out
-
-
 def _index_page(boards: dict[str, leaderboard.Board], methods: list[str]) -> str:
     """The boards, one after another: one h1 for the page (a page has one), each suite under its own heading."""
     several = len(boards) > 1
     body = [f"<h1>Leaderboards: {e(', '.join(b.suite for b in boards.values()))}</h1>"] if several else []
     for b in boards.values():
         anchor = slug(b.suite)
-        level = 2 if several else 1
-        board = [f'<h{level} id="suite-{anchor}">Leaderboard: {e(b.suite)} suite</h{level}>',
+        top = 2 if several else 1  # the suite's heading; its sections one level below
+        body += [f'<h{top} id="suite-{anchor}">Leaderboard: {e(b.suite)} suite</h{top}>',
                  f'<p class="lead">{e(leaderboard.protocol_sentence(b))} Click a column heading to sort (best '
                  "first, again for the other way); best per column in bold; the score carries its 95% "
                  "interval.</p>",
                  '<details class="about"><summary>How to read this board</summary><p>' +
                  _prose(leaderboard.HEADER.format(margin=scoring.CHANCE_MARGIN,
                                                   replicates=scoring.BOOTSTRAP_REPLICATES)) + "</p></details>"]
-        section = _board_table(b)
-        section += [f'<h2 id="tradeoffs-{anchor}">Trade-offs</h2>',
-                    '<p class="lead">Each point is a row (mean over tasks of the seed means), its bars the std over '
-                    "seeds; a hollow point has zero forgetting by construction (encoders untouched). Click a point "
-                    "for its method page.</p>", '<div class="plots">',
-                    _figure(b.rows, "id", "mean_forgetting", "ID accuracy vs probe forgetting", depth=0,
-                            x_label="probe forgetting (points, lower is better)", y_label="ID accuracy (%)",
-                            swap=True),
-                    _figure(b.rows, "id", "mean_shift", "ID accuracy vs mean shift accuracy", depth=0,
-                            x_label="ID accuracy (%)", y_label="mean shift accuracy (%)"),
-                    "</div>"]
-        section += _separation_html(b) + _claims_html(b)
-        body += board + (_demoted(section) if several else section)
+        body += _board_table(b)
+        body += [f'<h{top + 1} id="tradeoffs-{anchor}">Trade-offs</h{top + 1}>',
+                 '<p class="lead">Each point is a row (mean over tasks of the seed means), its bars the std over '
+                 "seeds; a hollow point has zero forgetting by construction (encoders untouched). Click a point "
+                 "for its method page.</p>", '<div class="plots">',
+                 _figure(b.rows, "id", "mean_forgetting", "ID accuracy vs probe forgetting", depth=0,
+                         x_label="probe forgetting (points, lower is better)", y_label="ID accuracy (%)",
+                         swap=True),
+                 _figure(b.rows, "id", "mean_shift", "ID accuracy vs mean shift accuracy", depth=0,
+                         x_label="ID accuracy (%)", y_label="mean shift accuracy (%)"),
+                 "</div>"]
+        body += _separation_html(b, top + 1) + _claims_html(b, top + 1)
     body.append('<h2 id="tasks">Tasks</h2>')
     for b in boards.values():
-        if len(boards) > 1:
+        if several:
             body.append(f"<h3>{e(b.suite)} suite</h3>")
         body.append('<ul class="cols">')
         body += [f'<li><a href="task/{slug(b.suite)}/{slug(t.name)}.html">{e(t.name)}</a></li>' for t in b.tasks]
@@ -278,23 +266,25 @@ def _index_page(boards: dict[str, leaderboard.Board], methods: list[str]) -> str
     return _page("Leaderboard", 0, body)
 
 
-def _separation_html(b: leaderboard.Board) -> list[str]:
+def _separation_html(b: leaderboard.Board, level: int = 2) -> list[str]:
     out = []
     for sep in b.separation:
         title = f" ({e(sep.title)})" if sep.title else ""
-        out += [f"<h2>Which differences are real{title}</h2>",
+        out += [f"<h{level}>Which differences are real{title}</h{level}>",
                 f'<p class="lead">{_prose(leaderboard.separation_sentence(sep, "**"))}</p>',
-                "<h3>Neighbours in the ranking</h3>"] + _pairs_table(sep.neighbours, depth=0, links=False)
-        out += _matrix(b, sep)
+                f"<h{level + 1}>Neighbours in the ranking</h{level + 1}>"] + _pairs_table(sep.neighbours, depth=0,
+                                                                                         links=False)
+        out += _matrix(b, sep, level + 1)
     return out
 
 
-def _claims_html(b: leaderboard.Board) -> list[str]:
+def _claims_html(b: leaderboard.Board, level: int = 2) -> list[str]:
     """The papers' claims as the Markdown board prints them (the same Board, every cell escaped)."""
     out = []
     for i, ct in enumerate(b.claims):
         title = f" ({e(ct.title)})" if ct.title else ""
-        out += [f'<h2 id="claims-{slug(b.suite)}{f"-{i + 1}" if i else ""}">Claims of the papers{title}</h2>',
+        out += [f'<h{level} id="claims-{slug(b.suite)}{f"-{i + 1}" if i else ""}">Claims of the papers{title}'
+                f'</h{level}>',
                 f'<p class="lead">{_prose(leaderboard.CLAIMS_HEADER)}</p>', '<div class="scroll"><table>',
                 "<thead><tr>" + "".join(_th(h, None, cls="" if h in ("#", "estimate [95%]") else "text")
                                         for h in leaderboard.CLAIMS_COLUMNS) + "</tr></thead>", "<tbody>"]
@@ -302,7 +292,7 @@ def _claims_html(b: leaderboard.Board) -> list[str]:
             out.append(f"<tr><td>{v.number}</td>" + "".join(
                 f'<td class="text">{_prose(x)}</td>' for x in (v.claim.statement, v.claim.source, v.comparison))
                 + f'<td>{e(v.estimate)}</td><td class="text">{_prose(v.verdict)}</td></tr>')
-        out += ["</tbody></table></div>", "<h3>How each claim was made testable</h3>", "<ol>"]
+        out += ["</tbody></table></div>", f"<h{level + 1}>How each claim was made testable</h{level + 1}>", "<ol>"]
         out += [f"<li>{_prose(v.claim.statement)}: {_prose(v.claim.testable)}</li>" for v in ct.verdicts]
         out.append("</ol>")
     return out
@@ -324,13 +314,13 @@ def _pairs_table(pairs: list[leaderboard.Pair], depth: int, links: bool = True) 
     return out + ["</tbody></table></div>"]
 
 
-def _matrix(b: leaderboard.Board, sep: leaderboard.Separation) -> list[str]:
+def _matrix(b: leaderboard.Board, sep: leaderboard.Separation, level: int = 3) -> list[str]:
     """Every pair compared: row i against column j (i ranked above j), told apart in green."""
     group = [r for r in b.rows if any(r in (p.a, p.b) for p in sep.pairs)]
     pairs = {(id(p.a), id(p.b)): p for p in sep.pairs}
     if len(group) < 3:
         return []
-    out = ["<h3>Every pair</h3>",
+    out = [f"<h{level}>Every pair</h{level}>",
            '<p class="lead">The score difference of the row method minus the column method (numbered as in the '
            "ranking); green where the paired 95% interval excludes zero. Hover a cell for its interval.</p>",
            '<div class="scroll"><table class="matrix"><thead><tr><th class="text">method</th>' +

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 @dataclass
 class SweepOptions:
     executor: str = "sequential"
-    workers: int | None = None  # local and ray: worker processes (None: 2); auto: at most this many (None: a core each)
+    workers: int | None = None  # local and ray: worker processes (None: DEFAULT_WORKERS, set by dispatch); auto: at
+    # most this many cells at once (None: one per core)
     threads: int | None = None  # local: torch threads per worker (None: an equal share of the cores)
     partition: str | None = None  # slurm
     gpus: int = 0  # slurm: GPUs per job; ray: GPUs per cell
@@ -230,25 +231,24 @@ def dispatch(request, registry, pm, options: SweepOptions, reporter=None, log=la
     prepared = prepare(request, registry, reporter)
     cells, stores = prepared.pending(), [run.store for run in prepared.runs]
     total = len(cells)
+    asked = options.workers
     if options.executor == "auto":
-        asked = options.workers
         options = auto_layout(request, total, options)
         executor = registry.executor(options.executor)
-        ran = options.workers if options.executor == "local" else 1
-        if asked is not None and ran < asked:
-            why = ("on a GPU auto runs the cells one after another" if options.threads is None else
-                   f"one cell per core ({available_cores()} here) and per cell to run ({total})")
-            log(f"--workers {asked} capped at {ran}: {why}")
+    elif options.workers is None and WORKERS in executor.flags:  # local, ray (and a plugin's): the one default
+        asked = DEFAULT_WORKERS
+        options = dataclasses.replace(options, workers=asked)
+    if options.executor == "local":
+        options = dataclasses.replace(options, workers=local_workers(options.workers, total))
+        tell(reporter, "parallel", options.workers)
+    at_once = options.workers if options.executor == "local" else 1
+    if asked is not None and options.executor in ("local", "sequential") and at_once < asked:
+        why = ("on a GPU auto runs the cells one after another" if options.threads is None else
+               f"one cell per core ({available_cores()} here) and per cell to run ({total}); more would only "
+               "compete for the same cores")
+        log(f"--workers {asked} capped at {at_once}: {why}")
     if executor.run is None:  # prepared once: this process runs the cells itself
         return _in_process(prepared, pm, reporter, options.threads)
-    if options.executor == "local":
-        asked = options.workers or DEFAULT_WORKERS
-        workers = local_workers(asked, total)
-        if workers < asked:
-            log(f"--workers {asked} capped at {workers}: one worker per core ({available_cores()} here) "
-                f"and per cell to run ({total}); more would only compete for the same cores")
-        options = dataclasses.replace(options, workers=workers)
-        tell(reporter, "parallel", workers)
     threads = options.threads or threads_per_worker(options.workers or DEFAULT_WORKERS)
     log(f"{total} cell(s) to run on {options.executor}"
         + (f" with {options.workers} workers at {threads} thread{'s' if threads > 1 else ''} each"
@@ -346,7 +346,7 @@ def _local(fields, cells, options, report, log, keys=None) -> None:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    workers = max(1, options.workers or DEFAULT_WORKERS)
+    workers = max(1, options.workers)
     threads = options.threads or threads_per_worker(workers)
     queue = list(cells)
     pools = [ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from clipbench.errors import ClipbenchError
 from clipbench.hookspecs import hookimpl
-from clipbench.sweep import DEFAULT_WORKERS, GPUS, WORKERS, Executor, announce, cell_name, flag, run_cells
+from clipbench.sweep import GPUS, WORKERS, Executor, announce, cell_name, flag, run_cells
 
 if TYPE_CHECKING:
     from clipbench.prepare import Cell
@@ -70,7 +70,7 @@ def run(fields, cells, options, report, log, keys=None) -> None:
             if options.ray_address:
                 ray.init(address=options.ray_address, **quiet)
             else:  # "local": a new cluster here, never one a `ray start` left running on this machine
-                ray.init(address="local", num_cpus=max(1, options.workers or DEFAULT_WORKERS), include_dashboard=False, **quiet)
+                ray.init(address="local", num_cpus=max(1, options.workers), include_dashboard=False, **quiet)
         try:
             _run_tasks(ray, fields, cells, options, report, log, env, started_here)
         finally:

@@ -83,6 +83,13 @@ def tune_key(suite: str, method, model_fingerprint: str, shots: int) -> TuneKey:
                    recipe_hash(method))
 
 
+def made_for(key: dict, method) -> bool:
+    """Whether a tuned file's key (of any suite, model or shots) was made for ``method``'s grid and recipe as
+    they are now: what `clipbench show method` lists, beside `load_tuned`'s exact key."""
+    want = tune_key("", method, "", 0)
+    return all(key.get(k) == getattr(want, k) for k in ("method", "space_hash", "recipe_hash"))
+
+
 def grid(space: dict[str, list]) -> list[dict]:
     """Every combination of the space's values, in declaration order (the first wins ties)."""
     names = list(space)

@@ -181,17 +181,19 @@ def _tuned(method) -> Table:
     (./tuned, then the shipped ones) whose search space and fixed recipe still match the method's, task by task."""
     from clipbench import results, tuning
 
-    title = "tuned values `clipbench run` applies (per suite, model weights and shots; --defaults runs the defaults above)"
+    def title(scope: str) -> str:
+        return f"tuned values `clipbench run` applies ({scope}; --defaults runs the defaults above)"
+
+    scope = "per suite, model weights and shots"
     right = {"justify": "right", **NAME}
     columns = [("suite", NAME), ("weights", NAME), ("shots", right), ("task", NAME), ("values", TEXT),
                ("val acc", right), ("from", TEXT)]
     space = tuning.search_space(method)
     if not space:
-        table = _table(title, columns)
+        table = _table(title(scope), columns)
         table.caption = f"{method.name} declares no search space: it always runs its defaults"
         return table
     rows = []
-    want = {"space_hash": tuning.space_hash(space), "recipe_hash": tuning.recipe_hash(method)}
     seen = set()
     for folder in tuning.tuned_dirs():
         for path in sorted(folder.glob(f"*__{method.name}__*shot.json")) if folder.is_dir() else []:
@@ -200,8 +202,7 @@ def _tuned(method) -> Table:
             except results.ResultFileError:
                 continue
             key = record.get("key") if isinstance(record, dict) else None
-            if (not isinstance(key, dict) or key.get("method") != method.name
-                    or any(key.get(k) != v for k, v in want.items()) or record.get("schema") != tuning.SCHEMA):
+            if not isinstance(key, dict) or not tuning.made_for(key, method) or record.get("schema") != tuning.SCHEMA:
                 continue
             where = "shipped" if folder == tuning.SHIPPED else f"{folder}/"
             for task, values in tuning.chosen_values(record).items():
@@ -217,9 +218,9 @@ def _tuned(method) -> Table:
     shared = {(r[1], r[2]) for r in rows}
     if len(shared) == 1:  # one model and shot count (the usual case): said once, so the values keep their width
         [(weights, shots)] = shared
-        title = title.replace("per suite, model weights and shots", f"per suite; weights {weights}, {shots} shots")
+        scope = f"per suite; weights {weights}, {shots} shots"
         columns, rows = columns[:1] + columns[3:], [r[:1] + r[3:] for r in rows]
-    table = _table(title, columns)
+    table = _table(title(scope), columns)
     for row in sorted(rows, key=lambda r: r[0]):  # suites in name order, each suite's tasks as its file has them
         table.add_row(*map(escape, row))
     if not rows:
