@@ -30,13 +30,14 @@ DECAYS = ("cosine", "constant")  # the learning-rate shapes after warm-up a Sche
 
 def option(default, help: str = "", *, search: list | None = None, source: str | None = None,
            bounds: tuple | None = None, low: float | None = None, high: float | None = None,
-           above: float | None = None, choices: tuple | None = None):
+           above: float | None = None, choices: tuple | None = None, ordered: bool = False):
     """A config field: its default (the paper's), what it means, where the value comes from, and the grid
     ``clipbench tune`` searches (``bounds`` limit how far a search at a grid edge may widen).
 
     ``low``/``high`` (inclusive) and ``above`` (exclusive) are the values the option accepts, ``choices``
-    the only ones a text option accepts; both are checked by :func:`check_values` wherever a value comes
-    in (``--option``, tuned files, re-run results) before any work.  Without them the range follows from
+    the only ones a text option accepts, ``ordered`` that a (smallest, largest) pair comes in that order; all
+    are checked by :func:`check_values` wherever a value comes in (``--option``, tuned files, re-run results)
+    before any work.  Without them the range follows from
     the name and the default (see :func:`limits`).
     """
     metadata = {"help": help}
@@ -51,6 +52,8 @@ def option(default, help: str = "", *, search: list | None = None, source: str |
             metadata[key] = value
     if choices is not None:
         metadata["choices"] = tuple(choices)
+    if ordered:
+        metadata["ordered"] = True
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -111,6 +114,12 @@ def check_value(field: dataclasses.Field, value, default) -> str | None:
             problem = _check_scalar(field, item, default[0] if default else item, default)
             if problem:
                 return problem
+        if field.metadata.get("ordered") and list(value) != sorted(value):
+            low, high, above = limits(field.name, default, field.metadata)
+            lower = f"{above:g} < " if above is not None else f"{low:g} <= " if low is not None else ""
+            upper = f" <= {high:g}" if high is not None else ""
+            return (f"wants a smallest and a largest value with {lower}smallest <= largest{upper}, e.g. "
+                    f"{','.join(f'{v:g}' for v in default)}; got {','.join(f'{v:g}' for v in value)}")
         return None
     return _check_scalar(field, value, default, default)
 

@@ -174,7 +174,7 @@ def finetune(
     """Train ``params`` of ``model`` on the support set; returns the per-step losses.
 
     The loss is cross-entropy over ``logits_fn``'s logits unless ``loss_fn(model,
-    images, labels, task)`` replaces it (FLYP's contrastive loss).
+    images, labels, task)`` replaces it (e.g. a contrastive loss; FLYP runs its own row stream).
     ``extra_loss(images, labels, logits)`` adds a regulariser; ``after_backward``
     may edit gradients in place (masks) before the optimiser step.
     """

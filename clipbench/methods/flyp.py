@@ -32,7 +32,6 @@ from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 from clipbench.augment import random_crops
 from clipbench.config import FINETUNE_LR_GRID, AdamWRecipe, option
-from clipbench.errors import ClipbenchError
 from clipbench.training import (count_parameters, make_optimizer, minibatches, steps_per_epoch, train_steps,
                                 warmup_cosine)
 
@@ -44,13 +43,7 @@ class FLYPConfig(AdamWRecipe):
                          "rows")
     crop_scale: tuple[float, float] = option((0.9, 1.0), "area share of each row's random resized crop",
                                              source="locuslab/FLYP clip/clip.py: RandomResizedCrop scale (0.9, 1.0)",
-                                             above=0.0, high=1.0)
-
-    def __post_init__(self):
-        low, high = self.crop_scale
-        if not 0 < low <= high:
-            raise ClipbenchError(f"Option flyp.crop_scale wants a smallest and a largest area share with "
-                                 f"0 < smallest <= largest <= 1, e.g. 0.9,1; got {low},{high}.")
+                                             above=0.0, high=1.0, ordered=True)
 
 
 def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

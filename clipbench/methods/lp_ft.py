@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from clipbench.augment import AUGMENTATION_ARITHMETIC, random_crops
 from clipbench.cards import Deviation
 from clipbench.config import MethodConfig, option
-from clipbench.errors import ClipbenchError
 from clipbench.hookspecs import hookimpl
 from clipbench.method import Adapted, Method
 from clipbench.training import count_parameters, finetune
@@ -53,19 +52,13 @@ class LPFTConfig(MethodConfig):
     epochs: int = option(20, "passes over the support set in stage 2", source="LP-FT code: 20")
     crop_scale: tuple[float, float] = option((0.5, 1.0), "area share of the random resized crops (probe features, "
                                              "stage 2)", source="torchvision's (0.08, 1) in the code; see the card",
-                                             low=0.0, high=1.0)
+                                             above=0.0, high=1.0, ordered=True)
     probe_c_range: tuple[float, float] = option((-7.0, 2.0), "stage 1: log10 of the smallest and largest C",
                                                 source="LP-FT code: logspace(-7, 2)", low=-20.0, high=20.0)
     probe_c_values: int = option(50, "stage 1: C values along the range, warm-started in turn",
                                  source="LP-FT code: 50")
     probe_iterations: int = option(200, "stage 1: most solver iterations per C value",
                                    source="LP-FT code: max_iter 200")
-
-    def __post_init__(self):
-        low, high = self.crop_scale
-        if not 0 < low <= high:
-            raise ClipbenchError(f"Option lp-ft.crop_scale wants a smallest and a largest area share with "
-                                 f"0 < smallest <= largest <= 1, e.g. 0.5,1; got {low},{high}.")
 
     def schedule(self, **fixed):
         return super().schedule(**{"warmup_fraction": 0.0, **fixed})
